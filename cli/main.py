@@ -1,0 +1,141 @@
+"""The ``sigstream`` command line.
+
+Every command builds frozen configs from its arguments and hands them to the
+library; errors a user can cause end with one ``error: ...`` line on stderr and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from sigstream.stream.errors import SigstreamError
+
+
+def _version() -> str:
+    try:
+        return version("sigstream")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sigstream",
+        description="Real-time streaming signal processing with small neural models.",
+    )
+    p.add_argument("--version", action="version", version=f"sigstream {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("models", help="list the built-in models",
+                   description="List the built-in models with hop, latency, state size, "
+                               "sample rate and whether pretrained weights ship.")
+
+    d = sub.add_parser("demo", help="enhance a synthetic noisy stream in real time",
+                       description="The main job on an embedded default: a built-in model "
+                                   "cleans a synthetic noisy stream in real time, with live "
+                                   "stats.")
+    d.add_argument("--seconds", type=_positive_float, default=10.0,
+                   help="length of the stream (default 10)")
+    d.add_argument("--no-realtime", action="store_true", help="run as fast as possible")
+    d.add_argument("--out", metavar="PATH.npz", help="save input, output, clean reference "
+                                                     "and sample rate")
+    d.add_argument("--block", type=_positive_int, default=32, help="frames per chunk (32)")
+    d.add_argument("--model", default="butterworth",
+                   help="model name or checkpoint (default: butterworth low-pass)")
+
+    r = sub.add_parser("run", help="run any source -> model -> sink pipeline",
+                       description="Run a pipeline. Sources: npy:PATH[,rate=HZ], wav:PATH, "
+                                   "synth:NAME[,seconds=S,rate=HZ,channels=C,seed=N,snr=DB]. "
+                                   "Sinks: npy:PATH (.npy/.npz), wav:PATH[,subtype=PCM_16], "
+                                   "null.")
+    r.add_argument("--model", required=True,
+                   help="NAME, NAME:key=value,... or a checkpoint path")
+    r.add_argument("--source", required=True, help="source spec")
+    r.add_argument("--sink", required=True, help="sink spec")
+    r.add_argument("--block", type=_positive_int, default=256,
+                   help="frames per chunk; a multiple of the model's hop (256)")
+    r.add_argument("--realtime", action="store_true",
+                   help="pace file and synthetic sources at their sample rate")
+    r.add_argument("--seconds", type=_positive_float, help="stop after this much input")
+    r.add_argument("--stats-json", metavar="PATH", help="write the run's stats as JSON")
+    r.add_argument("--quiet", action="store_true", help="no live status line")
+
+    b = sub.add_parser("bench", help="measure runtime overhead and latency",
+                       description="Benchmarks; results as a table, JSON and Markdown.")
+    b.add_argument("--quick", action="store_true", help="fewer repetitions (under a minute)")
+    b.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    b.add_argument("--markdown", metavar="PATH", help="write the results as a Markdown table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "models":
+            from sigstream.cli.commands import cmd_models
+
+            return cmd_models(args)
+        if args.command == "demo":
+            from sigstream.cli.demo import cmd_demo
+
+            return cmd_demo(args)
+        if args.command == "run":
+            from sigstream.cli.commands import cmd_run
+
+            return cmd_run(args)
+        if args.command == "bench":
+            from sigstream.cli.commands import cmd_bench
+
+            return cmd_bench(args)
+    except SigstreamError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+def write_json(path: str, data: dict) -> None:
+    from sigstream.stream.errors import InputError
+
+    try:
+        with open(path, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+    except OSError as exc:
+        raise InputError(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Causal building blocks with explicit, batch-first state.
+
+B: batch (streams), T: time, C: channels. Every block takes and returns
+``(B, T, C)`` float32 and implements the streaming contract of
+:mod:`sigstream.stream.contract`: ``forward`` computes the whole signal in one
+pass, ``step`` carries state across chunks, and the two agree exactly.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sigstream.stream.contract import StreamingModule
+
+
+class ConvState(NamedTuple):
+    """State of a :class:`CausalConv1d`.
+
+    buf: (B, C_in, context + stride - 1) the most recent input frames, newest last.
+    rem: (B,) int64, input frames received since the last output (0 <= rem < stride).
+    """
+
+    buf: Tensor
+    rem: Tensor
+
+
+class CausalConv1d(StreamingModule):
+    """Causal 1-D convolution with dilation, groups and stride (decimation).
+
+    Output frame ``j`` depends on input frames ``<= (j + 1) * stride - 1``: it is
+    emitted as soon as the last frame of its group of ``stride`` inputs arrives,
+    so any chunk length works (``hop = 1``); inputs that do not complete a group
+    wait in the state (``rem``). Offline, T inputs give ``T // stride`` outputs.
+    The left context is ``(kernel_size - 1) * dilation`` frames of zeros at the
+    start of a stream.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        dilation: int = 1,
+        groups: int = 1,
+        stride: int = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if kernel_size < 1 or dilation < 1 or stride < 1:
+            raise ValueError("kernel_size, dilation and stride must be >= 1")
+        self.conv = nn.Conv1d(
+            in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
+            groups=groups, bias=bias,
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride = self.decimation = stride
+        self.context = (kernel_size - 1) * dilation  # frames of history each output needs
+        self.hop, self.latency = 1, 0
+
+    def init_state(self, batch: int) -> ConvState:
+        w = self.conv.weight
+        buf = torch.zeros(batch, self.in_channels, self.context + self.stride - 1,
+                          dtype=w.dtype, device=w.device)
+        return ConvState(buf, torch.zeros(batch, dtype=torch.long, device=w.device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xc = x.transpose(1, 2)  # (B, C, T)
+        xc = F.pad(xc, (self.context, 0))[..., self.stride - 1:]
+        if xc.shape[-1] < self.context + 1:  # fewer than `stride` inputs: no output yet
+            return x.new_zeros(x.shape[0], 0, self.out_channels)
+        return self.conv(xc).transpose(1, 2)  # (B, T // stride, C_out)
+
+    def step(self, x: Tensor, state: ConvState) -> tuple[Tensor, ConvState]:
+        s = self.stride
+        r = 0
+        if s > 1:
+            r = int(state.rem[0])
+            if bool((state.rem != r).any()):
+                raise ValueError(
+                    "streams batched into one step must be at the same decimation phase; "
+                    "reset streams only at multiples of the stride"
+                )
+        full = torch.cat([state.buf, x.transpose(1, 2)], dim=-1)  # (B, C, ctx + s - 1 + T)
+        n_out = (r + x.shape[1]) // s
+        if n_out:
+            # the valid history starts at s - 1 - r; group ends are s - 1 further on
+            y = self.conv(full[..., 2 * (s - 1) - r:]).transpose(1, 2)[:, :n_out]
+        else:
+            y = x.new_zeros(x.shape[0], 0, self.out_channels)
+        keep = self.context + s - 1
+        buf = full[..., full.shape[-1] - keep:] if keep else full[..., :0]
+        rem = torch.full_like(state.rem, (r + x.shape[1]) % s)
+        return y, ConvState(buf, rem)
+
+
+class CausalResidualBlock(StreamingModule):
+    """``x + pointwise(act(causal_conv(x)))``: a dilated causal conv in a residual branch.
+
+    The state is the inner convolution's :class:`ConvState`.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        *,
+        dilation: int = 1,
+        hidden: int | None = None,
+        groups: int = 1,
+        activation: type[nn.Module] = nn.GELU,
+    ) -> None:
+        super().__init__()
+        hidden = hidden or channels
+        self.conv = CausalConv1d(channels, hidden, kernel_size, dilation=dilation, groups=groups)
+        self.act = activation()
+        self.pointwise = nn.Linear(hidden, channels)
+        self.in_channels = self.out_channels = channels
+        self.hop, self.latency = 1, 0
+
+    def init_state(self, batch: int) -> ConvState:
+        return self.conv.init_state(batch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.pointwise(self.act(self.conv(x)))
+
+    def step(self, x: Tensor, state: ConvState) -> tuple[Tensor, ConvState]:
+        h, state = self.conv.step(x, state)
+        return x + self.pointwise(self.act(h)), state
+
+
+class LSTMState(NamedTuple):
+    """h, c: (B, layers, hidden)."""
+
+    h: Tensor
+    c: Tensor
+
+
+class GRUState(NamedTuple):
+    """h: (B, layers, hidden)."""
+
+    h: Tensor
+
+
+class StatefulLSTM(StreamingModule):
+    """Multi-layer unidirectional LSTM whose (h, c) is carried as batch-first state."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True,
+                           dropout=dropout if num_layers > 1 else 0.0)
+        self.in_channels, self.out_channels = input_size, hidden_size
+        self.hop, self.latency = 1, 0
+
+    def init_state(self, batch: int) -> LSTMState:
+        w = self.rnn.weight_ih_l0
+        z = torch.zeros(batch, self.rnn.num_layers, self.rnn.hidden_size,
+                        dtype=w.dtype, device=w.device)
+        return LSTMState(z, z.clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.rnn(x)[0]
+
+    def step(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        if x.shape[1] == 0:  # torch's RNNs refuse empty sequences
+            return x.new_zeros(x.shape[0], 0, self.out_channels), state
+        hc = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
+        y, (h, c) = self.rnn(x, hc)  # h, c: (layers, B, hidden)
+        return y, LSTMState(h.transpose(0, 1), c.transpose(0, 1))
+
+
+class StatefulGRU(StreamingModule):
+    """Multi-layer unidirectional GRU whose h is carried as batch-first state."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(input_size, hidden_size, num_layers, batch_first=True,
+                          dropout=dropout if num_layers > 1 else 0.0)
+        self.in_channels, self.out_channels = input_size, hidden_size
+        self.hop, self.latency = 1, 0
+
+    def init_state(self, batch: int) -> GRUState:
+        w = self.rnn.weight_ih_l0
+        return GRUState(torch.zeros(batch, self.rnn.num_layers, self.rnn.hidden_size,
+                                    dtype=w.dtype, device=w.device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.rnn(x)[0]
+
+    def step(self, x: Tensor, state: GRUState) -> tuple[Tensor, GRUState]:
+        if x.shape[1] == 0:
+            return x.new_zeros(x.shape[0], 0, self.out_channels), state
+        y, h = self.rnn(x, state.h.transpose(0, 1).contiguous())  # h: (layers, B, hidden)
+        return y, GRUState(h.transpose(0, 1))

@@ -1,0 +1,178 @@
+"""The sigstream command, through a subprocess: success paths and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy import signal as sps
+
+EXE = Path(sys.executable).with_name("sigstream")
+CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]
+
+
+def sig(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(p: subprocess.CompletedProcess, fragment: str) -> None:
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr  # one clear line, no traceback
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in p.stderr
+
+
+def test_version() -> None:
+    p = sig("--version")
+    assert p.returncode == 0 and p.stdout.startswith("sigstream ")
+
+
+@pytest.mark.parametrize("command", [[], ["models"], ["demo"], ["run"], ["bench"]])
+def test_help(command: list[str]) -> None:
+    p = sig(*command, "--help")
+    assert p.returncode == 0 and "usage: sigstream" in p.stdout
+
+
+def test_models_lists_builtins() -> None:
+    p = sig("models")
+    assert p.returncode == 0
+    for name in ("butterworth", "savgol", "identity"):
+        assert name in p.stdout
+    assert "hop" in p.stdout and "latency" in p.stdout
+
+
+def test_demo_writes_npz(tmp_path: Path) -> None:
+    out = tmp_path / "x.npz"
+    p = sig("demo", "--seconds", "3", "--no-realtime", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    d = np.load(out)
+    assert d["input"].shape == d["output"].shape == d["clean"].shape == (3000, 1)
+    assert float(d["sample_rate"]) == 1000.0
+    assert "SNR in" in p.stderr
+    # the filter really cleans: output is closer to the clean signal than the input is
+    lag = 11
+    err_out = np.mean((d["output"][lag:] - d["clean"][:-lag]) ** 2)
+    assert err_out < 0.5 * np.mean((d["input"] - d["clean"]) ** 2)
+
+
+@pytest.mark.parametrize("block", [1, 37, 1024])
+def test_run_butterworth_equals_sosfilt(tmp_path: Path, block: int) -> None:
+    x = np.random.default_rng(0).standard_normal((4000, 1)).astype(np.float32)
+    np.save(tmp_path / "in.npy", x)
+    stats = tmp_path / "stats.json"
+    p = sig("run", "--model", "butterworth", "--source", f"npy:{tmp_path / 'in.npy'}",
+            "--sink", f"npy:{tmp_path / 'out.npy'}", "--block", str(block),
+            "--stats-json", str(stats))
+    assert p.returncode == 0, p.stderr
+    y = np.load(tmp_path / "out.npy")
+    sos = sps.butter(4, 40.0, fs=1000.0, output="sos")
+    np.testing.assert_allclose(y, sps.sosfilt(sos, x.astype(np.float64), axis=0), atol=1e-5)
+    s = json.loads(stats.read_text())
+    assert s["samples_in"] == s["samples_out"] == 4000
+    assert s["chunks"] == -(-4000 // block)
+
+
+def test_run_wav_to_wav_multichannel(tmp_path: Path) -> None:
+    x = (np.random.default_rng(1).standard_normal((2000, 2)) * 0.2).astype(np.float32)
+    sf.write(tmp_path / "in.wav", x, 16000, subtype="PCM_16")
+    p = sig("run", "--model", "butterworth:high=4000,sample_rate=16000,channels=2",
+            "--source", f"wav:{tmp_path / 'in.wav'}", "--sink",
+            f"wav:{tmp_path / 'out.wav'},subtype=FLOAT", "--block", "128")
+    assert p.returncode == 0, p.stderr
+    y, rate = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert rate == 16000 and y.shape == (2000, 2)
+
+
+def test_run_synth_seconds(tmp_path: Path) -> None:
+    p = sig("run", "--model", "savgol", "--source", "synth:sines,seconds=2", "--sink",
+            f"npy:{tmp_path / 'o.npy'}", "--block", "64")
+    assert p.returncode == 0, p.stderr
+    assert np.load(tmp_path / "o.npy").shape == (2000, 1)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    np.save(tmp_path / "ok.npy", np.zeros((100, 1), dtype=np.float32))
+    np.save(tmp_path / "two.npy", np.zeros((100, 2), dtype=np.float32))
+    bad = np.zeros((100, 1), dtype=np.float32)
+    bad[50] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    sf.write(tmp_path / "rate.wav", np.zeros((100, 1), dtype=np.float32), 16000)
+    late = np.zeros((50000, 1), dtype=np.float32)
+    late[40000] = np.inf  # found only after many blocks were written
+    sf.write(tmp_path / "late.wav", late, 1000, subtype="FLOAT")
+    (tmp_path / "garbage.npy").write_bytes(b"not an npy file")
+    return tmp_path
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--model", "nope", "--source", "npy:{d}/ok.npy"], "unknown model 'nope'"),
+    (["--model", "butterworth", "--source", "npy:{d}/missing.npy"], "file not found"),
+    (["--model", "butterworth", "--source", "npy:{d}/garbage.npy"], "garbage.npy"),
+    (["--model", "butterworth", "--source", "foo:{d}/ok.npy"], "unknown source"),
+    (["--model", "butterworth", "--source", "npy:{d}/ok.npy", "--sink", "tape:x"],
+     "unknown sink"),
+    (["--model", "savgol", "--source", "npy:{d}/ok.npy", "--block", "10"],
+     "not a multiple of the model's hop 16"),
+    (["--model", "butterworth", "--source", "wav:{d}/rate.wav"],
+     "16000 Hz but the model expects 1000 Hz"),
+    (["--model", "butterworth", "--source", "npy:{d}/two.npy"], "2 channel(s)"),
+    (["--model", "butterworth", "--source", "npy:{d}/nan.npy"], "NaN"),
+    (["--model", "butterworth", "--source", "wav:{d}/late.wav"], "inf"),
+    (["--model", "butterworth:order=x", "--source", "npy:{d}/ok.npy"], "bad value 'x'"),
+    (["--model", "butterworth:colour=red", "--source", "npy:{d}/ok.npy"], "unknown option"),
+    (["--model", "butterworth:high=900", "--source", "npy:{d}/ok.npy"], "Nyquist"),
+    (["--model", "{d}/garbage.npy", "--source", "npy:{d}/ok.npy"], "not a sigstream checkpoint"),
+    (["--model", "butterworth", "--source", "npy:{d}/ok.npy", "--sink", "npy:{d}/no/o.npy"],
+     "no"),
+])
+def test_run_bad_input(inputs: Path, args: list[str], fragment: str) -> None:
+    args = [a.format(d=inputs) for a in args]
+    if "--sink" not in args:
+        args += ["--sink", f"npy:{inputs / 'out.npy'}"]
+    p = sig("run", *args)
+    assert_one_line_error(p, fragment)
+    assert not (inputs / "out.npy").exists()  # no partial output left looking complete
+    assert not [f for f in os.listdir(inputs) if "part" in f]
+
+
+def test_argparse_errors_are_one_line() -> None:
+    p = sig("run", "--model", "butterworth", "--source", "npy:x", "--sink", "null",
+            "--block", "0")
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "--block" in p.stderr
+
+
+def test_demo_bad_out(tmp_path: Path) -> None:
+    assert_one_line_error(sig("demo", "--out", str(tmp_path / "x.txt")), ".npz")
+    assert_one_line_error(sig("demo", "--out", str(tmp_path / "nodir" / "x.npz")),
+                          "does not exist")
+
+
+def test_ctrl_c_drains_every_sample(tmp_path: Path) -> None:
+    out, stats = tmp_path / "o.npy", tmp_path / "s.json"
+    proc = subprocess.Popen(
+        [*CMD, "run", "--model", "identity", "--source", "synth:sines,seconds=60", "--sink",
+         f"npy:{out}", "--realtime", "--block", "16", "--stats-json", str(stats)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    s = json.loads(stats.read_text())
+    y = np.load(out)
+    assert 0 < s["samples_in"] < 60000
+    assert y.shape == (s["samples_in"], 1) == (s["samples_out"], 1)

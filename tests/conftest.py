@@ -1,0 +1,14 @@
+"""Shared test settings."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=30, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+torch.set_num_threads(1)

@@ -1,0 +1,79 @@
+"""Butterworth: streamed equals scipy's sosfilt over the whole signal; config errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as hs
+from scipy import signal
+
+from sigstream.models.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.savgol import SavgolConfig, savgol_stream
+from sigstream.stream.errors import ConfigError
+from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+
+CONFIGS = [
+    ButterworthConfig(kind="lowpass", order=4, high=40.0),
+    ButterworthConfig(kind="highpass", order=2, low=5.0, channels=2),
+    ButterworthConfig(kind="bandpass", order=3, low=3.0, high=9.0, channels=3),
+    ButterworthConfig(kind="bandstop", order=2, low=45.0, high=55.0),
+    ButterworthConfig(kind="bandpass", order=6, low=0.5, high=1.5),  # narrow, slow poles
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.kind}{c.order}")
+@given(data=hs.data())
+def test_streamed_equals_sosfilt(cfg: ButterworthConfig, data) -> None:
+    model = Butterworth(cfg)
+    b = data.draw(hs.integers(1, 3), label="batch")
+    t = 500
+    x = torch.from_numpy(np.random.default_rng(b).standard_normal((b, t, cfg.channels))
+                         .astype(np.float32))
+    sizes = data.draw(chunkings(t), label="sizes")
+    assert_streams_like_offline(model, x, sizes)
+    ref = signal.sosfilt(cfg.sos(), x.numpy().astype(np.float64), axis=1)
+    np.testing.assert_allclose(model(x).numpy(), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.kind}{c.order}")
+def test_causal(cfg: ButterworthConfig) -> None:
+    x = torch.randn(2, 300, cfg.channels)
+    assert_causal(Butterworth(cfg), x, 120)
+
+
+def test_sos_matches_scipy_design() -> None:
+    cfg = ButterworthConfig(kind="bandpass", order=4, low=3, high=30, sample_rate=500)
+    np.testing.assert_array_equal(
+        cfg.sos(), signal.butter(4, [3, 30], btype="bandpass", fs=500, output="sos"))
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"kind": "notch"}, "unknown Butterworth kind"),
+    ({"order": 0}, "order"),
+    ({"high": 600.0}, "Nyquist"),
+    ({"kind": "bandpass", "low": 50.0, "high": 10.0}, "low < high"),
+    ({"channels": 0}, "channels"),
+])
+def test_bad_config(kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Butterworth(ButterworthConfig(**kw))
+
+
+@given(data=hs.data())
+def test_savgol_stream_contract(data) -> None:
+    cfg = SavgolConfig(window=32, hop=8, length=9, order=2)
+    model = savgol_stream(cfg).eval()
+    assert model.latency == 24 and model.hop == 8
+    n = data.draw(hs.integers(0, 30)) * 8
+    x = torch.randn(2, n, 1)
+    assert_streams_like_offline(model, x, data.draw(chunkings(n, 8)))
+
+
+def test_savgol_window_is_scipy() -> None:
+    cfg = SavgolConfig(window=32, hop=8, length=9, order=2)
+    win = savgol_stream(cfg).model
+    x = np.random.default_rng(0).standard_normal((3, 32, 1)).astype(np.float32)
+    ref = signal.savgol_filter(x, 9, 2, axis=1, mode="interp")
+    np.testing.assert_allclose(win(torch.from_numpy(x)).numpy(), ref, atol=1e-5)

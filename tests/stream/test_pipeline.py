@@ -1,0 +1,139 @@
+"""Pipeline: re-blocking, drain at end and on stop, pacing, stats, errors abort the sink."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from scipy import signal
+
+from sigstream.models.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.savgol import SavgolConfig, savgol_stream
+from sigstream.stream.contract import Identity
+from sigstream.stream.errors import ConfigError, InputError
+from sigstream.stream.pipeline import Pipeline, PipelineConfig
+from sigstream.stream.sinks import ArraySink, NpySink
+from sigstream.stream.sources import ArraySource, Source
+from sigstream.stream.stage import ModelStage
+
+
+class RaggedSource(Source):
+    """Delivers an array in pseudo-random chunk sizes, ignoring the requested size pattern."""
+
+    def __init__(self, data: np.ndarray, rate: float = 1000.0, seed: int = 0) -> None:
+        self._data, self.sample_rate, self.channels = data, rate, data.shape[1]
+        self._pos, self._rng = 0, np.random.default_rng(seed)
+
+    def _read(self, max_frames: int) -> np.ndarray | None:
+        n = int(self._rng.integers(1, max_frames + 1))
+        out = self._data[self._pos:self._pos + n]
+        self._pos += len(out)
+        return out.copy() if len(out) else None
+
+
+def signal_2ch(n: int = 3001) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((n, 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("block", [1, 37, 256, 1024, 5000])
+def test_butterworth_pipeline_equals_sosfilt(block: int) -> None:
+    x = signal_2ch()
+    cfg = ButterworthConfig(kind="bandpass", low=2, high=50, channels=2)
+    sink = ArraySink()
+    stats = Pipeline(RaggedSource(x), [ModelStage(Butterworth(cfg))], sink,
+                     PipelineConfig(block=block)).run()
+    ref = signal.sosfilt(cfg.sos(), x.astype(np.float64), axis=0)
+    np.testing.assert_allclose(sink.data, ref, atol=1e-5, rtol=0)
+    assert stats.samples_in == stats.samples_out == len(x)
+    assert stats.chunks == -(-len(x) // block)
+    assert stats.compute.count == stats.chunks
+
+
+@pytest.mark.parametrize("length", [0, 5, 160, 1001])
+def test_window_model_pipeline_drains_partial_block(length: int) -> None:
+    model = savgol_stream(SavgolConfig(window=32, hop=8, length=9, order=2))
+    x = np.random.default_rng(2).standard_normal((length, 1)).astype(np.float32)
+    sink = ArraySink()
+    Pipeline(ArraySource(x, 1000.0), [ModelStage(model)], sink, PipelineConfig(block=16)).run()
+    with torch.inference_mode():
+        offline = model(torch.from_numpy(x)[None])[0].numpy()
+    assert sink.data.shape[0] == length  # every sample that entered left
+    np.testing.assert_allclose(sink.data.reshape(-1, 1) if length else sink.data[:0],
+                               offline, atol=1e-5)
+
+
+def test_block_not_multiple_of_hop() -> None:
+    model = savgol_stream(SavgolConfig(window=32, hop=8, length=9, order=2))
+    with pytest.raises(ConfigError, match="multiple of the model's hop 8; use --block 24"):
+        Pipeline(ArraySource(np.zeros((10, 1)), 1000.0), [ModelStage(model)], ArraySink(),
+                 PipelineConfig(block=21))
+
+
+def test_channel_and_rate_mismatch() -> None:
+    bw = ModelStage(Butterworth(ButterworthConfig(channels=1, sample_rate=1000.0)))
+    with pytest.raises(InputError, match="2 channel"):
+        Pipeline(ArraySource(np.zeros((10, 2)), 1000.0), [bw], ArraySink())
+    with pytest.raises(InputError, match="16000 Hz but the model expects 1000 Hz"):
+        Pipeline(ArraySource(np.zeros((10, 1)), 16000.0), [bw], ArraySink())
+
+
+class FailingStage:
+    hop, latency, in_channels, out_channels = 1, 0, 1, 1
+
+    def __init__(self, fail_after: int) -> None:
+        self.calls, self.fail_after = 0, fail_after
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls > self.fail_after:
+            raise RuntimeError("boom")
+        return block
+
+
+def test_error_aborts_sink_and_leaves_no_file(tmp_path) -> None:
+    out = tmp_path / "out.npy"
+    with pytest.raises(RuntimeError, match="boom"):
+        Pipeline(ArraySource(np.zeros((1000, 1)), 1000.0), [FailingStage(3)], NpySink(out),
+                 PipelineConfig(block=100)).run()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stop_drains_everything_that_entered() -> None:
+    x = np.arange(100000, dtype=np.float32)[:, None]
+    sink = ArraySink()
+    pipe = Pipeline(ArraySource(x, 1000.0), [ModelStage(Identity(1))], sink,
+                    PipelineConfig(block=64, realtime=True))
+    timer = threading.Timer(0.3, pipe.stop)
+    timer.start()
+    stats = pipe.run()
+    timer.cancel()
+    n = stats.samples_in
+    assert 0 < n < len(x)  # it stopped early ...
+    np.testing.assert_array_equal(sink.data, x[:n])  # ... and wrote every sample that entered
+    assert stats.samples_out == n
+
+
+def test_realtime_pacing_and_stats() -> None:
+    x = np.zeros((300, 1), dtype=np.float32)  # 0.3 s at 1 kHz
+    statuses = []
+    pipe = Pipeline(ArraySource(x, 1000.0), [ModelStage(Identity(1))], ArraySink(),
+                    PipelineConfig(block=30, realtime=True, status_interval=0.05))
+    t0 = time.perf_counter()
+    stats = pipe.run(on_status=lambda s: statuses.append(s.chunks))
+    wall = time.perf_counter() - t0
+    assert wall >= 0.29  # paced: cannot finish before the signal's own duration
+    assert statuses and statuses == sorted(statuses)
+    summary = stats.summary()
+    assert summary["samples_in"] == 300 and summary["chunks"] == 10
+    assert summary["compute"]["p50_us"] > 0 and summary["latency"]["p99_us"] > 0
+    assert summary["real_time_factor"] >= 0.95
+
+
+def test_max_frames() -> None:
+    sink = ArraySink()
+    stats = Pipeline(ArraySource(np.ones((1000, 1)), 1000.0), [], sink,
+                     PipelineConfig(block=64, max_frames=300)).run()
+    assert stats.samples_in == 300 and sink.data.shape == (300, 1)
