@@ -25,18 +25,22 @@ def status_printer(enabled: bool):
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from sigstream.models.registry import MODELS, build_model
+    from sigstream.models.registry import MODELS, shipped_weights
     from sigstream.stream import state as st
 
-    rows = [("model", "hop", "latency", "state/stream", "rate Hz", "channels", "pretrained",
+    rows = [("model", "hop", "latency", "state/stream", "rate Hz", "in->out", "pretrained",
              "description")]
     for name, entry in MODELS.items():
-        m = build_model(name)
+        m = entry.build(entry.config_type())
         size = st.state_size(m.init_state(1))
         rate = f"{m.sample_rate:g}" if m.sample_rate else "any"
-        rows.append((name, str(m.hop), str(m.latency), str(size), rate, str(m.in_channels),
-                     "yes" if entry.weights else "no (needs none)" if not list(m.parameters())
-                     else "no", entry.description))
+        if entry.weights:
+            files = shipped_weights(entry)
+            weights = ("yes: " + ", ".join(files)) if files else "not yet (train it)"
+        else:
+            weights = "none needed"
+        rows.append((name, str(m.hop), str(m.latency), str(size), rate,
+                     f"{m.in_channels}->{m.out_channels}", weights, entry.description))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stats-json", metavar="PATH", help="write the run's stats as JSON")
     r.add_argument("--quiet", action="store_true", help="no live status line")
 
+    from sigstream.cli.train import add_train_parser
+
+    add_train_parser(sub, _positive_int, _positive_float)
+
     b = sub.add_parser("bench", help="measure runtime overhead and latency",
                        description="Benchmarks; results as a table, JSON and Markdown.")
     b.add_argument("--quick", action="store_true", help="fewer repetitions (under a minute)")
@@ -112,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sigstream.cli.commands import cmd_run
 
             return cmd_run(args)
+        if args.command in ("train", "eval"):
+            from sigstream.cli import train as train_cli
+
+            return (train_cli.cmd_train if args.command == "train" else train_cli.cmd_eval)(args)
         if args.command == "bench":
             from sigstream.cli.commands import cmd_bench
 

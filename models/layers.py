@@ -198,3 +198,23 @@ class StatefulGRU(StreamingModule):
             return x.new_zeros(x.shape[0], 0, self.out_channels), state
         y, h = self.rnn(x, state.h.transpose(0, 1).contiguous())  # h: (layers, B, hidden)
         return y, GRUState(h.transpose(0, 1))
+
+
+def chrono_init(lstm: nn.LSTM, t_max: float, generator: torch.Generator | None = None) -> None:
+    """Chrono initialisation (Tallec & Ollivier, 2018) of an ``nn.LSTM``'s gate biases.
+
+    Forget-gate biases ``log(U(1, t_max - 1))`` and input-gate biases their
+    negatives give the cells time constants spread up to ``t_max`` steps — what
+    a sample-rate LSTM needs to hold slow oscillations (hundreds of samples per
+    period) from the first epoch.
+    """
+    h = lstm.hidden_size
+    with torch.no_grad():
+        for name, p in lstm.named_parameters():
+            if name.startswith("bias_ih"):
+                p.zero_()
+            elif name.startswith("bias_hh"):
+                p.zero_()
+                forget = torch.log(torch.empty(h).uniform_(1.0, t_max - 1.0, generator=generator))
+                p[h:2 * h] = forget  # gate order: input, forget, cell, output
+                p[0:h] = -forget

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sigstream.models.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.extractor import ExtractorConfig, FrequencyExtractor
 from sigstream.models.savgol import SavgolConfig, savgol_stream
 from sigstream.stream.contract import Identity, StreamingModule
 from sigstream.stream.errors import ConfigError
@@ -44,6 +45,10 @@ MODELS: Mapping[str, ModelEntry] = MappingProxyType({
     "butterworth": ModelEntry(
         "butterworth", "causal Butterworth IIR filter (scipy sos), the classical baseline",
         ButterworthConfig, Butterworth,
+    ),
+    "extractor": ModelEntry(
+        "extractor", "LSTM frequency extractor: 1, 3, 5, 7 Hz components of a 1 kHz mixture",
+        ExtractorConfig, FrequencyExtractor, synth="mixture", weights="extractor-{preset}.pt",
     ),
     "savgol": ModelEntry(
         "savgol", "Savitzky-Golay smoothing per window, crossfaded (a window-model baseline)",
@@ -123,6 +128,62 @@ def build_model(spec: str) -> StreamingModule:
         return load_checkpoint(spec)
     entry = get_entry(name)
     config = make_config(entry.config_type, parse_options(opts))
+    if entry.weights:
+        return _pretrained(entry, config)
     model = entry.build(config)
     model.eval()
     return model
+
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+
+
+def weights_path(entry: ModelEntry, config: Any) -> str | None:
+    """The shipped weights file for this config, or None when the model needs none."""
+    if not entry.weights:
+        return None
+    return os.path.join(WEIGHTS_DIR, entry.weights.format(**dataclasses.asdict(config)))
+
+
+def shipped_weights(entry: ModelEntry) -> list[str]:
+    """File names of the weights that ship for this model (any config)."""
+    import glob
+    import re
+
+    if not entry.weights:
+        return []
+    pattern = re.sub(r"\{[^}]*\}", "*", entry.weights)
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(WEIGHTS_DIR, pattern)))
+
+
+def _pretrained(entry: ModelEntry, config: Any) -> StreamingModule:
+    from sigstream.models.checkpoint import load_checkpoint, read_checkpoint
+
+    path = weights_path(entry, config)
+    if path is None or not os.path.isfile(path):
+        raise ConfigError(
+            f"no pretrained weights ship for {entry.name} with {_diff(config)}; train one with "
+            f"`sigstream train {entry.name}` and pass --model PATH"
+        )
+    saved = read_checkpoint(path)["config"]
+    wanted = dataclasses.asdict(config)
+    mismatch = [k for k, v in wanted.items() if _norm(saved.get(k)) != _norm(v)]
+    if mismatch:
+        raise ConfigError(
+            f"the shipped {entry.name} weights were trained with "
+            + ", ".join(f"{k}={_norm(saved.get(k))}" for k in mismatch)
+            + f"; train your own for {', '.join(f'{k}={_norm(wanted[k])}' for k in mismatch)}"
+            f" with `sigstream train {entry.name}` and pass --model PATH"
+        )
+    return load_checkpoint(path)
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _diff(config: Any) -> str:
+    default = type(config)()
+    changed = {k: v for k, v in dataclasses.asdict(config).items()
+               if dataclasses.asdict(default)[k] != v}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "its default config"

@@ -59,8 +59,15 @@ class NoisySines:
 class GeneratorEntry:
     name: str
     description: str
-    build: Callable[..., NoisySines]
+    build: Callable[..., object]
     sample_rate: float
+
+
+def _mixture(sample_rate: float = 1000.0, channels: int = 1, seed: int = 0,
+             snr_db: float = 0.0):
+    from sigstream.models.extractor_data import MixtureStream
+
+    return MixtureStream(sample_rate=sample_rate, seed=seed, snr_db=snr_db, channels=channels)
 
 
 GENERATORS: Mapping[str, GeneratorEntry] = MappingProxyType({
@@ -70,5 +77,9 @@ GENERATORS: Mapping[str, GeneratorEntry] = MappingProxyType({
             NoisySinesConfig(sample_rate=sample_rate, channels=channels, seed=seed,
                              snr_db=snr_db)),
         1000.0,
+    ),
+    "mixture": GeneratorEntry(
+        "mixture", "1, 3, 5, 7 Hz sines (random phases) averaged, in white noise, 1 kHz",
+        _mixture, 1000.0,
     ),
 })

@@ -79,27 +79,39 @@ class OverlapCrossfade(StreamingModule):
         )
 
     def step(self, x: Tensor, state: CrossfadeState) -> tuple[Tensor, CrossfadeState]:
+        # Only reshapes, static pads, slices and sums: this traces and exports to ONNX with
+        # dynamic B and T (F.unfold/F.fold do not). With m = ceil(W / H) and the window
+        # zero-padded to m*H, window k is the blocks k .. k+m-1 of the H-sample blocks of
+        # ``buf``, and its block j lands on output block k + j.
         b, t, _ = x.shape
-        if t % self.hop:
-            raise ValueError(f"chunk length {t} is not a multiple of the hop {self.hop}")
-        n_win = t // self.hop
+        tracing = torch.jit.is_tracing()
+        if not tracing:  # traced graphs take T > 0 multiples of the hop (runners check)
+            if t % self.hop:
+                raise ValueError(f"chunk length {t} is not a multiple of the hop {self.hop}")
+            if t == 0:
+                return x.new_zeros(b, 0, self.out_channels), state
+        w, h, lat = self.window, self.hop, self.latency
+        m = -(-w // h)  # H-blocks per (padded) window
+        extra = m * h - w  # (n_win + m - 1) * H == L + T + extra
         buf = torch.cat([state.in_tail, x], dim=1)  # (B, L + T, C_in)
-        if n_win == 0:
-            return x.new_zeros(b, 0, self.out_channels), state
-        frames = buf.unfold(1, self.window, self.hop)  # (B, n_win, C_in, W)
-        frames = frames.permute(0, 1, 3, 2).reshape(b * n_win, self.window, -1)
-        out = self.model(frames)  # (B * n_win, W, C_out)
-        out = out * self.weights[:, None]
-        out = out.reshape(b, n_win, self.window, self.out_channels)
-        # overlap-add: fold treats (C_out * W) as the column and n_win as the positions
-        cols = out.permute(0, 3, 2, 1).reshape(b, self.out_channels * self.window, n_win)
-        acc = F.fold(cols, output_size=(1, t + self.latency), kernel_size=(1, self.window),
-                     stride=(1, self.hop))  # (B, C_out, 1, L + T)
-        acc = acc[:, :, 0].transpose(1, 2)  # (B, L + T, C_out)
-        if self.latency:
-            acc = torch.cat([acc[:, : self.latency] + state.out_tail, acc[:, self.latency:]], 1)
+        blocks = _pad_time(buf, 0, extra)
+        blocks = blocks.reshape(b, -1, h, self.in_channels)  # (B, n_win + m - 1, H, C_in)
+        nb = blocks.shape[1]
+        frames = torch.stack([blocks[:, j:nb - (m - 1 - j)] for j in range(m)], dim=2)
+        frames = frames.reshape(b, -1, m * h, self.in_channels)[:, :, :w]  # (B, n_win, W, C)
+        n_win = frames.shape[1]
+        out = self.model(frames.reshape(-1, w, self.in_channels))  # (B * n_win, W, C_out)
+        out = (out * self.weights[:, None]).reshape(b, n_win, w, self.out_channels)
+        out = _pad_time(out.transpose(1, 2), 0, extra)  # (B, m * H, n_win, C_out)
+        out = out.reshape(b, m, h, n_win, self.out_channels).transpose(2, 3)  # (B, m, n_win, H, C)
+        acc = _pad_time(out[:, 0], 0, m - 1)  # (B, n_win + m - 1, H, C_out)
+        for j in range(1, m):  # overlap-add: block j of window k goes to block k + j
+            acc = acc + _pad_time(out[:, j], j, m - 1 - j)
+        acc = acc.reshape(b, -1, self.out_channels)  # (B, L + T + extra, C_out)
+        if lat:
+            acc = torch.cat([acc[:, :lat] + state.out_tail, acc[:, lat:]], 1)
         y = acc[:, :t]
-        return y, CrossfadeState(buf[:, t:], acc[:, t:])
+        return y, CrossfadeState(buf[:, t:], acc[:, t:t + lat])
 
     def forward(self, x: Tensor) -> Tensor:
         t = x.shape[1]
@@ -107,3 +119,16 @@ class OverlapCrossfade(StreamingModule):
         xp = F.pad(x, (0, 0, 0, pad))  # zeros after the end, up to a whole hop
         y, _ = self.step(xp, self.init_state(x.shape[0]))
         return y[:, :t]
+
+
+def _pad_time(x: Tensor, before: int, after: int) -> Tensor:
+    """Zeros before and after along dim 1 (a concatenation: exports to ONNX more cleanly
+    than ``F.pad`` on an inner dimension)."""
+    if not before and not after:
+        return x
+    parts = [x]
+    if before:
+        parts.insert(0, x.new_zeros(x.shape[0], before, *x.shape[2:]))
+    if after:
+        parts.append(x.new_zeros(x.shape[0], after, *x.shape[2:]))
+    return torch.cat(parts, dim=1)

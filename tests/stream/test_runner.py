@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from sigstream.models.butterworth import Butterworth, ButterworthConfig
 from sigstream.models.layers import StatefulLSTM
 from sigstream.stream.contract import StreamSequential
 from sigstream.stream.runner import StreamRunner
-from sigstream.stream.testing import stream_in_chunks
+from sigstream.stream.testing import chunkings, stream_in_chunks
 
 
 def model() -> StreamSequential:
@@ -92,3 +94,18 @@ def test_butterworth_batched_reset_matches_scipy() -> None:
     ref1 = signal.sosfilt(bw.sos, x[1, :, 0].astype(np.float64))[100:]
     np.testing.assert_allclose(y[0, :, 0], ref0, atol=1e-5)
     np.testing.assert_allclose(y[1, :, 0], ref1, atol=1e-5)
+
+
+@given(data=hs.data())
+def test_runner_streamed_equals_offline_any_chunking(data) -> None:
+    m = model()
+    b = data.draw(hs.integers(1, 4), label="batch")
+    x = torch.randn(b, 40, 2)
+    runner = StreamRunner(m, batch=b)
+    outs, pos = [], 0
+    for n in data.draw(chunkings(40), label="sizes"):
+        outs.append(runner.step(x[:, pos:pos + n].numpy()))
+        pos += n
+    with torch.inference_mode():
+        offline = m(x).numpy()
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), offline, atol=1e-5, rtol=1e-5)

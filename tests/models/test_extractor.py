@@ -1,0 +1,161 @@
+"""Frequency extractor: data recipes, streaming contract per variant, training, evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as hs
+
+from sigstream.models.extractor import ExtractorConfig, FrequencyExtractor
+from sigstream.models.extractor_data import FREQS, DataConfig, MixtureStream, generate
+from sigstream.models.extractor_eval import evaluate
+from sigstream.models.train_extractor import ExtractorTrainConfig, train
+from sigstream.stream.errors import ConfigError
+from sigstream.stream.runner import StreamRunner
+from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+
+VARIANTS = ["stateful", "sequence", "multi"]
+
+
+def make(variant: str, layers: int = 1) -> FrequencyExtractor:
+    torch.manual_seed(0)
+    m = FrequencyExtractor(ExtractorConfig(variant=variant, hidden=16, layers=layers,
+                                           dropout=0.2))
+    m.set_normalisation(0.1, 0.5)
+    return m.eval()
+
+
+# -- data -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["seed", "realistic"])
+def test_generator_deterministic_by_seed(preset: str) -> None:
+    cfg = DataConfig(preset=preset, sequences=2, seconds=1.0)
+    a, b, c = generate(cfg, 1), generate(cfg, 1), generate(cfg, 2)
+    np.testing.assert_array_equal(a.mixture, b.mixture)
+    np.testing.assert_array_equal(a.targets, b.targets)
+    assert not np.array_equal(a.mixture, c.mixture)
+    assert a.mixture.shape == (2, 1000) and a.targets.shape == (2, 1000, 4)
+
+
+def test_seed_preset_statistics() -> None:
+    d = generate(DataConfig(preset="seed"), 1)
+    t = np.arange(10000) / 1000.0
+    for k, f in enumerate(FREQS):  # targets are the pure unit sinusoids
+        np.testing.assert_allclose(d.targets[0, :, k], np.sin(2 * np.pi * f * t), atol=1e-6)
+    # |S(t)| <= mean of the amplitude bound: each term is at most 1.2 in magnitude
+    assert np.abs(d.mixture).max() <= 1.2 + 1e-6
+    # per-sample random phase: the mixture is (almost) uncorrelated with every target
+    for k in range(4):
+        assert abs(np.corrcoef(d.mixture[0], d.targets[0, :, k])[0, 1]) < 0.05
+    # its variance matches E[A^2]/2 / 4 with A ~ U(0.8, 1.2): (0.8^2+0.8*1.2+1.2^2)/3/2/4
+    expected = (0.64 + 0.96 + 1.44) / 3 / 2 / 4
+    assert abs(d.mixture.var() - expected) < 0.01
+
+
+def test_realistic_preset_statistics() -> None:
+    d = generate(DataConfig(preset="realistic", sequences=4, snr_db=0.0), 1)
+    # amplitude envelope: base U(0.8, 1.2) with at most 30 % drift
+    peak = np.abs(d.targets).max(axis=1)  # (S, K)
+    assert peak.min() > 0.8 * 0.7 - 1e-3 and peak.max() < 1.2 * 1.3 + 1e-3
+    # 0 dB SNR: noise power equals the clean mixture power
+    clean = d.targets.mean(axis=2)
+    noise = d.mixture - clean
+    ratio = (clean**2).mean(axis=1) / (noise**2).mean(axis=1)
+    np.testing.assert_allclose(10 * np.log10(ratio), 0.0, atol=0.2)
+    # the spectrum of the mixture peaks at the four frequencies
+    spec = np.abs(np.fft.rfft(clean[0]))
+    f = np.fft.rfftfreq(clean.shape[1], 1e-3)
+    top = sorted(f[np.argsort(spec)[-4:]])
+    np.testing.assert_allclose(top, FREQS, atol=0.11)
+    # the mixture really carries the targets: correlation with each clean component
+    for k in range(4):
+        assert np.corrcoef(d.mixture[0], d.targets[0, :, k])[0, 1] > 0.15
+
+
+def test_mixture_stream_is_chunk_invariant() -> None:
+    a, b = MixtureStream(seed=3), MixtureStream(seed=3)
+    whole = a.read(1000)[0]
+    parts = np.concatenate([b.read(n)[0] for n in (1, 333, 0, 666)])
+    np.testing.assert_array_equal(whole, parts)
+
+
+# -- streaming contract ----------------------------------------------------------------------
+@pytest.mark.parametrize("variant", VARIANTS)
+@given(data=hs.data())
+def test_streamed_equals_offline(variant: str, data) -> None:
+    m = make(variant, layers=2)
+    b = data.draw(hs.integers(1, 3), label="batch")
+    x = torch.randn(b, 90, 1)
+    assert_streams_like_offline(m, x, data.draw(chunkings(90)))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("sizes", [[1] * 60, [7] * 8 + [4], [0, 13, 47]])
+def test_fixed_chunkings_and_causality(variant: str, sizes: list[int]) -> None:
+    m = make(variant)
+    x = torch.randn(2, 60, 1)
+    assert_streams_like_offline(m, x, sizes)
+    assert_causal(m, x, 25)
+
+
+def test_state_layout_and_runner_reset() -> None:
+    m = make("stateful", layers=2)
+    s = m.init_state(3)
+    assert s.h.shape == (3, 4, 2, 16) and s.c.shape == (3, 4, 2, 16)  # (B, K rows, layers, H)
+    assert make("multi").init_state(3).h.shape == (3, 1, 1, 16)
+    runner = StreamRunner(m, batch=3)
+    x = torch.randn(3, 20, 1)
+    runner.step(x[:, :10])
+    runner.reset([2])
+    y = runner.step(x[:, 10:])
+    with torch.inference_mode():
+        fresh = m(x[2:3, 10:])
+    torch.testing.assert_close(y[2:3], fresh, atol=1e-5, rtol=1e-5)
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="variant"):
+        FrequencyExtractor(ExtractorConfig(variant="bidirectional"))
+    with pytest.raises(ConfigError, match="preset"):
+        ExtractorTrainConfig(preset="fancy").validate()
+
+
+# -- training and evaluation -----------------------------------------------------------------
+@pytest.mark.parametrize(("preset", "variant"), [("realistic", "multi"),
+                                                 ("realistic", "stateful"),
+                                                 ("seed", "sequence")])
+def test_tiny_training_lowers_loss(tmp_path, preset: str, variant: str) -> None:
+    cfg = ExtractorTrainConfig(preset=preset, variant=variant, epochs=4, hidden=8,
+                               train_sequences=2, val_sequences=1, tbptt=250, lr=1e-2,
+                               progress=False)
+    if variant == "stateful":  # one sample per step is slow: a short sequence suffices
+        cfg = ExtractorTrainConfig(**{**cfg.__dict__, "tbptt": 50, "epochs": 2})
+    model, hist, path = train(cfg, str(tmp_path))
+    losses = [h["train_loss"] for h in hist.epochs]
+    assert losses[-1] < losses[0]
+    assert (tmp_path / "extractor.pt").exists() and (tmp_path / "history.json").exists()
+    assert model.config.variant == variant and model.config.preset == preset
+
+
+def test_training_is_deterministic(tmp_path) -> None:
+    cfg = ExtractorTrainConfig(preset="realistic", epochs=2, hidden=8, train_sequences=2,
+                               val_sequences=1, tbptt=500, progress=False)
+    a, _, _ = train(cfg, str(tmp_path / "a"))
+    b, _, _ = train(cfg, str(tmp_path / "b"))
+    for (na, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb), na
+
+
+def test_eval_schema() -> None:
+    result = evaluate(make("multi"), "seed")
+    assert set(result) >= {"preset", "freqs_hz", "model", "baseline",
+                           "model_over_baseline_test_mse"}
+    for side in ("model", "baseline"):
+        r = result[side]
+        assert set(r) >= {"train_mse", "test_mse", "test_train_ratio", "per_freq"}
+        assert [p["freq_hz"] for p in r["per_freq"]] == list(FREQS)
+        for p in r["per_freq"]:
+            assert set(p) == {"freq_hz", "train_mse", "test_mse", "test_corr"}
+            assert np.isfinite(p["test_mse"]) and -1 <= p["test_corr"] <= 1
+    assert len(result["baseline"]["bands"]) == 4
