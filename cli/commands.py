@@ -47,13 +47,52 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+BACKENDS = ("torch", "torchscript", "onnx")
+
+
+def make_model(spec: str, backend: str = "torch", threads: int = 1):
+    """A streamable model for ``--model`` on ``--backend``: a registry spec or checkpoint is
+    built in torch and, for torchscript/onnx, exported to a temporary file and loaded back;
+    an exported file (.onnx / TorchScript) is loaded as it is."""
+    import os
+    import tempfile
+
+    from sigstream.stream.errors import ConfigError
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if os.path.isfile(spec) and os.path.splitext(spec)[1] in (".onnx", ".ts"):
+        from sigstream.export.runtime import load_runner
+
+        return load_runner(spec, threads=threads)
+    from sigstream.models.registry import build_model
+
+    model = build_model(spec)
+    if backend == "torch":
+        return model
+    from sigstream.export.runtime import load_runner
+
+    name = os.path.basename(spec).split(":")[0]
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.onnx" if backend == "onnx" else "model.ts")
+        if backend == "onnx":
+            from sigstream.export.onnx import export_onnx
+
+            export_onnx(model, path, name=name)
+        else:
+            from sigstream.export.torchscript import export_torchscript
+
+            export_torchscript(model, path, name=name)
+        with open(path, "rb") as fh:
+            return load_runner(fh.read(), threads=threads)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from sigstream.cli.specs import make_sink, make_source
-    from sigstream.models.registry import build_model
     from sigstream.stream.pipeline import Pipeline, PipelineConfig
     from sigstream.stream.stage import ModelStage
 
-    model = build_model(args.model)
+    model = make_model(args.model, args.backend, args.threads)
     stage = ModelStage(model)
     source = make_source(args.source, default_rate=model.sample_rate,
                          default_channels=model.in_channels or 1)
@@ -86,18 +125,29 @@ def _summary_line(s: dict) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from sigstream.bench.overhead import markdown_table, run_overhead
+    from sigstream.bench.suite import BACKENDS, BenchConfig, markdown, plot, run_suite
+    from sigstream.models.registry import MODELS
+    from sigstream.stream.errors import ConfigError, InputError
 
-    results = run_overhead(quick=args.quick, progress=sys.stderr.isatty())
-    print(markdown_table(results))
+    models = tuple(args.models.split(",")) if args.models else BenchConfig().models
+    for m in models:
+        if m not in MODELS:
+            raise ConfigError(f"unknown model {m!r}; built-in models: {', '.join(MODELS)}")
+    backends = tuple(args.backends.split(",")) if args.backends else BACKENDS
+    for b in backends:
+        if b not in BACKENDS:
+            raise ConfigError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+    cfg = BenchConfig(quick=args.quick, threads=args.threads, models=models, backends=backends)
+    result = run_suite(cfg, progress=not args.quiet)
+    table = markdown(result)
+    print(table)
     if args.json:
-        write_json(args.json, results)
-    if args.markdown:
-        try:
-            with open(args.markdown, "w") as fh:
-                fh.write(markdown_table(results) + "\n")
-        except OSError as exc:
-            from sigstream.stream.errors import InputError
-
-            raise InputError(f"cannot write {args.markdown!r}: {exc.strerror}") from None
+        write_json(args.json, result)
+    for path, write in ((args.markdown, lambda p: open(p, "w").write(table + "\n")),
+                        (args.plot, lambda p: plot(result, p))):
+        if path:
+            try:
+                write(path)
+            except OSError as exc:
+                raise InputError(f"cannot write {path!r}: {exc.strerror}") from None
     return 0

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NAME, NAME:key=value,... or a checkpoint path")
     r.add_argument("--source", required=True, help="source spec")
     r.add_argument("--sink", required=True, help="sink spec")
+    r.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
+                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
+    r.add_argument("--threads", type=_positive_int, default=1,
+                   help="threads for the torchscript/onnx runtimes (1)")
     r.add_argument("--block", type=_positive_int, default=256,
                    help="frames per chunk; a multiple of the model's hop (256)")
     r.add_argument("--realtime", action="store_true",
@@ -89,9 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub, _positive_int, _positive_float)
 
-    b = sub.add_parser("bench", help="measure runtime overhead and latency",
-                       description="Benchmarks; results as a table, JSON and Markdown.")
-    b.add_argument("--quick", action="store_true", help="fewer repetitions (under a minute)")
+    from sigstream.cli.export import add_export_parser
+    from sigstream.cli.serve import add_serve_parser
+
+    add_export_parser(sub)
+    add_serve_parser(sub)
+
+    b = sub.add_parser("bench", help="latency, throughput, capacity and overhead benchmarks",
+                       description="Per model x backend x chunk size: latency p50/p99, "
+                                   "throughput, real-time factor, memory; concurrent streams "
+                                   "batched vs one by one; pipeline overhead. Results as a "
+                                   "Markdown table, JSON and a PNG plot.")
+    b.add_argument("--quick", action="store_true", help="shorter measurements (under a minute)")
+    b.add_argument("--threads", type=_positive_int, default=1, help="threads per backend (1)")
+    b.add_argument("--models", help="comma-separated built-in models (default: all)")
+    b.add_argument("--backends", help="comma-separated: torch,torchscript,onnx (default: all)")
+    b.add_argument("--plot", metavar="PATH", help="write a PNG plot of latency vs chunk size")
+    b.add_argument("--quiet", action="store_true", help="no progress lines")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--markdown", metavar="PATH", help="write the results as a Markdown table")
     return p
@@ -120,6 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sigstream.cli import train as train_cli
 
             return (train_cli.cmd_train if args.command == "train" else train_cli.cmd_eval)(args)
+        if args.command == "serve":
+            from sigstream.cli.serve import cmd_serve
+
+            return cmd_serve(args)
+        if args.command == "export":
+            from sigstream.cli.export import cmd_export
+
+            return cmd_export(args)
         if args.command == "bench":
             from sigstream.cli.commands import cmd_bench
 

@@ -13,8 +13,8 @@ from sigstream.stream.errors import ConfigError
 from sigstream.stream.sinks import NpySink, NullSink, Sink, WavSink
 from sigstream.stream.sources import GeneratorSource, NpySource, Source, WavSource
 
-SOURCE_KINDS = ("npy", "wav", "synth")
-SINK_KINDS = ("npy", "wav", "null")
+SOURCE_KINDS = ("npy", "wav", "synth", "zmq")
+SINK_KINDS = ("npy", "wav", "null", "zmq")
 
 
 def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -55,6 +55,11 @@ def make_source(spec: str, *, default_rate: float | None = None,
         _need_target(spec, target)
         _no_leftovers(spec, opts)
         return WavSource(target)
+    if kind == "zmq":
+        from sigstream.stream.zmq_io import parse_zmq_spec
+
+        return parse_zmq_spec(spec, role="source").make_source(
+            default_channels=default_channels, default_rate=default_rate)
     if kind == "synth":
         name = target or "sines"
         if name not in GENERATORS:
@@ -73,7 +78,9 @@ def make_source(spec: str, *, default_rate: float | None = None,
                               f"{spec!r}")
         gen = entry.build(sample_rate=rate, channels=channels, seed=seed, snr_db=snr)
         return GeneratorSource(gen, total_frames=int(round(seconds * rate)))
-    raise ConfigError(f"unknown source {spec!r}; use one of: npy:PATH, wav:PATH, synth:NAME")
+    raise ConfigError(
+        f"unknown source {spec!r}; use one of: npy:PATH, wav:PATH, synth:NAME, zmq:ENDPOINT"
+    )
 
 
 def make_sink(spec: str) -> Sink:
@@ -82,6 +89,10 @@ def make_sink(spec: str) -> Sink:
     if kind == "null":
         _no_leftovers(spec, opts)
         return NullSink()
+    if kind == "zmq":
+        from sigstream.stream.zmq_io import parse_zmq_spec
+
+        return parse_zmq_spec(spec, role="sink").make_sink()
     if kind == "npy":
         _need_target(spec, target)
         _no_leftovers(spec, opts)
@@ -91,7 +102,9 @@ def make_sink(spec: str) -> Sink:
         subtype = opts.pop("subtype", None)
         _no_leftovers(spec, opts)
         return WavSink(target, subtype=subtype)
-    raise ConfigError(f"unknown sink {spec!r}; use one of: npy:PATH, wav:PATH, null")
+    raise ConfigError(
+        f"unknown sink {spec!r}; use one of: npy:PATH, wav:PATH, zmq:ENDPOINT, null"
+    )
 
 
 def _need_target(spec: str, target: str) -> None:

@@ -25,14 +25,20 @@ def add_train_parser(sub: argparse._SubParsersAction, positive_int, positive_flo
     t.add_argument("--hidden", type=positive_int, default=64, help="LSTM hidden size (64)")
     t.add_argument("--layers", type=positive_int, default=1, help="LSTM layers (1)")
     t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers (0)")
+    t.add_argument("--frontend", default="none",
+                   help="none | bandpass: causal band-pass features for the LSTM (none)")
     t.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate (3e-3)")
     t.add_argument("--tbptt", type=positive_int, default=1000,
                    help="truncated-BPTT window in samples (1000)")
     t.add_argument("--batch", type=positive_int, default=8,
                    help="sequences per update, realistic preset (8)")
     t.add_argument("--snr", type=float, default=0.0, help="realistic preset SNR in dB (0)")
+    t.add_argument("--init", metavar="CHECKPOINT",
+                   help="start from this checkpoint (and, for the seed preset, its prefix)")
     t.add_argument("--patience", type=positive_int, default=20,
                    help="epochs without validation improvement before stopping (20)")
+    t.add_argument("--threads", type=positive_int, default=1,
+                   help="torch threads (1: small recurrent models run fastest on one)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
 
     e = sub.add_parser("eval", help="evaluate a model against the classical baselines",
@@ -49,11 +55,15 @@ def add_train_parser(sub: argparse._SubParsersAction, positive_int, positive_flo
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from sigstream.models.train_extractor import ExtractorTrainConfig, train
 
+    torch.set_num_threads(args.threads)
     cfg = ExtractorTrainConfig(
         preset=args.preset, variant=args.variant, epochs=args.epochs, seed=args.seed,
-        hidden=args.hidden, layers=args.layers, dropout=args.dropout, lr=args.lr,
+        hidden=args.hidden, layers=args.layers, dropout=args.dropout,
+        frontend=args.frontend, init=args.init, lr=args.lr,
         tbptt=args.tbptt, batch=args.batch, snr_db=args.snr, patience=args.patience,
         progress=not args.quiet)
     cfg.validate()

@@ -17,7 +17,7 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from sigstream.export.runtime import FORMAT, TS_META_FILE, VERSION, onnx_name
 from sigstream.stream import state as st
 
-__all__ = ["export_torchscript", "StepWrapper", "build_meta", "example_inputs"]
+__all__ = ["export_torchscript", "trace_step", "StepWrapper", "build_meta", "example_inputs"]
 
 EXAMPLE_BATCH = 2
 
@@ -128,18 +128,26 @@ def eval_no_grad(model: nn.Module) -> Iterator[None]:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it into place."""
+    """Write ``data`` to a temporary file next to ``path``, then rename it into place.
+
+    The file gets the usual permissions (0666 minus the umask), like ``open(path, "wb")``.
+    """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".sigstream-", suffix=".partial")
+    tmp = temp_name(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def temp_name(path: str | os.PathLike) -> str:
+    """A fresh hidden name in ``path``'s folder for a file that is renamed to ``path`` later."""
+    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(folder, f".{base}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
 _TS_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"

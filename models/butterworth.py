@@ -105,7 +105,7 @@ class Butterworth(StreamingModule):
         self.sample_rate = self.config.sample_rate
         self.hop, self.latency = 1, 0
         self.native = native
-        n = 2 * self._sos.shape[0]
+        self._n = n = 2 * self._sos.shape[0]  # states per channel
         # blocks per chunk: the block-Toeplitz matrix is (nb * N)^2, kept <= 2048^2
         self.max_blocks = max(1, min(64, 2048 // n))
         self.max_chunk = self.block * self.max_blocks
@@ -152,7 +152,7 @@ class Butterworth(StreamingModule):
     def _native_chunk(self, x: Tensor, state: ButterworthState) -> tuple[Tensor, ButterworthState]:
         # B: batch, C: channels, N = 2S states, K: block, nb: blocks in this chunk (dynamic)
         b, t, c = x.shape
-        k, n = self.block, self.ss_step.shape[0]
+        k, n = self.block, self._n
         nb = (t + k - 1) // k
         xd = x.to(torch.float64)
         xd = torch.cat([xd, xd.new_zeros(b, k - 1, c)], dim=1)[:, :nb * k]  # to whole blocks
@@ -176,8 +176,10 @@ class Butterworth(StreamingModule):
         r = t - (nb - 1) * k
         r = (r if isinstance(r, Tensor) else torch.tensor(r)).reshape(1).to(x.device)
         a_r = self.ss_pow.index_select(0, r)[0]  # A^r (N, N)
-        q_r = self.ss_partial.index_select(0, r)[0]  # (N, K): A^(r - 1 - j) B for j < r, else 0
-        s_end = torch.matmul(starts[:, :, -1], a_r.T) + torch.matmul(xb[:, :, -1], q_r.T)
+        lag = r - 1 - torch.arange(k, device=x.device)  # sample j of the block: A^(r - 1 - j) B
+        lag = torch.where(lag >= 0, lag, torch.full_like(lag, k))  # j >= r: the zero row
+        q_r = self.ss_impulse_state.index_select(0, lag)  # (K, N)
+        s_end = torch.matmul(starts[:, :, -1], a_r.T) + torch.matmul(xb[:, :, -1], q_r)
         zi = s_end.reshape(b, c, -1, 2).permute(0, 2, 3, 1)  # (B, S, 2, C)
         return y.to(x.dtype), ButterworthState(zi)
 
@@ -232,19 +234,15 @@ def _native_tables(sos: np.ndarray, k: int, max_blocks: int) -> dict[str, np.nda
     impulse = np.concatenate([[d], ab[:k - 1] @ c_vec])  # h[0] = D, h[j] = C A^(j - 1) B
     lag = np.arange(k)[:, None] - np.arange(k)[None, :]
     toeplitz = np.where(lag >= 0, impulse[np.clip(lag, 0, None)], 0.0)  # (K, K)
-    partial = np.zeros((k + 1, n, k))  # [r][:, j] = A^(r - 1 - j) B for j < r
-    for r in range(1, k + 1):
-        partial[r, :, :r] = ab[:r][::-1].T
     block_pow = [np.eye(n)]  # A^(K d) for d = 0 .. max_blocks, then a zero matrix
     for _ in range(max_blocks):
         block_pow.append(pow_k[k] @ block_pow[-1])
     block_pow.append(np.zeros((n, n)))
     return {
         "ss_toeplitz": toeplitz,  # (K, K): zero-state response inside a block
-        "ss_gather": partial[k],  # (N, K): the state a block leaves from a zero state
+        "ss_gather": ab[:k][::-1].T.copy(),  # (N, K): the state a block leaves from zero
         "ss_observe": pow_k[:k].transpose(0, 2, 1) @ c_vec,  # (K, N): C A^t
         "ss_block_pow": np.stack(block_pow),  # (max_blocks + 2, N, N)
         "ss_pow": pow_k,  # (K + 1, N, N): A^r
-        "ss_partial": partial,  # (K + 1, N, K)
-        "ss_step": a_mat,  # (N, N): A
+        "ss_impulse_state": np.concatenate([ab[:k], np.zeros((1, n))]),  # (K + 1, N): A^j B
     }

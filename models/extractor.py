@@ -19,6 +19,12 @@ so a stream's state holds K rows: ``h, c: (B, R, layers, hidden)`` with R = K
 for conditional variants and R = 1 for ``multi``. Input normalisation
 (mean/std of the training mixture) is part of the module (buffers), so
 exported files carry it.
+
+With ``frontend="bandpass"`` the LSTM also sees causal Butterworth band-pass
+outputs around every frequency (a 0.5 Hz and a 2 Hz wide band), scaled by K:
+classical features whose bandwidth is fixed, which the LSTM combines with
+the raw mixture over time (fast lock-in at the start, low noise later). The
+band-pass memories are part of the state (``zi``).
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from sigstream.models.butterworth import Butterworth, ButterworthConfig, ButterworthState
 from sigstream.stream.contract import StreamingModule
 from sigstream.stream.errors import ConfigError
 
 VARIANTS = ("stateful", "sequence", "multi")
+FRONTENDS = ("none", "bandpass")
+FRONT_BANDWIDTHS = (0.5, 2.0)  # Hz: a narrow and a wide band around every frequency
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,13 @@ class ExtractorConfig:
     freqs: tuple[float, ...] = (1.0, 3.0, 5.0, 7.0)
     sample_rate: float = 1000.0
     preset: str = "seed"  # the data preset the weights were trained on (metadata)
+    frontend: str = "none"  # none | bandpass: causal band-pass features for the LSTM
 
     def validate(self) -> None:
         if self.variant not in VARIANTS:
             raise ConfigError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
+        if self.frontend not in FRONTENDS:
+            raise ConfigError(f"unknown frontend {self.frontend!r}; choose one of {FRONTENDS}")
         if self.hidden < 1 or self.layers < 1 or not 0 <= self.dropout < 1:
             raise ConfigError("need hidden >= 1, layers >= 1 and 0 <= dropout < 1")
 
@@ -59,6 +71,14 @@ class ExtractorState(NamedTuple):
 
     h: Tensor
     c: Tensor
+
+
+class FrontendExtractorState(NamedTuple):
+    """h, c as in :class:`ExtractorState`; zi: (B, bands, S, 2, 1) float64 band-pass memories."""
+
+    h: Tensor
+    c: Tensor
+    zi: Tensor
 
 
 class FrequencyExtractor(StreamingModule):
@@ -71,7 +91,14 @@ class FrequencyExtractor(StreamingModule):
         self.n_freqs = k = len(cfg.freqs)
         self.conditional = cfg.variant != "multi"
         self.rows = k if self.conditional else 1
-        n_in = 1 + k if self.conditional else 1
+        self.bank = nn.ModuleList()
+        if cfg.frontend == "bandpass":
+            for f in cfg.freqs:
+                for bw in FRONT_BANDWIDTHS:
+                    self.bank.append(Butterworth(ButterworthConfig(
+                        kind="bandpass", order=2, low=max(f - bw / 2, 0.05), high=f + bw / 2,
+                        sample_rate=cfg.sample_rate)))
+        n_in = 1 + len(self.bank) + (k if self.conditional else 0)
         self.lstm = nn.LSTM(n_in, cfg.hidden, cfg.layers, batch_first=True,
                             dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.head = nn.Linear(cfg.hidden, 1 if self.conditional else k)
@@ -86,38 +113,71 @@ class FrequencyExtractor(StreamingModule):
         self.in_mean.fill_(float(mean))
         self.in_std.fill_(max(float(std), 1e-8))
 
-    def init_state(self, batch: int) -> ExtractorState:
+    def init_state(self, batch: int) -> ExtractorState | FrontendExtractorState:
         w = self.head.weight
         z = torch.zeros(batch, self.rows, self.config.layers, self.config.hidden,
                         dtype=w.dtype, device=w.device)
-        return ExtractorState(z, z.clone())
+        if not len(self.bank):
+            return ExtractorState(z, z.clone())
+        zi = torch.stack([band.init_state(batch).zi for band in self.bank], dim=1)
+        return FrontendExtractorState(z, z.clone(), zi)
 
-    def _features(self, x: Tensor) -> Tensor:
-        """(B, T, 1) -> (B * R, T, F): normalised mixture, plus the one-hot condition."""
+    def _frontend(self, x: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T, 1) mixture -> (B, T, bands) band-pass outputs scaled to component size."""
+        outs, new = [], []
+        for j, band in enumerate(self.bank):
+            y, s = band.step(x, ButterworthState(zi[:, j]))
+            outs.append(y)
+            new.append(s.zi)
+        gain = float(self.n_freqs)  # the mixture is the mean of the components
+        return torch.cat(outs, dim=-1) * gain, torch.stack(new, dim=1)
+
+    def _features(self, x: Tensor, bands: Tensor | None = None) -> Tensor:
+        """(B, T, 1) -> (B * R, T, F): normalised mixture, band features, one-hot condition."""
         x = (x - self.in_mean) / self.in_std
+        if bands is not None:
+            x = torch.cat([x, bands], dim=-1)
         if not self.conditional:
             return x
         b, t, _ = x.shape
         k = self.n_freqs
-        xs = x[:, None].expand(b, k, t, 1)  # (B, K, T, 1)
+        f = x.shape[-1]
+        xs = x[:, None].expand(b, k, t, f)  # (B, K, T, F)
         cond = self.onehot[None, :, None, :].expand(b, k, t, k)  # (B, K, T, K)
-        return torch.cat([xs, cond], dim=-1).reshape(b * k, t, 1 + k)
+        return torch.cat([xs, cond], dim=-1).reshape(b * k, t, f + k)
 
     def _unrows(self, y: Tensor, b: int) -> Tensor:
         """(B * R, T, out) head output -> (B, T, K)."""
         if not self.conditional:
             return y
-        return y.reshape(b, self.n_freqs, -1).transpose(1, 2)
+        return y.reshape(-1, self.n_freqs, y.shape[1]).transpose(1, 2)
 
-    def step(self, x: Tensor, state: ExtractorState) -> tuple[Tensor, ExtractorState]:
+    # Reshapes use -1 for the batch so an exported graph needs no shape arithmetic; with one
+    # layer the (B * R, 1, H) <-> (1, B * R, H) swap is a reshape, not a transpose.
+    def _to_lstm(self, s: Tensor) -> Tensor:
+        layers, hidden = self.config.layers, self.config.hidden
+        if layers == 1:
+            return s.reshape(1, -1, hidden)
+        return s.reshape(-1, layers, hidden).transpose(0, 1).contiguous()
+
+    def _from_lstm(self, s: Tensor) -> Tensor:
+        layers, hidden = self.config.layers, self.config.hidden
+        if layers == 1:
+            return s.reshape(-1, self.rows, 1, hidden)
+        return s.transpose(0, 1).reshape(-1, self.rows, layers, hidden)
+
+    def step(self, x: Tensor, state):
         b, t, _ = x.shape
         if t == 0:
             return x.new_zeros(b, 0, self.n_freqs), state
-        layers, hidden = self.config.layers, self.config.hidden
-        h0 = state.h.reshape(b * self.rows, layers, hidden).transpose(0, 1).contiguous()
-        c0 = state.c.reshape(b * self.rows, layers, hidden).transpose(0, 1).contiguous()
-        y, (h, c) = self.lstm(self._features(x), (h0, c0))  # h, c: (layers, B * R, hidden)
+        bands, zi = None, None
+        if len(self.bank):
+            bands, zi = self._frontend(x, state.zi)
+        h0, c0 = self._to_lstm(state.h), self._to_lstm(state.c)  # (layers, B * R, hidden)
+        feats = self._features(x, bands)
+        y, (h, c) = self.lstm(feats, (h0, c0))
         out = self._unrows(self.head(y), b)
-        h = h.transpose(0, 1).reshape(b, self.rows, layers, hidden)
-        c = c.transpose(0, 1).reshape(b, self.rows, layers, hidden)
-        return out, ExtractorState(h, c)
+        h, c = self._from_lstm(h), self._from_lstm(c)  # (B, R, layers, hidden)
+        if zi is None:
+            return out, ExtractorState(h, c)
+        return out, FrontendExtractorState(h, c, zi)

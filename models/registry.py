@@ -127,9 +127,10 @@ def build_model(spec: str) -> StreamingModule:
 
         return load_checkpoint(spec)
     entry = get_entry(name)
-    config = make_config(entry.config_type, parse_options(opts))
+    overrides = parse_options(opts)
+    config = make_config(entry.config_type, overrides)
     if entry.weights:
-        return _pretrained(entry, config)
+        return _pretrained(entry, config, set(overrides))
     model = entry.build(config)
     model.eval()
     return model
@@ -156,7 +157,8 @@ def shipped_weights(entry: ModelEntry) -> list[str]:
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(WEIGHTS_DIR, pattern)))
 
 
-def _pretrained(entry: ModelEntry, config: Any) -> StreamingModule:
+def _pretrained(entry: ModelEntry, config: Any, asked: set[str]) -> StreamingModule:
+    """Shipped weights for ``config``; options the user set must match how they were trained."""
     from sigstream.models.checkpoint import load_checkpoint, read_checkpoint
 
     path = weights_path(entry, config)
@@ -167,7 +169,7 @@ def _pretrained(entry: ModelEntry, config: Any) -> StreamingModule:
         )
     saved = read_checkpoint(path)["config"]
     wanted = dataclasses.asdict(config)
-    mismatch = [k for k, v in wanted.items() if _norm(saved.get(k)) != _norm(v)]
+    mismatch = [k for k in sorted(asked) if _norm(saved.get(k)) != _norm(wanted[k])]
     if mismatch:
         raise ConfigError(
             f"the shipped {entry.name} weights were trained with "

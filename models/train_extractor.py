@@ -49,6 +49,7 @@ class ExtractorTrainConfig:
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.0
+    frontend: str = "none"
     lr: float = 3e-3
     tbptt: int = 1000
     batch: int = 8
@@ -56,14 +57,16 @@ class ExtractorTrainConfig:
     train_sequences: int = 32
     val_sequences: int = 8
     patience: int = 20
+    lr_patience: int = 8
     advance_mse: float = 0.01
+    init: str | None = None  # a checkpoint to start from (weights, normalisation, prefix)
     progress: bool = True
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
         ExtractorConfig(variant=self.variant, hidden=self.hidden, layers=self.layers,
-                        dropout=self.dropout).validate()
+                        dropout=self.dropout, frontend=self.frontend).validate()
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError("--epochs must be >= 1")
 
@@ -76,13 +79,30 @@ class ExtractorTrainConfig:
 def build_model(cfg: ExtractorTrainConfig) -> FrequencyExtractor:
     model = FrequencyExtractor(ExtractorConfig(
         variant=cfg.variant, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
-        preset=cfg.preset))
+        preset=cfg.preset, frontend=cfg.frontend))
     chrono_init(model.lstm, t_max=1000.0)  # time constants up to the slowest period (1 s)
     return model
 
 
 def _tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(data.inputs), torch.from_numpy(data.targets)
+
+
+def _load_init(model: FrequencyExtractor, path: str) -> int | None:
+    """Start from a checkpoint's weights and normalisation; returns the prefix it reached."""
+    from sigstream.models.checkpoint import read_checkpoint
+    from sigstream.stream.errors import InputError
+
+    payload = read_checkpoint(path)
+    if payload["model"] != "extractor":
+        raise InputError(f"{path!r} is a {payload['model']} checkpoint, not an extractor")
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(f"{path!r} does not fit this extractor config: "
+                         f"{str(exc).splitlines()[0][:160]}") from None
+    prefix = payload.get("meta", {}).get("prefix")
+    return int(prefix) if prefix else None
 
 
 def train(cfg: ExtractorTrainConfig, out_dir: str) -> tuple[FrequencyExtractor, History, str]:
@@ -98,8 +118,11 @@ def train(cfg: ExtractorTrainConfig, out_dir: str) -> tuple[FrequencyExtractor, 
     model.set_normalisation(float(first.mixture.mean()), float(first.mixture.std()))
     val_full = _tensors(generate(DataConfig(preset=cfg.preset, sequences=n_val,
                                             snr_db=cfg.snr_db), VAL_SEED))
-    length = {"t": 100 if cfg.preset == "seed" else val_full[0].shape[1]}
     total_t = val_full[0].shape[1]
+    length = {"t": 100 if cfg.preset == "seed" else total_t}
+    if cfg.init:
+        length["t"] = min(total_t, _load_init(model, cfg.init) or length["t"])
+
     def train_data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         seed = TRAIN_SEED if epoch == 0 else int(
             np.random.SeedSequence([TRAIN_SEED, cfg.seed, epoch]).generate_state(1)[0])
@@ -122,6 +145,7 @@ def train(cfg: ExtractorTrainConfig, out_dir: str) -> tuple[FrequencyExtractor, 
                               "prefix": length["t"]})
 
     fit_cfg = FitConfig(epochs=cfg.default_epochs(), lr=cfg.lr, patience=cfg.patience,
+                        lr_patience=cfg.lr_patience,
                         tbptt=cfg.tbptt, batch=cfg.batch, seed=cfg.seed, progress=cfg.progress)
     step = 1 if cfg.variant == "stateful" else None
     if cfg.preset == "realistic":
@@ -175,6 +199,7 @@ def _curriculum(model, train_data, val_data, fit_cfg: FitConfig, length: dict, t
                 length["t"] = min(total_t, int(length["t"] * 1.5))
                 for g in opt.param_groups:  # longer sequences: gentler steps
                     g["lr"] = max(fit_cfg.min_lr, g["lr"] * 0.85)
+                on_best(epoch, hist)  # keep what the curriculum has reached (resumable)
             continue
         if val < hist.best_val:
             hist.best_val, hist.best_epoch, stale = val, epoch, 0

@@ -107,6 +107,9 @@ class Pipeline:
     def stop(self) -> None:
         """Ask :meth:`run` to stop reading; it drains what has entered and returns."""
         self._stop.set()
+        stop_source = getattr(self.source, "stop", None)
+        if callable(stop_source):  # a live source may be blocked waiting for data
+            stop_source()
 
     # -- the loop ------------------------------------------------------------------
     def run(self, on_status: Callable[[Stats], None] | None = None) -> Stats:
@@ -204,7 +207,7 @@ class Pipeline:
         def handler(signum: int, frame: object) -> None:
             if self._stop.is_set():
                 raise KeyboardInterrupt
-            self._stop.set()
+            self.stop()
 
         previous = signal.signal(signal.SIGINT, handler)
         try:

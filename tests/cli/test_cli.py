@@ -176,3 +176,31 @@ def test_ctrl_c_drains_every_sample(tmp_path: Path) -> None:
     y = np.load(out)
     assert 0 < s["samples_in"] < 60000
     assert y.shape == (s["samples_in"], 1) == (s["samples_out"], 1)
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "onnx"])
+def test_run_backends_match_torch(tmp_path: Path, backend: str) -> None:
+    x = np.random.default_rng(5).standard_normal((3000, 1)).astype(np.float32)
+    np.save(tmp_path / "in.npy", x)
+    outs = {}
+    for b in ("torch", backend):
+        p = sig("run", "--model", "savgol", "--backend", b, "--source",
+                f"npy:{tmp_path / 'in.npy'}", "--sink", f"npy:{tmp_path / b}.npy",
+                "--block", "48", "--quiet")
+        assert p.returncode == 0, p.stderr
+        outs[b] = np.load(tmp_path / f"{b}.npy")
+    assert outs[backend].shape == (3000, 1)
+    np.testing.assert_allclose(outs[backend], outs["torch"], atol=1e-5)
+
+
+def test_run_an_exported_file(tmp_path: Path) -> None:
+    p = sig("export", "butterworth:kind=highpass,low=10", "--out", str(tmp_path / "hp.onnx"))
+    assert p.returncode == 0, p.stderr
+    x = np.random.default_rng(6).standard_normal((1000, 1)).astype(np.float32)
+    np.save(tmp_path / "in.npy", x)
+    p = sig("run", "--model", str(tmp_path / "hp.onnx"), "--source", f"npy:{tmp_path / 'in.npy'}",
+            "--sink", f"npy:{tmp_path / 'out.npy'}", "--quiet")
+    assert p.returncode == 0, p.stderr
+    sos = sps.butter(4, 10.0, btype="highpass", fs=1000.0, output="sos")
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"),
+                               sps.sosfilt(sos, x.astype(np.float64), axis=0), atol=1e-5)

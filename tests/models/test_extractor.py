@@ -159,3 +159,36 @@ def test_eval_schema() -> None:
             assert set(p) == {"freq_hz", "train_mse", "test_mse", "test_corr"}
             assert np.isfinite(p["test_mse"]) and -1 <= p["test_corr"] <= 1
     assert len(result["baseline"]["bands"]) == 4
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@given(data=hs.data())
+def test_bandpass_frontend_streams_like_offline(variant: str, data) -> None:
+    torch.manual_seed(0)
+    m = FrequencyExtractor(ExtractorConfig(variant=variant, hidden=8,
+                                           frontend="bandpass")).eval()
+    x = torch.randn(2, 120, 1)
+    assert_streams_like_offline(m, x, data.draw(chunkings(120)))
+    assert m.init_state(2).zi.shape == (2, 8, 2, 2, 1)  # 4 frequencies x 2 bandwidths
+
+
+def test_bandpass_frontend_is_causal_and_exports() -> None:
+    from sigstream.export.onnx import export_onnx
+    from sigstream.export.runtime import load_runner
+
+    torch.manual_seed(0)
+    m = FrequencyExtractor(ExtractorConfig(hidden=8, frontend="bandpass")).eval()
+    x = torch.randn(1, 200, 1)
+    assert_causal(m, x, 90)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        export_onnx(m, f"{d}/m.onnx", name="extractor")
+        r = load_runner(f"{d}/m.onnx")
+        st = r.init_state(1)
+        outs = []
+        for i in range(0, 200, 25):
+            y, st = r.step(x[:, i:i + 25].numpy(), st)
+            outs.append(y)
+    with torch.inference_mode():
+        np.testing.assert_allclose(np.concatenate(outs, 1), m(x).numpy(), atol=1e-4)

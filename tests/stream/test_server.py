@@ -1,0 +1,520 @@
+"""Tests for sigstream.stream.server: many streams, batching, bad input, lifecycle, security.
+
+B: batch (streams), T: time (frames), C: channels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import struct
+import threading
+import time
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import zmq
+import zmq.asyncio
+import zmq.auth
+from torch import Tensor, nn
+
+from sigstream.cli.serve import add_serve_parser, cmd_serve
+from sigstream.models.butterworth import Butterworth
+from sigstream.models.layers import StatefulGRU
+from sigstream.stream import wire
+from sigstream.stream.contract import StreamingModule
+from sigstream.stream.errors import ConfigError
+from sigstream.stream.runner import StreamRunner
+from sigstream.stream.server import Server, ServerConfig
+from sigstream.stream.wire import Header
+from sigstream.stream.zmq_io import AsyncClient, Client
+
+LOCAL = "tcp://127.0.0.1:*"
+
+
+class GRUHead(StreamingModule):
+    """StatefulGRU(1, 8) with a linear read-out to one channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = StatefulGRU(1, 8)
+        self.head = nn.Linear(8, 1)
+        self.in_channels, self.out_channels = 1, 1
+        self.hop, self.latency = 1, 0
+
+    def init_state(self, batch: int):
+        return self.gru.init_state(batch)
+
+    def step(self, x: Tensor, state):
+        y, state = self.gru.step(x, state)
+        return self.head(y), state
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.gru(x))
+
+
+def offline(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """model(x) on a (B, T, C) numpy array."""
+    with torch.inference_mode():
+        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+
+def test_many_streams_match_offline() -> None:
+    torch.manual_seed(0)
+    model = GRUHead().eval()
+    n_clients, per_client, n_chunks, window = 4, 16, 2000, 4
+    n_streams = n_clients * per_client
+    sizes = np.array([8, 12, 16, 24])
+    # chunk length of stream s, chunk k: differs between streams, changes every 50 chunks
+    plan = sizes[(np.arange(n_streams)[:, None] + np.arange(n_chunks)[None, :] // 50) % 4]
+    rng = np.random.default_rng(7)
+    lengths = plan.sum(axis=1)
+    total = int(lengths.max())
+    x = rng.standard_normal((n_streams, total, 1)).astype(np.float32)
+    offsets = np.concatenate([np.zeros((n_streams, 1), int), np.cumsum(plan, axis=1)], axis=1)
+
+    t0 = time.perf_counter()
+    with Server(model, LOCAL, ServerConfig(idle_timeout=30)) as srv:
+        clients = [Client(srv.endpoint, channels=1, sample_rate=1000.0)
+                   for _ in range(n_clients)]
+        poller = zmq.Poller()
+        for c in clients:
+            poller.register(c.socket, zmq.POLLIN)
+        sent = np.zeros(n_streams, int)
+        got = np.zeros(n_streams, int)
+        out = [np.empty(int(lengths[s]), np.float32) for s in range(n_streams)]
+        while got.min() < n_chunks:
+            for s in range(n_streams):
+                client = clients[s // per_client]
+                while sent[s] < n_chunks and sent[s] - got[s] < window:
+                    k = sent[s]
+                    client.send(x[s, offsets[s, k]:offsets[s, k + 1]], start=k == 0,
+                                end=k == n_chunks - 1, stream_id=s)
+                    sent[s] += 1
+            ready = dict(poller.poll(10_000))
+            assert ready, "no reply within 10 s"
+            for c in clients:
+                while c.poll(0):
+                    h, y = c.recv()
+                    s = h.stream_id
+                    assert not h.is_error, y
+                    assert h.seq == got[s], "chunk lost, duplicated or reordered"
+                    assert y.shape == (plan[s, h.seq], 1)
+                    out[s][offsets[s, h.seq]:offsets[s, h.seq + 1]] = y[:, 0]
+                    got[s] += 1
+        stats = clients[0].request_stats()
+        for c in clients:
+            c.close()
+    elapsed = time.perf_counter() - t0
+
+    assert stats["chunks"] == n_streams * n_chunks
+    assert stats["rejected_total"] == 0 and stats["gaps"] == 0
+    assert stats["streams"] == 0 and stats["streams_closed"] == n_streams
+    assert stats["batch_size"]["mean"] > 2
+    ref = offline(model, x)
+    for s in range(n_streams):
+        np.testing.assert_allclose(out[s], ref[s, : lengths[s], 0], atol=1e-5, rtol=0)
+    print(f"{n_streams * n_chunks} chunks in {elapsed:.1f} s, batch mean "
+          f"{stats['batch_size']['mean']:.1f}")
+
+
+# -- a small exact model: running sum (numpy state, integer-valued samples are exact) -------------
+
+
+class RunningSum:
+    """Numpy streaming model: y[t] = x[0] + ... + x[t]; fails on the sample value 1234."""
+
+    hop, latency, in_channels, out_channels, sample_rate = 1, 0, 1, 1, None
+
+    def init_state(self, batch: int):
+        return (np.zeros((batch, 1), np.float32),)
+
+    def step(self, x: np.ndarray, state):
+        if (x == 1234).any():
+            raise RuntimeError("boom")
+        y = np.cumsum(x, axis=1, dtype=np.float32) + state[0][:, None, :]
+        return y, (y[:, -1, :].copy(),)
+
+
+def raw_header(**fields) -> bytes:
+    """A v1 header packed field by field (for malformed input)."""
+    v = dict(magic=b"SIGS", version=1, flags=0, dtype=1, channels=1, frames=16, stream_id=9,
+             seq=0, rate=1000.0, stamp=0)
+    v.update(fields)
+    return struct.pack("<4sBBBBHHIQQdQ16x", v["magic"], v["version"], v["flags"], v["dtype"], 0,
+                       v["channels"], 0, v["frames"], v["stream_id"], v["seq"], v["rate"],
+                       v["stamp"])
+
+
+def ones(n: int, c: int = 1) -> bytes:
+    return np.ones((n, c), "<f4").tobytes()
+
+
+def replies(client: Client, n: int, timeout: float = 5.0) -> list:
+    return [client.recv(timeout) for _ in range(n)]
+
+
+def test_bad_input_gets_error_replies_and_other_streams_stay_exact() -> None:
+    model = Butterworth()
+    model.hop = 4  # any multiple of 4 is still exact for this filter; tests hop_mismatch
+    cfg = ServerConfig(max_frames=256, max_message_bytes=32 * 1024)
+    nan = np.ones((16, 1), "<f4")
+    nan[3] = np.nan
+    inf = np.ones((16, 1), "<f4")
+    inf[0] = np.inf
+    cases = [
+        ([raw_header()[:30], ones(16)], "header_size"),
+        ([raw_header() + b"\0" * 8, ones(16)], "header_size"),
+        ([raw_header()], "frame_count"),
+        ([raw_header(), ones(16), b"extra"], "frame_count"),
+        ([raw_header(), ones(15)], "size_mismatch"),
+        ([raw_header(), ones(17)], "size_mismatch"),
+        ([raw_header(magic=b"SIGZ"), ones(16)], "bad_magic"),
+        ([raw_header(version=2), ones(16)], "bad_version"),
+        ([raw_header(dtype=7), ones(16)], "bad_dtype"),
+        ([raw_header(flags=0x80), ones(16)], "bad_flags"),
+        ([raw_header(frames=0), b""], "bad_frames"),
+        ([raw_header(frames=1024), ones(1024)], "too_large"),
+        ([raw_header(frames=2**32 - 1), ones(16)], "too_large"),
+        ([raw_header(channels=0, frames=16), b""], "bad_channels"),
+        ([raw_header(), nan.tobytes()], "non_finite"),
+        ([raw_header(), inf.tobytes()], "non_finite"),
+        ([raw_header(rate=float("inf")), ones(16)], "bad_sample_rate"),
+        ([raw_header(channels=2), ones(16, 2)], "channels_mismatch"),
+        ([raw_header(frames=6), ones(6)], "hop_mismatch"),
+        ([raw_header(rate=8000.0), ones(16)], "rate_mismatch"),
+        ([raw_header(flags=wire.ERROR, dtype=0, frames=0), b""], "unexpected_flags"),
+        ([raw_header(dtype=0, frames=0), b""], "unexpected_flags"),
+    ]
+    x = np.random.default_rng(3).standard_normal((len(cases) + 8) * 16).astype(np.float32)
+    with Server(model, LOCAL, cfg) as srv:
+        good = Client(srv.endpoint, stream_id=1, sample_rate=1000.0)
+        bad = Client(srv.endpoint, sample_rate=1000.0)
+        out = []
+        for k, (frames, code) in enumerate(cases):
+            good.send(x[k * 16:(k + 1) * 16])
+            bad.send_raw(frames)
+            h, err = bad.recv()
+            assert h.is_error and err["code"] == code, (k, err)
+            if code not in ("header_size", "frame_count", "bad_magic", "bad_version"):
+                assert h.stream_id == 9  # parsed headers are echoed
+            h, y = good.recv()
+            assert not h.is_error and h.seq == k
+            out.append(y)
+        # sequence errors on a second stream of the good client's connection
+        k = len(cases)
+        good.send(np.ones(16, np.float32), stream_id=2, seq=0)
+        good.send(np.ones(16, np.float32), stream_id=2, seq=0)  # duplicate
+        good.send(np.ones(16, np.float32), stream_id=2, seq=5)  # gap: fine
+        good.send(np.ones(16, np.float32), stream_id=2, seq=3)  # older
+        good.send(x[k * 16:(k + 1) * 16])
+        got = [good.recv() for _ in range(5)]
+        codes = [y["code"] for h, y in got if h.is_error]
+        assert codes == ["duplicate", "out_of_order"]
+        out.extend(y for h, y in got if h.stream_id == 1)
+        # a message over ZMQ_MAXMSGSIZE: ZeroMQ drops that connection, nobody else notices
+        rogue = Client(srv.endpoint)
+        rogue.send_raw([raw_header(frames=20_000), ones(20_000)])
+        with pytest.raises(TimeoutError):
+            rogue.recv(timeout=0.3)
+        for k in range(len(cases) + 1, len(cases) + 8):
+            good.send(x[k * 16:(k + 1) * 16])
+            h, y = good.recv()
+            assert not h.is_error
+            out.append(y)
+        stats = bad.request_stats()
+        for c in (good, bad, rogue):
+            c.close()
+    np.testing.assert_allclose(np.concatenate(out)[:, 0], offline(model, x[None, :, None])[0, :, 0],
+                               atol=1e-5, rtol=0)
+    expected: dict[str, int] = {}
+    for _, code in cases:
+        expected[code] = expected.get(code, 0) + 1
+    expected.update(duplicate=1, out_of_order=1)
+    assert stats["rejected"] == expected
+    assert stats["gaps"] == 1 and stats["missing"] == 4
+
+
+def test_model_failure_answers_internal_and_spares_other_batches() -> None:
+    with Server(RunningSum(), LOCAL) as srv, Client(srv.endpoint) as c:
+        c.send(np.ones(4, np.float32), stream_id=1)
+        c.send(np.ones(3, np.float32), stream_id=2)
+        (h1, y1), (h2, y2) = sorted(replies(c, 2), key=lambda r: r[0].stream_id)
+        np.testing.assert_array_equal(y1[:, 0], [1, 2, 3, 4])
+        c.send(np.full(4, 1234, np.float32), stream_id=1)  # fails with whatever shares its call
+        c.send(np.ones(4, np.float32), stream_id=3)
+        c.send(np.ones(3, np.float32), stream_id=2)  # other length: another call, fine
+        got = {h.stream_id: (h, y) for h, y in replies(c, 3)}
+        assert got[1][0].is_error and got[1][1]["code"] == "internal"
+        if got[3][0].is_error:  # it arrived in time to be batched with stream 1
+            assert got[3][1]["code"] == "internal"
+        else:
+            np.testing.assert_array_equal(got[3][1][:, 0], [1, 2, 3, 4])
+        np.testing.assert_array_equal(got[2][1][:, 0], [4, 5, 6])
+        c.send(np.ones(2, np.float32), stream_id=1)  # state untouched by the failed call
+        h, y = c.recv()
+        assert h.seq == 2  # the failed chunk used sequence number 1
+        np.testing.assert_array_equal(y[:, 0], [5, 6])
+
+
+def test_subsets_of_streams_step_exactly_with_a_numpy_model() -> None:
+    rng = np.random.default_rng(5)
+    n, chunks = 6, 40
+    with Server(RunningSum(), LOCAL) as srv, Client(srv.endpoint) as c:
+        sent = {s: [] for s in range(n)}
+        out = {s: [] for s in range(n)}
+        for _ in range(chunks):
+            for s in rng.permutation(n)[: rng.integers(1, n + 1)]:
+                x = rng.integers(-3, 4, int(rng.choice([2, 3, 5]))).astype(np.float32)
+                c.send(x, stream_id=int(s))
+                sent[int(s)].append(x)
+            while c.poll(0.002):
+                h, y = c.recv()
+                out[h.stream_id].append(y[:, 0])
+        while sum(map(len, out.values())) < sum(map(len, sent.values())):
+            h, y = c.recv()
+            out[h.stream_id].append(y[:, 0])
+        stats = c.request_stats()
+    for s in range(n):
+        if sent[s]:
+            expected = np.cumsum(np.concatenate(sent[s]))
+            np.testing.assert_array_equal(np.concatenate(out[s]), expected)
+    assert stats["batch_size"]["mean"] > 1
+
+
+def test_lifecycle_start_reset_end() -> None:
+    with Server(RunningSum(), LOCAL) as srv, Client(srv.endpoint, stream_id=4) as c:
+        def run(x, **kw):
+            c.send(np.asarray(x, np.float32), **kw)
+            h, y = c.recv()
+            assert not h.is_error, y
+            return h, list(y[:, 0])
+
+        assert run([1, 1, 1], start=True)[1] == [1, 2, 3]
+        assert run([1])[1] == [4]
+        h, y = run([1], reset=True)
+        assert y == [1] and h.reset
+        h, y = run([2], start=True, seq=0)  # restart with a new sequence
+        assert y == [2] and h.start
+        assert c.request_stats()["streams"] == 1
+        h, y = run([1], end=True)
+        assert y == [3] and h.end
+        assert c.request_stats()["streams"] == 0
+        assert run([5])[1] == [5]  # the same id starts afresh
+        c.send(None, end=True)  # a bare END
+        h, y = c.recv()
+        assert h.end and not h.is_error and y.shape[0] == 0
+        stats = c.request_stats()
+        assert stats["streams"] == 0 and stats["streams_closed"] == 2
+        assert stats["resets"] == 2 and stats["streams_opened"] == 2
+
+
+@pytest.mark.parametrize("reset_on_gap", [False, True])
+def test_sequence_gap_is_counted_and_resets_when_asked(reset_on_gap: bool) -> None:
+    cfg = ServerConfig(reset_on_gap=reset_on_gap)
+    with Server(RunningSum(), LOCAL, cfg) as srv, Client(srv.endpoint) as c:
+        c.send(np.ones(2, np.float32), seq=0)
+        c.send(np.ones(2, np.float32), seq=3)
+        ys = [list(y[:, 0]) for _, y in replies(c, 2)]
+        stats = c.request_stats()
+    assert ys[0] == [1, 2]
+    assert ys[1] == ([1, 2] if reset_on_gap else [3, 4])
+    assert stats["gaps"] == 1 and stats["missing"] == 2
+    assert stats["resets"] == (1 if reset_on_gap else 0)
+
+
+def test_vanished_client_streams_are_freed_on_idle_timeout() -> None:
+    with Server(RunningSum(), LOCAL, ServerConfig(idle_timeout=0.3)) as srv:
+        watcher = Client(srv.endpoint)
+        gone = Client(srv.endpoint)
+        for s in range(3):
+            gone.send(np.ones(4, np.float32), stream_id=s)
+        replies(gone, 3)
+        gone.send(np.ones(4, np.float32), stream_id=0)  # mid-stream, never read
+        gone.close()
+        assert watcher.request_stats()["streams"] == 3
+        deadline = time.monotonic() + 10
+        while (stats := watcher.request_stats())["streams"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watcher.close()
+    assert stats["streams"] == 0 and stats["streams_expired"] == 3
+
+
+def test_stats_request_and_periodic_stats_line(capsys: pytest.CaptureFixture) -> None:
+    with Server(RunningSum(), LOCAL, ServerConfig(stats_every=0.1)) as srv:
+        with Client(srv.endpoint) as c:
+            for s in range(5):
+                c.send(np.ones(8, np.float32), stream_id=s)
+            replies(c, 5)
+            c.send_raw([b"junk", b""])
+            c.recv()
+            stats = c.request_stats()
+            time.sleep(0.35)
+    assert stats["schema"] == "sigstream-server-stats/1"
+    assert stats["streams"] == 5 and stats["chunks"] == 5 and stats["samples_in"] == 40
+    assert stats["rejected"] == {"header_size": 1} and stats["rejected_total"] == 1
+    assert stats["batches"] >= 1 and sum(stats["batch_size"]["histogram"].values()) >= 1
+    assert stats["batch_size"]["mean"] >= 1
+    assert set(stats["compute_us"]) == {"p50", "p99", "max"}
+    json.dumps(stats)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("serve:")]
+    assert lines and "chunks 5" in lines[-1] and "rejected 1" in lines[-1]
+
+
+def test_graceful_stop_drains_in_flight_messages() -> None:
+    srv = Server(RunningSum(), LOCAL).start()
+    c = Client(srv.endpoint)
+    for k in range(300):
+        c.send(np.ones(4, np.float32), stream_id=k % 4)
+    srv.stop()  # returns once drained, replied and closed
+    got = replies(c, 300, timeout=5.0)
+    c.close()
+    assert sorted(h.seq for h, _ in got) == sorted(k // 4 for k in range(300))
+    assert all(not h.is_error for h, _ in got)
+    assert srv.chunks == 300
+
+
+@pytest.mark.parametrize("endpoint", [
+    "tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://192.168.1.10:5555", "tcp://[::]:5555",
+    "tcp://eth0:5555", "tcp://example.com:5555",
+])
+def test_non_loopback_bind_is_refused_before_any_socket(endpoint: str) -> None:
+    with mock.patch.object(zmq.Context, "socket") as socket:
+        with pytest.raises(ConfigError, match="not a loopback address"):
+            Server(RunningSum(), endpoint)
+        socket.assert_not_called()
+
+
+def test_non_loopback_needs_insecure_or_curve(tmp_path) -> None:
+    with mock.patch.object(zmq.Context, "socket") as socket:
+        Server(RunningSum(), "tcp://0.0.0.0:5555", ServerConfig(insecure=True))
+        if zmq.has("curve"):
+            _, secret = zmq.auth.create_certificates(str(tmp_path), "server")
+            Server(RunningSum(), "tcp://0.0.0.0:5555", ServerConfig(curve_secret_file=secret))
+        with pytest.raises(ConfigError, match="not found"):
+            Server(RunningSum(), "tcp://0.0.0.0:5555",
+                   ServerConfig(curve_secret_file=str(tmp_path / "nope")))
+        socket.assert_not_called()  # constructing never opens a socket
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+def test_curve_encryption_and_client_authorisation(tmp_path) -> None:
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    server_public, server_secret = zmq.auth.create_certificates(str(keys), "server")
+    client_public, client_secret = zmq.auth.create_certificates(str(keys), "client")
+    (allowed / "client.key").write_bytes(open(client_public, "rb").read())
+    _, stranger_secret = zmq.auth.create_certificates(str(keys), "stranger")
+    server_key = zmq.auth.load_certificate(server_public)[0]
+    cfg = ServerConfig(curve_secret_file=server_secret, curve_clients_dir=str(allowed))
+    with Server(RunningSum(), LOCAL, cfg) as srv:
+        pub, sec = zmq.auth.load_certificate(client_secret)
+        with Client(srv.endpoint, server_public_key=server_key, public_key=pub,
+                    secret_key=sec) as c:
+            c.send(np.ones(3, np.float32))
+            _, y = c.recv()
+            np.testing.assert_array_equal(y[:, 0], [1, 2, 3])
+        pub, sec = zmq.auth.load_certificate(stranger_secret)
+        with Client(srv.endpoint, server_public_key=server_key, public_key=pub,
+                    secret_key=sec) as c:
+            c.send(np.ones(3, np.float32))
+            with pytest.raises(TimeoutError):
+                c.recv(timeout=0.3)
+        with Client(srv.endpoint) as plain:  # no encryption: no handshake, no reply
+            plain.send(np.ones(3, np.float32))
+            with pytest.raises(TimeoutError):
+                plain.recv(timeout=0.3)
+
+
+def test_async_client() -> None:
+    async def main(endpoint: str) -> tuple[list, dict]:
+        ctx = zmq.asyncio.Context()
+        try:
+            async with AsyncClient(endpoint, stream_id=2, context=ctx) as c:
+                for _ in range(5):
+                    await c.send(np.ones(2, np.float32))
+                got = [await c.recv() for _ in range(5)]
+                return got, await c.request_stats()
+        finally:
+            ctx.term()
+
+    with Server(RunningSum(), LOCAL) as srv:
+        got, stats = asyncio.run(main(srv.endpoint))
+    assert [h.seq for h, _ in got] == list(range(5))
+    np.testing.assert_array_equal(np.concatenate([y for _, y in got])[:, 0], np.arange(1, 11))
+    assert stats["chunks"] == 5
+
+
+def test_req_socket_and_int16_payloads_work() -> None:
+    with Server(RunningSum(), LOCAL) as srv:
+        ctx = zmq.Context.instance()
+        with ctx.socket(zmq.REQ) as req:
+            req.connect(srv.endpoint)
+            req.send_multipart(wire.encode(Header(stream_id=1), np.full((4, 1), 16384, np.int16)))
+            assert req.poll(5000)
+            h, y = wire.decode(req.recv_multipart())
+    assert h.stream_id == 1
+    np.testing.assert_array_equal(y[:, 0], [0.5, 1.0, 1.5, 2.0])
+
+
+def test_server_accepts_a_runner_or_a_factory_and_refuses_other_things() -> None:
+    runner = StreamRunner(RunningSum(), batch=3)
+    assert Server(runner, LOCAL).runner is runner and runner.batch == 0
+    assert isinstance(Server(RunningSum, LOCAL).runner.model, RunningSum)
+    with pytest.raises(ConfigError, match="cannot serve"):
+        Server(42, LOCAL)
+    with pytest.raises(ConfigError, match="max_batch"):
+        Server(RunningSum(), LOCAL, ServerConfig(max_batch=0))
+
+
+# -- the CLI --------------------------------------------------------------------------------------
+
+
+def serve_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["serve", *argv])
+
+
+def test_cli_serve_refuses_a_busy_port_and_a_public_address() -> None:
+    with zmq.Context.instance().socket(zmq.ROUTER) as taken:
+        port = taken.bind_to_random_port("tcp://127.0.0.1")
+        with pytest.raises(ConfigError) as info:
+            cmd_serve(serve_args("--model", "identity", "--bind", f"tcp://127.0.0.1:{port}"))
+    assert str(info.value) == f"address tcp://127.0.0.1:{port} is in use; pick another port"
+    with mock.patch.object(zmq.Context, "socket") as socket:
+        with pytest.raises(ConfigError, match="--insecure"):
+            cmd_serve(serve_args("--model", "identity", "--bind", "tcp://0.0.0.0:5555"))
+        socket.assert_not_called()
+
+
+def test_cli_serve_runs_until_ctrl_c(capsys: pytest.CaptureFixture) -> None:
+    with zmq.Context.instance().socket(zmq.ROUTER) as probe:
+        port = probe.bind_to_random_port("tcp://127.0.0.1")
+    endpoint = f"tcp://127.0.0.1:{port}"
+    result: dict = {}
+
+    def client() -> None:
+        try:
+            with Client(endpoint, sample_rate=1000.0) as c:
+                result["stats"] = c.request_stats(timeout=30)
+                c.send(np.arange(4, dtype=np.float32))
+                result["reply"] = c.recv(timeout=10)
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=client)
+    helper.start()
+    code = cmd_serve(serve_args("--model", "identity", "--bind", endpoint, "--stats-every", "0"))
+    helper.join(10)
+    assert code == 0
+    h, y = result["reply"]
+    np.testing.assert_array_equal(y[:, 0], np.arange(4))
+    err = capsys.readouterr().err
+    assert f"serving identity on {endpoint}" in err and "stopped;" in err
