@@ -34,6 +34,8 @@ class BenchConfig:
     models: tuple[str, ...] = ("extractor", "butterworth", "savgol", "identity")
     backends: tuple[str, ...] = BACKENDS
     chunks: tuple[int, ...] = CHUNKS
+    zmq: bool = True
+    lsl: bool = False
 
     @property
     def budget_s(self) -> float:
@@ -226,6 +228,11 @@ def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
         if backend in cfg.backends:
             streams += bench_streams(cfg, log, backend)
     overhead = run_overhead(quick=cfg.quick, progress=False)
+    zmq = None
+    if cfg.zmq:
+        from sigstream.bench.zmq_bench import run_zmq
+
+        zmq = run_zmq(quick=cfg.quick, progress=progress, lsl=cfg.lsl)
     return {
         "schema": SCHEMA,
         "machine": {**machine(), "threads": cfg.threads, "python_impl":
@@ -235,6 +242,7 @@ def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
         "speedups": speedups(latency),
         "streams": streams,
         "pipeline_overhead": overhead["pipeline_overhead"],
+        "zmq": zmq,
         "peak_rss_mb": _peak_rss_mb(),
         "seconds": time.perf_counter() - t0,
     }
@@ -274,6 +282,10 @@ def markdown(result: dict) -> str:
         out.append(f"| {r['block']} | {r['pipeline']['p50_us']:.1f} | "
                    f"{r['pipeline']['p99_us']:.1f} | {r['bare_loop']['p50_us']:.1f} | "
                    f"{r['ratio_p50']:.2f}x |")
+    if result.get("zmq"):
+        from sigstream.bench.zmq_bench import markdown_zmq
+
+        out += ["", markdown_zmq(result["zmq"])]
     return "\n".join(out)
 
 

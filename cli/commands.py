@@ -107,7 +107,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         source.close()
         raise
     show, done = status_printer(not args.quiet)
-    stats = pipe.run(on_status=show)
+
+    def started() -> None:
+        if not args.quiet:
+            print(f"running {args.model} ({args.backend}): {args.source} -> {args.sink}, block "
+                  f"{args.block}; Ctrl-C stops and drains", file=sys.stderr, flush=True)
+
+    stats = pipe.run(on_status=show, on_start=started)
     done()
     summary = stats.summary()
     if not args.quiet:
@@ -137,7 +143,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for b in backends:
         if b not in BACKENDS:
             raise ConfigError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
-    cfg = BenchConfig(quick=args.quick, threads=args.threads, models=models, backends=backends)
+    cfg = BenchConfig(quick=args.quick, threads=args.threads, models=models, backends=backends,
+                      zmq=not args.no_zmq, lsl=args.lsl)
     result = run_suite(cfg, progress=not args.quiet)
     table = markdown(result)
     print(table)

@@ -94,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub, _positive_int, _positive_float)
 
     from sigstream.cli.export import add_export_parser
+    from sigstream.cli.route import add_route_parser
     from sigstream.cli.serve import add_serve_parser
 
     add_export_parser(sub)
     add_serve_parser(sub)
+    add_route_parser(sub)
 
     b = sub.add_parser("bench", help="latency, throughput, capacity and overhead benchmarks",
                        description="Per model x backend x chunk size: latency p50/p99, "
@@ -109,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--models", help="comma-separated built-in models (default: all)")
     b.add_argument("--backends", help="comma-separated: torch,torchscript,onnx (default: all)")
     b.add_argument("--plot", metavar="PATH", help="write a PNG plot of latency vs chunk size")
+    b.add_argument("--no-zmq", action="store_true", help="skip the ZeroMQ measurements")
+    b.add_argument("--lsl", action="store_true",
+                   help="also time Lab Streaming Layer (needs pylsl; liblsl listens on all "
+                        "interfaces while it runs)")
     b.add_argument("--quiet", action="store_true", help="no progress lines")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--markdown", metavar="PATH", help="write the results as a Markdown table")
@@ -138,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sigstream.cli import train as train_cli
 
             return (train_cli.cmd_train if args.command == "train" else train_cli.cmd_eval)(args)
+        if args.command == "route":
+            from sigstream.cli.route import cmd_route
+
+            return cmd_route(args)
         if args.command == "serve":
             from sigstream.cli.serve import cmd_serve
 

@@ -41,6 +41,10 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                     "only unless --curve-secret or --insecure is given. Ctrl-C stops "
                     "gracefully.")
     s.add_argument("--model", required=True, help="NAME, NAME:key=value,... or a checkpoint path")
+    s.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
+                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
+    s.add_argument("--threads", type=_positive_int, default=1,
+                   help="threads for the model runtime (1)")
     s.add_argument("--bind", default="tcp://127.0.0.1:5555",
                    help="endpoint to bind (default tcp://127.0.0.1:5555; port * picks one)")
     s.add_argument("--max-batch", type=_positive_int, default=1024,
@@ -84,7 +88,7 @@ def _sigint_stops(server: Any) -> Iterator[None]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until Ctrl-C; errors a user can cause raise SigstreamError."""
-    from sigstream.models.registry import build_model
+    from sigstream.cli.commands import make_model
     from sigstream.stream.server import Server, ServerConfig
     from sigstream.stream.zmq_io import is_loopback_endpoint
 
@@ -95,7 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
     )
     # the factory runs after the bind address and keys are checked
-    server = Server(lambda: build_model(args.model), bind=args.bind, config=config)
+    server = Server(lambda: make_model(args.model, args.backend, args.threads), bind=args.bind,
+                    config=config)
     if args.insecure and not args.curve_secret and not is_loopback_endpoint(args.bind):
         print(f"warning: serving {args.bind} unencrypted and unauthenticated; anyone who can "
               "reach it can send data", file=sys.stderr)

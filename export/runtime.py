@@ -159,6 +159,9 @@ def _onnx_session(data: bytes, label: str, threads: int) -> tuple[Any, str | Non
     return sess, sess.get_modelmeta().custom_metadata_map.get(META_KEY)
 
 
+_F32 = np.dtype(np.float32)
+
+
 # -- runners --------------------------------------------------------------------------------
 class ExportedRunner:
     """Common surface of the exported runners: contract attributes, state, checks, splitting."""
@@ -213,6 +216,14 @@ class ExportedRunner:
 
     def step(self, x: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
         """One chunk ``x`` (B, T, C_in) float32 -> ``(y (B, T', C_out), new_state)``; pure."""
+        # fast path: the common, valid call costs a handful of attribute reads
+        shape = getattr(x, "shape", None)
+        if (type(x) is np.ndarray and x.dtype is _F32 and len(shape) == 3 and shape[1]
+                and shape[1] % self.hop == 0 and shape[2] == self.in_channels
+                and len(state) == self._n_leaves
+                and (not self._n_leaves or state[0].shape[0] == shape[0])
+                and (self._limit is None or shape[1] <= self._limit)):
+            return self._run(x, state)
         if (not isinstance(x, np.ndarray) or x.ndim != 3 or x.dtype != np.float32
                 or x.shape[1] % self.hop or (self.in_channels and x.shape[2] != self.in_channels)):
             raise ValueError(self._bad_chunk(x))

@@ -112,7 +112,10 @@ class Pipeline:
             stop_source()
 
     # -- the loop ------------------------------------------------------------------
-    def run(self, on_status: Callable[[Stats], None] | None = None) -> Stats:
+    def run(self, on_status: Callable[[Stats], None] | None = None,
+            on_start: Callable[[], None] | None = None) -> Stats:
+        """Run until the end of input or :meth:`stop`; ``on_start`` is called once Ctrl-C
+        is handled (stop and drain), ``on_status`` every ``status_interval`` seconds."""
         cfg = self.config
         block = cfg.block
         stats = Stats(sample_rate=self.sample_rate,
@@ -148,6 +151,8 @@ class Pipeline:
         self.sink.open(self.out_rate, self.out_channels)
         try:
             with self._sigint_stops():
+                if on_start is not None:
+                    on_start()
                 while not self._stop.is_set():
                     want = block if limit is None else min(block, limit - stats.samples_in)
                     if want <= 0:

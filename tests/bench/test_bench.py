@@ -36,6 +36,10 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
     assert {(s["backend"], s["chunk"]) for s in r["streams"]} == {
         ("onnx", 1), ("onnx", 16), ("torch", 1), ("torch", 16)}
     assert [o["block"] for o in r["pipeline_overhead"]] == [1, 256]
+    z = r["zmq"]
+    assert set(z) >= {"transport_hop", "served_extractor", "serve_capacity"}
+    assert z["transport_hop"]["sigstream"]["p50_us"] > 0
+    assert "skipped" in z["transport_hop"]["lsl"]  # only with --lsl
     assert "| extractor | onnx |" in (tmp_path / "b.md").read_text()
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
 

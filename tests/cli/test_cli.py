@@ -165,7 +165,9 @@ def test_ctrl_c_drains_every_sample(tmp_path: Path) -> None:
          f"npy:{out}", "--realtime", "--block", "16", "--stats-json", str(stats)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
-        time.sleep(2.0)
+        line = proc.stderr.readline().decode()  # printed once Ctrl-C is handled
+        assert line.startswith("running identity"), line
+        time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:

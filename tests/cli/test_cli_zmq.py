@@ -1,0 +1,99 @@
+"""sigstream serve and run over real ZeroMQ sockets on 127.0.0.1, through subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import signal as sps
+
+from sigstream.stream.zmq_io import Client, ZmqSink
+
+EXE = Path(sys.executable).with_name("sigstream")
+CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60.0) -> str:
+    os.set_blocking(proc.stderr.fileno(), False)
+    buf, deadline = "", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = proc.stderr.read()
+        if chunk:
+            buf += chunk.decode(errors="replace")
+            if needle in buf:
+                return buf
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not seen; stderr so far: {buf}")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_serve_streams_and_stops_on_ctrl_c(backend: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CMD, "serve", "--model", "butterworth:kind=bandpass,low=5,high=50", "--backend",
+         backend, "--bind", f"tcp://127.0.0.1:{port}", "--stats-every", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_line(proc, "serving")
+        x = np.random.default_rng(0).standard_normal((2000, 1)).astype(np.float32)
+        outs = {}
+        clients = [Client(f"tcp://127.0.0.1:{port}", stream_id=i, sample_rate=1000.0)
+                   for i in range(3)]
+        for c in clients:
+            outs[c] = []
+        for pos in range(0, 2000, 50):
+            for c in clients:
+                c.send(x[pos:pos + 50])
+            for c in clients:
+                header, y = c.recv(timeout=10.0)
+                assert not header.is_error, y
+                outs[c].append(y)
+        sos = sps.butter(4, [5, 50], btype="bandpass", fs=1000.0, output="sos")
+        ref = sps.sosfilt(sos, x.astype(np.float64), axis=0)
+        for c in clients:
+            np.testing.assert_allclose(np.concatenate(outs[c]), ref, atol=1e-5)
+            c.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_zmq_source_to_npy(tmp_path: Path) -> None:
+    port = free_port()
+    out = tmp_path / "y.npy"
+    proc = subprocess.Popen(
+        [*CMD, "run", "--model", "identity", "--source",
+         f"zmq:tcp://127.0.0.1:{port},mode=bind,pattern=pull", "--sink", f"npy:{out}",
+         "--block", "64", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        x = np.random.default_rng(1).standard_normal((5000, 1)).astype(np.float32)
+        sink = ZmqSink(f"tcp://127.0.0.1:{port}", mode="connect", pattern="push", linger=30.0)
+        sink.open(1000.0, 1)
+        for pos in range(0, 5000, 100):
+            sink.write(x[pos:pos + 100])
+        sink.close()  # sends END: the pipeline drains and exits
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        np.testing.assert_array_equal(np.load(out), x)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,526 @@
+"""Tests for sigstream.stream.router: consistent hashing, exact routing, failover, security.
+
+Everything binds loopback; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from unittest import mock
+
+import numpy as np
+import pytest
+import zmq
+from scipy import signal as sps
+
+from sigstream.cli.route import add_route_parser, cmd_route
+from sigstream.models.butterworth import Butterworth
+from sigstream.stream import wire
+from sigstream.stream.errors import ConfigError
+from sigstream.stream.router import HashRing, Router, RouterConfig, stream_key
+from sigstream.stream.server import Server
+from sigstream.stream.wire import Header
+from sigstream.stream.zmq_io import Client
+
+LOCAL = "tcp://127.0.0.1:*"
+SOS = Butterworth().sos
+
+
+def offline(x: np.ndarray) -> np.ndarray:
+    """The Butterworth model over a whole 1-D signal, from a fresh state."""
+    return sps.sosfilt(SOS, np.asarray(x, np.float64)).astype(np.float32)
+
+
+def fast(**overrides: object) -> RouterConfig:
+    """Short health-check timeouts, so failures are noticed quickly in tests."""
+    opts: dict = dict(worker_timeout=0.3, probe_timeout=0.3, connect_timeout=3.0,
+                      rejoin_interval=0.2)
+    opts.update(overrides)
+    return RouterConfig(**opts)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def worker_alive(router: Router, endpoint: str) -> bool:
+    return next(w["alive"] for w in router.stats()["workers"] if w["endpoint"] == endpoint)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (a plain socket closes synchronously)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def key_hash(keys: list[bytes], ring: HashRing) -> str:
+    return hashlib.sha256("\n".join(str(ring.lookup(k)) for k in keys).encode()).hexdigest()
+
+
+# -- consistent hashing ---------------------------------------------------------------------------
+
+
+def test_hash_ring_is_stable_even_and_moves_only_what_it_must() -> None:
+    workers = [f"tcp://127.0.0.1:{5601 + i}" for i in range(3)]
+    keys = [stream_key(b"\x00" + i.to_bytes(4, "big"), i % 16) for i in range(3000)]
+    ring = HashRing(workers, vnodes=64)
+    before = {k: ring.lookup(k) for k in keys}
+    # stable: the same in another order, in another instance, and in another process
+    assert {k: HashRing(workers[::-1]).lookup(k) for k in keys} == before
+    code = ("import hashlib; from sigstream.stream.router import HashRing, stream_key; "
+            f"r = HashRing({workers!r}); ks = [stream_key(b'\\x00' + i.to_bytes(4, 'big'), "
+            "i % 16) for i in range(3000)]; print(hashlib.sha256('\\n'.join(str(r.lookup(k)) "
+            "for k in ks).encode()).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
+    assert out.stdout.strip() == key_hash(keys, ring)
+    # about even: 1000 keys each, give or take
+    counts = collections.Counter(before.values())
+    assert set(counts) == set(workers)
+    assert all(700 <= n <= 1300 for n in counts.values()), counts
+    # removing a worker moves exactly its keys, spread over the others
+    ring.remove(workers[1])
+    after = {k: ring.lookup(k) for k in keys}
+    moved = {k for k in keys if after[k] != before[k]}
+    assert moved == {k for k in keys if before[k] == workers[1]}
+    assert all(after[k] in (workers[0], workers[2]) for k in moved)
+    assert min(collections.Counter(after[k] for k in moved).values()) > 0.2 * len(moved)
+    # adding one back restores the old placement; a new one takes only ~1/N of the keys
+    ring.add(workers[1])
+    assert {k: ring.lookup(k) for k in keys} == before
+    ring.add("tcp://127.0.0.1:5604")
+    grown = {k: ring.lookup(k) for k in keys}
+    changed = [k for k in keys if grown[k] != before[k]]
+    assert all(grown[k] == "tcp://127.0.0.1:5604" for k in changed)
+    assert 0.1 * len(keys) < len(changed) < 0.4 * len(keys)
+    assert HashRing().lookup(keys[0]) is None
+    with pytest.raises(ConfigError):
+        HashRing(workers, vnodes=0)
+
+
+# -- routing --------------------------------------------------------------------------------------
+
+
+def test_streams_stick_to_one_worker_and_match_offline() -> None:
+    """3 clients x 4 streams (the same stream ids in every client) over two workers."""
+    n_clients, n_streams, n_chunks, depth = 3, 4, 30, 3
+    sizes = np.array([8, 16, 24, 32])
+    plan = sizes[(np.arange(n_clients * n_streams)[:, None] + np.arange(n_chunks)) % 4]
+    offsets = np.concatenate([np.zeros((plan.shape[0], 1), int), np.cumsum(plan, 1)], 1)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((plan.shape[0], int(offsets[:, -1].max()))).astype(np.float32)
+    a = Server(Butterworth(), LOCAL).start()
+    b = Server(Butterworth(), LOCAL).start()
+    clients: list[Client] = []
+    try:
+        with Router(LOCAL, [a.endpoint, b.endpoint], fast()) as router:
+            clients = [Client(router.endpoint, sample_rate=1000.0) for _ in range(n_clients)]
+            got: dict[int, list[tuple[Header, np.ndarray]]] = collections.defaultdict(list)
+            snapshot: dict = {}
+            for k0 in range(0, n_chunks, depth):  # a few rounds in flight at once
+                for k in range(k0, min(k0 + depth, n_chunks)):
+                    for c, cl in enumerate(clients):
+                        for s in range(n_streams):
+                            i = c * n_streams + s
+                            cl.send(x[i, offsets[i, k]:offsets[i, k + 1]], stream_id=s,
+                                    end=k == n_chunks - 1)
+                for c, cl in enumerate(clients):
+                    for _ in range(n_streams * (min(k0 + depth, n_chunks) - k0)):
+                        h, y = cl.recv(timeout=10)
+                        assert not h.is_error, y
+                        got[c * n_streams + h.stream_id].append((h, y))
+                if k0 == 12:
+                    snapshot = router.assignments()
+                    router_stats = clients[0].request_stats()
+                    worker_streams = [Client(w.endpoint).request_stats()["streams"]
+                                      for w in (a, b)]
+            final = clients[0].request_stats()
+        worker_stats = [Client(w.endpoint).request_stats() for w in (a, b)]
+    finally:
+        for cl in clients:
+            cl.close()
+        a.stop()
+        b.stop()
+    # exact, complete, in order, never reset
+    for i in range(plan.shape[0]):
+        hs = [h for h, _ in got[i]]
+        assert [h.seq for h in hs] == list(range(n_chunks))
+        assert not any(h.reset for h in hs) and hs[-1].end
+        y = np.concatenate([y for _, y in got[i]])[:, 0]
+        np.testing.assert_allclose(y, offline(x[i, :offsets[i, -1]]), atol=1e-5, rtol=0)
+    # placement: the ring's choice, one worker per stream
+    assert len(snapshot) == n_clients * n_streams
+    assert len({ident for ident, _ in snapshot}) == n_clients
+    ring = HashRing([a.endpoint, b.endpoint])
+    assert all(ring.lookup(stream_key(*key)) == ep for key, ep in snapshot.items())
+    per_worker = collections.Counter(snapshot.values())
+    assert router_stats["schema"] == "sigstream-router-stats/1"
+    assert [w["streams"] for w in router_stats["workers"]] == \
+        [per_worker[a.endpoint], per_worker[b.endpoint]] == worker_streams
+    # each stream was opened on exactly one worker, and every stream is closed
+    assert [s["streams_opened"] for s in worker_stats] == worker_streams
+    assert all(s["streams"] == 0 and s["rejected_total"] == 0 for s in worker_stats)
+    total = n_clients * n_streams * n_chunks
+    assert final["streams"] == 0 and final["failovers"] == 0 and final["errors_total"] == 0
+    assert final["forwarded"] == final["replied"] == total
+    assert final["stale_replies"] == 0 and final["in_flight"] == 0
+    assert sum(w["replied"] for w in final["workers"]) == total
+
+
+def test_router_answers_like_serve() -> None:
+    """Errors, control messages and REQ clients behave as with ``serve`` directly."""
+    raw = Header(stream_id=5, channels=1, frames=16).pack()
+    ones = np.ones(16, "<f4").tobytes()
+    cases = [
+        [raw[:30], ones],  # header_size
+        [raw],  # frame_count
+        [b"SIGZ" + raw[4:], ones],  # bad_magic
+        [raw, ones[:-4]],  # size_mismatch
+        [Header(stream_id=5, channels=2, frames=8).pack(), ones],  # channels_mismatch
+        [Header(stream_id=5, flags=wire.ERROR, dtype=0).pack(), b""],  # unexpected_flags
+        [Header(stream_id=5, flags=0x80, channels=1, frames=4).pack(), ones[:16]],  # bad_flags
+    ]
+    with Server(Butterworth(), LOCAL) as srv, \
+            Router(LOCAL, [srv.endpoint], fast()) as router:
+        direct, routed = Client(srv.endpoint), Client(router.endpoint)
+        for frames in cases:
+            replies = []
+            for c in (direct, routed):
+                c.send_raw(frames)
+                replies.append(c.recv(timeout=5))
+            (hd, ed), (hr, er) = replies
+            assert hd.is_error and hr.is_error and ed["code"] == er["code"], (ed, er)
+            assert hd._replace(timestamp_ns=0) == hr._replace(timestamp_ns=0)
+        # control messages and a REQ socket
+        routed.send(np.ones(4, np.float32), stream_id=3)
+        routed.send(None, stream_id=3, end=True)
+        h1, y1 = routed.recv()
+        h2, y2 = routed.recv()
+        assert (h1.stream_id, h1.seq, h2.seq) == (3, 0, 1) and h2.end and y2.shape[0] == 0
+        req = zmq.Context.instance().socket(zmq.REQ)
+        req.setsockopt(zmq.LINGER, 0)
+        req.connect(router.endpoint)
+        req.send_multipart(wire.encode(Header(stream_id=3), np.ones(4, np.float32)))
+        assert req.poll(5000)
+        h, y = wire.decode(req.recv_multipart())
+        req.close()
+        assert not h.is_error and h.stream_id == 3 and y.shape == (4, 1)
+        stats = routed.request_stats()
+        direct.close()
+        routed.close()
+    assert stats["schema"] == "sigstream-router-stats/1"
+    assert stats["errors"] == {"header_size": 1, "frame_count": 1, "bad_magic": 1}
+
+
+# -- failover -------------------------------------------------------------------------------------
+
+
+def spawn_worker() -> tuple[subprocess.Popen, queue.Queue]:
+    """``sigstream serve --model butterworth`` on a free loopback port."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sigstream.cli.main", "serve", "--model", "butterworth",
+         "--bind", LOCAL, "--stats-every", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc, lines
+
+
+def worker_endpoint(lines: queue.Queue, timeout: float = 60.0) -> str:
+    """The endpoint a spawned worker prints once it is bound."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        assert line is not None, "the worker exited before serving"
+        match = re.match(r"serving butterworth on (tcp://\S+):\s", line)
+        if match:
+            return match.group(1)
+
+
+def test_killed_worker_streams_fail_over_with_reset_and_fresh_state() -> None:
+    """Two real ``sigstream serve`` processes; one is SIGKILLed with chunks in flight."""
+    n_clients, n_streams, n_chunks, size, kill_at = 3, 4, 30, 32, 12
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n_clients, n_streams, n_chunks * size)).astype(np.float32)
+    procs = [spawn_worker() for _ in range(2)]
+    clients: list[Client] = []
+    router = None
+    try:
+        endpoints = [worker_endpoint(lines) for _, lines in procs]
+        router = Router(LOCAL, endpoints, fast()).start()
+        clients = [Client(router.endpoint) for _ in range(n_clients)]
+        got: dict[tuple[int, int], list] = collections.defaultdict(list)
+        identity: dict[bytes, int] = {}
+
+        def send_round(k: int, c: int) -> None:
+            for s in range(n_streams):
+                clients[c].send(x[c, s, k * size:(k + 1) * size], stream_id=s,
+                                end=k == n_chunks - 1)
+
+        def recv_round(c: int) -> None:
+            for _ in range(n_streams):
+                h, y = clients[c].recv(timeout=10)  # every request is answered, promptly
+                assert not h.is_error, y
+                got[c, h.stream_id].append((h, y))
+
+        for c in range(n_clients):  # round 0 client by client: learn their identities
+            send_round(0, c)
+            recv_round(c)
+            new = {ident for ident, _ in router.assignments()} - set(identity)
+            assert len(new) == 1
+            identity[new.pop()] = c
+        victim = ""
+        placement: dict[tuple[int, int], str | None] = {}
+        for k in range(1, n_chunks):
+            for c in range(n_clients):
+                send_round(k, c)
+            if k == kill_at:
+                placement = {(identity[i], s): ep for (i, s), ep in router.assignments().items()}
+                victim = collections.Counter(placement.values()).most_common(1)[0][0]
+                procs[endpoints.index(victim)][0].kill()  # chunks of round k are in flight
+            for c in range(n_clients):
+                recv_round(c)
+        stats = clients[0].request_stats()
+    finally:
+        for cl in clients:
+            cl.close()
+        if router is not None:
+            router.stop()
+        for proc, _ in procs:
+            proc.kill()
+            proc.wait(10)
+    moved = [key for key, ep in placement.items() if ep == victim]
+    assert moved and len(placement) == n_clients * n_streams
+    for (c, s), replies in got.items():
+        hs = [h for h, _ in replies]
+        assert [h.seq for h in hs] == list(range(n_chunks))  # nothing lost, doubled, reordered
+        y = np.concatenate([y for _, y in replies])[:, 0]
+        resets = [k for k, h in enumerate(hs) if h.reset]
+        if (c, s) not in moved:
+            assert resets == []
+            np.testing.assert_allclose(y, offline(x[c, s]), atol=1e-5, rtol=0)
+            continue
+        # the first reply from the new worker says RESET; from there on: a fresh state
+        assert len(resets) == 1 and kill_at <= resets[0] <= kill_at + 1, resets
+        cut = resets[0] * size
+        np.testing.assert_allclose(y[:cut], offline(x[c, s, :cut]), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(y[cut:], offline(x[c, s, cut:]), atol=1e-5, rtol=0)
+    workers = {w["endpoint"]: w for w in stats["workers"]}
+    survivor = next(e for e in endpoints if e != victim)
+    assert not workers[victim]["alive"] and workers[victim]["failovers"] == 1
+    assert workers[survivor]["alive"] and workers[survivor]["failovers"] == 0
+    assert stats["failovers"] == 1 and stats["streams_moved"] == len(moved)
+    assert stats["errors_total"] == 0 and stats["replied"] == n_clients * n_streams * n_chunks
+
+
+def test_hung_worker_is_probed_then_no_workers_is_answered_promptly() -> None:
+    """A worker that accepts but never answers; then one that is not there at all."""
+    hung = zmq.Context.instance().socket(zmq.ROUTER)
+    hung.setsockopt(zmq.LINGER, 0)
+    port = hung.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with Router(LOCAL, [f"tcp://127.0.0.1:{port}"], fast(rejoin_interval=0)) as router, \
+                Client(router.endpoint) as c:
+            t0 = time.monotonic()
+            sent = c.send(np.arange(8, dtype=np.float32), stream_id=7)
+            h, err = c.recv(timeout=10)
+            waited = time.monotonic() - t0
+            assert h.is_error and err["code"] == "no_workers" and h.stream_id == 7
+            assert 0.3 <= waited < 5, waited  # worker_timeout + probe_timeout
+            t0 = time.monotonic()
+            c.send(np.ones(8, np.float32), stream_id=8)
+            h, err = c.recv(timeout=5)
+            assert err["code"] == "no_workers" and time.monotonic() - t0 < 1.0
+            stats = c.request_stats()
+        # the worker saw the chunk under the router's id, then a liveness probe
+        seen = []
+        while hung.poll(100):
+            seen.append(hung.recv_multipart()[1:])
+    finally:
+        hung.close()
+    chunk, probe = seen[0], seen[1]
+    assert chunk[0][:16] + chunk[0][24:] == sent.pack()[:16] + sent.pack()[24:]
+    assert wire.decode_header(chunk[0]).stream_id != 7 and chunk[1] == sent_payload(8)
+    assert wire.decode_header(probe[0]).is_stats
+    assert stats["workers_alive"] == 0 and "probe" in stats["workers"][0]["reason"]
+    assert stats["errors"] == {"no_workers": 2}
+
+    with Router(LOCAL, [f"tcp://127.0.0.1:{free_port()}"], fast(connect_timeout=0.2)) as router, \
+            Client(router.endpoint) as c:
+        assert wait_for(lambda: router.stats()["workers_alive"] == 0, 5)
+        t0 = time.monotonic()
+        c.send(np.ones(8, np.float32))
+        h, err = c.recv(timeout=5)
+        assert err["code"] == "no_workers" and time.monotonic() - t0 < 1.0
+        stats = router.stats()
+    assert "not connected" in stats["workers"][0]["reason"]
+    assert stats["failovers"] == 0  # it never came up: nothing failed over
+
+
+def sent_payload(n: int) -> bytes:
+    return np.arange(n, dtype="<f4").tobytes()
+
+
+def test_unanswered_request_on_a_live_worker_times_out() -> None:
+    """A worker that answers probes but loses a chunk: the client gets ERROR timeout."""
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def probes_only() -> None:
+        while not stop.is_set():
+            if sock.poll(20):
+                ident, head, _ = sock.recv_multipart()
+                h = wire.decode_header(head)
+                if h.is_stats:
+                    sock.send_multipart([ident, *wire.encode_json(h, {}, wire.STATS)])
+
+    thread = threading.Thread(target=probes_only, daemon=True)
+    thread.start()
+    try:
+        cfg = fast(request_timeout=1.0, worker_timeout=0.2, probe_timeout=0.5)
+        with Router(LOCAL, [f"tcp://127.0.0.1:{port}"], cfg) as router, \
+                Client(router.endpoint) as c:
+            c.send(np.ones(8, np.float32), stream_id=2)
+            h, err = c.recv(timeout=10)
+            stats = router.stats()
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+    assert h.is_error and err["code"] == "timeout" and h.stream_id == 2
+    assert stats["workers_alive"] == 1 and stats["workers"][0]["probes"] >= 1
+
+
+def test_dead_worker_rejoins_and_lost_state_is_flagged() -> None:
+    a = Server(Butterworth(), LOCAL).start()
+    b = Server(Butterworth(), LOCAL).start()
+    endpoint_a = a.endpoint
+    assert endpoint_a is not None
+    chunk = np.random.default_rng(3).standard_normal(16).astype(np.float32)
+    n = 8
+
+    def round_trip(c: Client) -> list[tuple[Header, object]]:
+        for s in range(n):
+            c.send(chunk, stream_id=s)
+        return sorted((c.recv(timeout=10) for _ in range(n)), key=lambda r: r[0].stream_id)
+
+    with Router(LOCAL, [endpoint_a, b.endpoint], fast()) as router, \
+            Client(router.endpoint) as c:
+        first = round_trip(c)
+        on_a = {s for (_, s), ep in router.assignments().items() if ep == endpoint_a}
+        assert all(not h.is_error and not h.reset for h, _ in first) and 0 < len(on_a) < n
+        a.stop()  # a graceful stop: the router sees the connection drop
+        assert wait_for(lambda: not worker_alive(router, endpoint_a), 5)
+        second = round_trip(c)
+        assert [h.reset for h, _ in second] == [s in on_a for s in range(n)]
+        assert all(not h.is_error for h, _ in second)
+        fresh = offline(chunk)
+        for h, y in second:  # moved streams restart from a fresh state
+            if h.reset:
+                np.testing.assert_allclose(y[:, 0], fresh, atol=1e-5, rtol=0)
+        b.stop()  # now nobody is left: errors, flagged RESET as the state is gone
+        assert wait_for(lambda: router.stats()["workers_alive"] == 0, 5)
+        third = round_trip(c)
+        assert all(h.is_error and y["code"] == "no_workers" and h.reset for h, y in third)
+        a = Server(Butterworth(), endpoint_a).start()  # the same address again
+        assert wait_for(lambda: worker_alive(router, endpoint_a), 10)
+        fourth = round_trip(c)
+        stats = c.request_stats()
+    a.stop()
+    assert all(not h.is_error and h.reset for h, _ in fourth)
+    for _, y in fourth:
+        np.testing.assert_allclose(y[:, 0], fresh, atol=1e-5, rtol=0)
+    workers = {w["endpoint"]: w for w in stats["workers"]}
+    assert workers[endpoint_a]["alive"] and workers[endpoint_a]["rejoins"] == 1
+    assert workers[endpoint_a]["streams"] == n and stats["failovers"] == 2
+
+
+# -- security and configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", [
+    "tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://192.168.1.10:5555", "tcp://[::]:5555",
+])
+def test_non_loopback_bind_is_refused_before_any_socket(endpoint: str) -> None:
+    with mock.patch.object(zmq.Context, "socket") as make_socket:
+        with pytest.raises(ConfigError, match="not a loopback address"):
+            Router(endpoint, ["tcp://127.0.0.1:5601"])
+        with pytest.raises(ConfigError, match="--insecure"):
+            cmd_route(route_args("--bind", endpoint, "--workers", "tcp://127.0.0.1:5601"))
+        Router(endpoint, ["tcp://127.0.0.1:5601"], RouterConfig(insecure=True))
+        make_socket.assert_not_called()
+
+
+def test_bad_worker_lists_and_configs_are_refused() -> None:
+    for workers, match in [([], "at least one"), (["127.0.0.1:5601"], "bad worker"),
+                           (["tcp://127.0.0.1:1", "tcp://127.0.0.1:1"], "twice")]:
+        with pytest.raises(ConfigError, match=match):
+            Router(LOCAL, workers)
+    assert Router(LOCAL, "tcp://127.0.0.1:1, tcp://127.0.0.1:2").ring.nodes == \
+        ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"]
+    for bad in (dict(worker_timeout=0), dict(probe_timeout=-1.0), dict(vnodes=0),
+                dict(rejoin_interval=float("inf")), dict(max_streams=0)):
+        with pytest.raises(ConfigError):
+            Router(LOCAL, ["tcp://127.0.0.1:1"], RouterConfig(**bad))
+    with pytest.raises(SystemExit):
+        route_args("--workers", "localhost:5601")
+
+
+def route_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_route_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["route", *argv])
+
+
+def test_cli_route_runs_until_ctrl_c(capsys: pytest.CaptureFixture) -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    result: dict = {}
+    with Server(Butterworth(), LOCAL) as srv:
+        def client() -> None:
+            try:
+                with Client(endpoint) as c:
+                    result["stats"] = c.request_stats(timeout=30)
+                    c.send(np.ones(4, np.float32))
+                    result["reply"] = c.recv(timeout=10)
+            finally:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        helper = threading.Thread(target=client)
+        helper.start()
+        code = cmd_route(route_args("--bind", endpoint, "--workers", str(srv.endpoint),
+                                    "--stats-every", "0"))
+        helper.join(10)
+    assert code == 0
+    h, y = result["reply"]
+    assert not h.is_error and y.shape == (4, 1)
+    assert result["stats"]["workers_alive"] == 1
+    err = capsys.readouterr().err
+    assert f"routing on {endpoint} to 1 worker(s)" in err and "stopped; route:" in err
