@@ -128,8 +128,12 @@ def bench_latency(cfg: BenchConfig, log: Callable[[str], None]) -> list[dict]:
                     rows.append({"model": name, "backend": backend, "error": str(exc)[:200]})
                     log(f"{name:12s} {backend:12s} skipped: {str(exc)[:80]}")
                     continue
+                seen: set[int] = set()
                 for chunk in cfg.chunks:
                     t = -(-chunk // model.hop) * model.hop  # a whole number of hops
+                    if t in seen:  # e.g. chunks 1 and 16 for a hop-16 model
+                        continue
+                    seen.add(t)
                     runner = StreamRunner(target, batch=1, validate=False)
                     x = np.random.default_rng(0).standard_normal(
                         (1, t, model.in_channels)).astype(np.float32)

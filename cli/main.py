@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from sigstream.cli.args import positive_float, positive_int
 from sigstream.stream.errors import SigstreamError
 
 
@@ -21,26 +22,6 @@ def _version() -> str:
         return version("sigstream")
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "0+unknown"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,12 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The main job on an embedded default: a built-in model "
                                    "cleans a synthetic noisy stream in real time, with live "
                                    "stats.")
-    d.add_argument("--seconds", type=_positive_float, default=10.0,
+    d.add_argument("--seconds", type=positive_float, default=10.0,
                    help="length of the stream (default 10)")
     d.add_argument("--no-realtime", action="store_true", help="run as fast as possible")
     d.add_argument("--out", metavar="PATH.npz", help="save input, output, clean reference "
                                                      "and sample rate")
-    d.add_argument("--block", type=_positive_int, default=32, help="frames per chunk (32)")
+    d.add_argument("--block", type=positive_int, default=32, help="frames per chunk (32)")
     d.add_argument("--model", default="butterworth",
                    help="model name or checkpoint (default: butterworth low-pass)")
 
@@ -79,19 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sink", required=True, help="sink spec")
     r.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
                    help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
-    r.add_argument("--threads", type=_positive_int, default=1,
+    r.add_argument("--threads", type=positive_int, default=1,
                    help="threads for the torchscript/onnx runtimes (1)")
-    r.add_argument("--block", type=_positive_int, default=256,
+    r.add_argument("--block", type=positive_int, default=256,
                    help="frames per chunk; a multiple of the model's hop (256)")
     r.add_argument("--realtime", action="store_true",
                    help="pace file and synthetic sources at their sample rate")
-    r.add_argument("--seconds", type=_positive_float, help="stop after this much input")
+    r.add_argument("--seconds", type=positive_float, help="stop after this much input")
     r.add_argument("--stats-json", metavar="PATH", help="write the run's stats as JSON")
     r.add_argument("--quiet", action="store_true", help="no live status line")
 
     from sigstream.cli.train import add_train_parser
 
-    add_train_parser(sub, _positive_int, _positive_float)
+    add_train_parser(sub, positive_int, positive_float)
 
     from sigstream.cli.export import add_export_parser
     from sigstream.cli.route import add_route_parser
@@ -107,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "batched vs one by one; pipeline overhead. Results as a "
                                    "Markdown table, JSON and a PNG plot.")
     b.add_argument("--quick", action="store_true", help="shorter measurements (under a minute)")
-    b.add_argument("--threads", type=_positive_int, default=1, help="threads per backend (1)")
+    b.add_argument("--threads", type=positive_int, default=1, help="threads per backend (1)")
     b.add_argument("--models", help="comma-separated built-in models (default: all)")
     b.add_argument("--backends", help="comma-separated: torch,torchscript,onnx (default: all)")
     b.add_argument("--plot", metavar="PATH", help="write a PNG plot of latency vs chunk size")

@@ -3,32 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-
-def _seconds(text: str, *, positive: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    ok = value > 0 if positive else value >= 0
-    if not ok or value == float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds {'>' if positive else '>='} 0, got {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    return _seconds(text, positive=True)
-
-
-def _seconds_or_zero(text: str) -> float:
-    return _seconds(text, positive=False)
+from sigstream.cli.args import positive_seconds, seconds, sigint_stops
 
 
 def _endpoints(text: str) -> list[str]:
@@ -59,39 +37,18 @@ def add_route_parser(sub: Any) -> argparse.ArgumentParser:
                    help="endpoint clients connect to (default tcp://127.0.0.1:5555)")
     r.add_argument("--workers", required=True, type=_endpoints, metavar="ENDPOINTS",
                    help="comma-separated endpoints of running 'sigstream serve' workers")
-    r.add_argument("--worker-timeout", type=_positive_seconds, default=1.0, metavar="S",
+    r.add_argument("--worker-timeout", type=positive_seconds, default=1.0, metavar="S",
                    help="probe a worker whose requests go unanswered this long (1)")
-    r.add_argument("--probe-timeout", type=_positive_seconds, default=1.0, metavar="S",
+    r.add_argument("--probe-timeout", type=positive_seconds, default=1.0, metavar="S",
                    help="a worker that does not answer a probe within S s is dead (1)")
-    r.add_argument("--rejoin-interval", type=_seconds_or_zero, default=1.0, metavar="S",
+    r.add_argument("--rejoin-interval", type=seconds, default=1.0, metavar="S",
                    help="probe dead workers every S s and re-add those that answer; "
                         "0 = never (1)")
-    r.add_argument("--stats-every", type=_seconds_or_zero, default=10.0, metavar="S",
+    r.add_argument("--stats-every", type=seconds, default=10.0, metavar="S",
                    help="seconds between one-line stats on stderr; 0 = off (10)")
     r.add_argument("--insecure", action="store_true",
                    help="allow binding a non-loopback address (unencrypted)")
     return r
-
-
-@contextmanager
-def _sigint_stops(router: Any) -> Iterator[None]:
-    """In the main thread, the first Ctrl-C stops the router gracefully; a second aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed = threading.Event()
-
-    def handler(signum: int, frame: object) -> None:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
-        router.stop(timeout=0)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -106,7 +63,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     if args.insecure and not is_loopback_endpoint(args.bind):
         print(f"warning: routing {args.bind} unencrypted and unauthenticated; anyone who can "
               "reach it can send data", file=sys.stderr)
-    with _sigint_stops(router):
+    with sigint_stops(router):
         endpoint = router.bind()
         print(f"routing on {endpoint} to {len(args.workers)} worker(s): "
               f"{', '.join(args.workers)}; Ctrl-C stops", file=sys.stderr, flush=True)

@@ -3,32 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
+from sigstream.cli.args import positive_int, seconds, sigint_stops
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
@@ -43,18 +21,18 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="NAME, NAME:key=value,... or a checkpoint path")
     s.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
                    help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
-    s.add_argument("--threads", type=_positive_int, default=1,
+    s.add_argument("--threads", type=positive_int, default=1,
                    help="threads for the model runtime (1)")
     s.add_argument("--bind", default="tcp://127.0.0.1:5555",
                    help="endpoint to bind (default tcp://127.0.0.1:5555; port * picks one)")
-    s.add_argument("--max-batch", type=_positive_int, default=1024,
+    s.add_argument("--max-batch", type=positive_int, default=1024,
                    help="messages taken per loop iteration, so streams per model call (1024)")
-    s.add_argument("--idle-timeout", type=_seconds, default=60.0,
+    s.add_argument("--idle-timeout", type=seconds, default=60.0,
                    help="free a stream after this many seconds without a message; 0 = never "
                         "(60)")
     s.add_argument("--reset-on-gap", action="store_true",
                    help="reset a stream's state when its sequence numbers jump")
-    s.add_argument("--stats-every", type=_seconds, default=10.0,
+    s.add_argument("--stats-every", type=seconds, default=10.0,
                    help="seconds between one-line stats on stderr; 0 = off (10)")
     s.add_argument("--curve-secret", metavar="FILE",
                    help="server certificate with secret key (zmq.auth): encrypt with CURVE")
@@ -63,27 +41,6 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--insecure", action="store_true",
                    help="allow binding a non-loopback address without encryption")
     return s
-
-
-@contextmanager
-def _sigint_stops(server: Any) -> Iterator[None]:
-    """In the main thread, the first Ctrl-C stops the server gracefully; a second aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed = threading.Event()
-
-    def handler(signum: int, frame: object) -> None:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
-        server.stop(timeout=0)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -104,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.insecure and not args.curve_secret and not is_loopback_endpoint(args.bind):
         print(f"warning: serving {args.bind} unencrypted and unauthenticated; anyone who can "
               "reach it can send data", file=sys.stderr)
-    with _sigint_stops(server):
+    with sigint_stops(server):
         endpoint = server.bind()
         m = server.runner.model
         print(f"serving {args.model} on {endpoint}: hop {server.hop}, "

@@ -64,6 +64,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, name: str,
     with eval_no_grad(model), warnings.catch_warnings():
         for message in _DEPRECATIONS:
             warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
+        # the exporter warns about LSTM batch sizes unless h0/c0 are graph inputs: they are
+        warnings.filterwarnings("ignore", message=r"Exporting a model to ONNX with a batch_size",
+                                category=UserWarning)
         torch.onnx.export(
             StepWrapper(model), example_inputs(model), buf, dynamo=False,
             input_names=inputs, output_names=outputs, dynamic_axes=dynamic,

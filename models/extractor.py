@@ -168,7 +168,7 @@ class FrequencyExtractor(StreamingModule):
 
     def step(self, x: Tensor, state):
         b, t, _ = x.shape
-        if t == 0:
+        if not torch.jit.is_tracing() and t == 0:
             return x.new_zeros(b, 0, self.n_freqs), state
         bands, zi = None, None
         if len(self.bank):

@@ -167,7 +167,7 @@ class StatefulLSTM(StreamingModule):
         return self.rnn(x)[0]
 
     def step(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        if x.shape[1] == 0:  # torch's RNNs refuse empty sequences
+        if not torch.jit.is_tracing() and x.shape[1] == 0:  # RNNs refuse empty input
             return x.new_zeros(x.shape[0], 0, self.out_channels), state
         hc = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
         y, (h, c) = self.rnn(x, hc)  # h, c: (layers, B, hidden)
@@ -194,7 +194,7 @@ class StatefulGRU(StreamingModule):
         return self.rnn(x)[0]
 
     def step(self, x: Tensor, state: GRUState) -> tuple[Tensor, GRUState]:
-        if x.shape[1] == 0:
+        if not torch.jit.is_tracing() and x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self.out_channels), state
         y, h = self.rnn(x, state.h.transpose(0, 1).contiguous())  # h: (layers, B, hidden)
         return y, GRUState(h.transpose(0, 1))

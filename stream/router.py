@@ -68,7 +68,6 @@ import collections
 import hashlib
 import struct
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -79,6 +78,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from sigstream.stream import wire
 from sigstream.stream.errors import ConfigError
+from sigstream.stream.service import ThreadedService
 from sigstream.stream.wire import Header, WireError
 from sigstream.stream.zmq_io import bind_socket, check_bind_allowed, endpoint_host
 
@@ -297,7 +297,7 @@ class _Worker:
 # -- the router -----------------------------------------------------------------------------------
 
 
-class Router:
+class Router(ThreadedService):
     """Route the streams of many clients over several ``serve`` workers; see the module doc.
 
     ``bind`` is the client-facing endpoint (``tcp://127.0.0.1:*`` picks a free
@@ -309,6 +309,8 @@ class Router:
     Raises ConfigError before any socket is created for a non-loopback ``bind``
     without ``insecure``, for a bad config, or a bad worker list.
     """
+
+    _thread_name = "sigstream-router"
 
     def __init__(self, bind: str = "tcp://127.0.0.1:5555",
                  workers: Iterable[str] | str = (), config: RouterConfig | None = None) -> None:
@@ -326,9 +328,7 @@ class Router:
         self._ctx: zmq.Context | None = None
         self._front: zmq.Socket | None = None
         self._poller = zmq.Poller()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._serving = threading.Event()
+        self._init_lifecycle()
 
         self._streams: dict[tuple[bytes, int], _Stream] = {}
         self._rids: dict[int, _Stream] = {}
@@ -463,32 +463,6 @@ class Router:
         finally:
             self._serving.clear()
             self._close()
-
-    def start(self, timeout: float = 10.0) -> Router:
-        """Bind (in this thread, so errors raise here) and route in a daemon thread."""
-        self.bind()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.serve_forever, name="sigstream-router",
-                                        daemon=True)
-        self._thread.start()
-        if not self._serving.wait(timeout):
-            raise RuntimeError("the router thread did not start")
-        return self
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        """Graceful stop: wait for replies in flight, forward them, close. Any thread."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if not thread.is_alive():
-                self._thread = None
-
-    def __enter__(self) -> Router:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _in_flight(self) -> int:
         return sum(len(w.pending) for w in self._workers)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from sigstream.stream import state as st
 from sigstream.stream import wire
 from sigstream.stream.errors import ConfigError
 from sigstream.stream.runner import StreamRunner
+from sigstream.stream.service import ThreadedService
 from sigstream.stream.stats import TimingWindow
 from sigstream.stream.wire import Header, WireError
 from sigstream.stream.zmq_io import bind_socket, check_bind_allowed, endpoint_host
@@ -184,7 +184,7 @@ def _load_curve(path: str) -> tuple[bytes, bytes]:
     return public, secret
 
 
-class Server:
+class Server(ThreadedService):
     """Serve a streaming model to many clients over one ROUTER socket.
 
     ``model`` is a streamable model (``hop``, ``in_channels``, ``init_state``,
@@ -197,6 +197,8 @@ class Server:
     Raises ConfigError before any socket is created for a non-loopback ``bind``
     without CURVE keys or ``insecure``, for a bad config, or an unreadable key file.
     """
+
+    _thread_name = "sigstream-server"
 
     def __init__(self, model: Any, bind: str = "tcp://127.0.0.1:5555",
                  config: ServerConfig | None = None) -> None:
@@ -219,9 +221,7 @@ class Server:
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
         self._auth: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._serving = threading.Event()
+        self._init_lifecycle()
 
         self._streams: dict[tuple[bytes, int], _Stream] = {}
         self._rows: list[tuple[bytes, int]] = []  # row index -> key
@@ -325,32 +325,6 @@ class Server:
         finally:
             self._serving.clear()
             self._close()
-
-    def start(self, timeout: float = 10.0) -> Server:
-        """Bind (in this thread, so errors raise here) and serve in a daemon thread."""
-        self.bind()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.serve_forever, name="sigstream-server",
-                                        daemon=True)
-        self._thread.start()
-        if not self._serving.wait(timeout):
-            raise RuntimeError("the server thread did not start")
-        return self
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        """Graceful stop: finish in-flight messages, reply, close. Callable from any thread."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if not thread.is_alive():
-                self._thread = None
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- one loop iteration -----------------------------------------------------------------------
     def _iteration(self, poll_ms: int) -> int:

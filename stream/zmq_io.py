@@ -595,13 +595,15 @@ class Client(_ClientBase):
     def __init__(self, endpoint: str, stream_id: int = 0, sample_rate: float = 0.0,
                  channels: int = 1, *, hwm: int = 10000, context: zmq.Context | None = None,
                  server_public_key: bytes | str | None = None, public_key: bytes | None = None,
-                 secret_key: bytes | None = None) -> None:
+                 secret_key: bytes | None = None, send_timeout: float | None = 10.0) -> None:
         super().__init__(endpoint, stream_id, sample_rate, channels, server_public_key,
                          public_key, secret_key)
         ctx = context or zmq.Context.instance()
         self._sock = ctx.socket(zmq.DEALER)
         try:
             self._configure(self._sock, hwm)
+            if send_timeout is not None:  # a DEALER with no connected peer blocks in send
+                self._sock.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
             _connect(self._sock, endpoint)
         except BaseException:
             self._sock.close(0)
@@ -617,7 +619,11 @@ class Client(_ClientBase):
         modify them until the message has left (pass a copy if unsure).
         """
         h, msg = self._message(chunk, start, end, reset, stream_id, seq, timestamp_ns)
-        self._sock.send_multipart(msg, copy=False)
+        try:
+            self._sock.send_multipart(msg, copy=False)
+        except zmq.Again:
+            raise TimeoutError(f"could not send to {self.endpoint}: no server connected "
+                               "(or its queue is full) within the send timeout") from None
         return h
 
     @property

@@ -32,6 +32,8 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
         assert row["chunk"] % (16 if row["model"] == "savgol" else 1) == 0
     backends = {(row["model"], row["backend"]) for row in r["latency"]}
     assert len(backends) == 12  # every model on torch, torchscript and onnx
+    keys = [(row["model"], row["backend"], row["chunk"]) for row in r["latency"]]
+    assert len(keys) == len(set(keys)) == 4 * 3 * 5 - 3  # savgol: chunks 1 and 16 are one
     assert {s["backend"] for s in r["speedups"]} == {"torchscript", "onnx"}
     assert {(s["backend"], s["chunk"]) for s in r["streams"]} == {
         ("onnx", 1), ("onnx", 16), ("torch", 1), ("torch", 16)}

@@ -27,8 +27,11 @@ def sig(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess
 def assert_one_line_error(p: subprocess.CompletedProcess, fragment: str) -> None:
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, p.stderr  # one clear line, no traceback
-    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], p.stderr  # one clear line, last
+    assert fragment in errors[0], errors[0]
+    # anything before it is the run's own start line, never a traceback
+    assert all(ln.startswith("running ") for ln in lines[:-1]), p.stderr
     assert "Traceback" not in p.stderr
 
 

@@ -125,11 +125,9 @@ def test_parser_rejects_bad_threads_and_format(capsys) -> None:
     assert "error" in capsys.readouterr().err
 
 
-def test_extractor_without_shipped_weights_is_a_config_error(tmp_path) -> None:
-    from sigstream.models.registry import MODELS, shipped_weights
-
-    if shipped_weights(MODELS["extractor"]):
-        pytest.skip("extractor weights ship now")
+def test_extractor_without_matching_weights_is_a_config_error(tmp_path) -> None:
+    # the shipped weights are the multi variant: asking for another one cannot use them
     with pytest.raises(ConfigError, match="weights"):
-        cmd_export(_parse("extractor", "--out", str(tmp_path / "x.onnx")))
+        cmd_export(_parse("extractor:preset=realistic,variant=sequence", "--out",
+                          str(tmp_path / "x.onnx")))
     assert os.listdir(tmp_path) == []

@@ -192,3 +192,20 @@ def test_bandpass_frontend_is_causal_and_exports() -> None:
             outs.append(y)
     with torch.inference_mode():
         np.testing.assert_allclose(np.concatenate(outs, 1), m(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("preset", ["realistic"])  # seed-preset weights do not ship yet
+def test_shipped_weights_load_and_stream(preset: str) -> None:
+    from sigstream.models.registry import build_model
+
+    m = build_model(f"extractor:preset={preset}")
+    assert m.config.preset == preset and m.config.variant == "multi"
+    x = torch.from_numpy(generate(DataConfig(preset=preset, seconds=0.5), 2).inputs)
+    assert_streams_like_offline(m, x, [1, 7, 0, 242, 250])
+
+
+def test_shipped_weights_refuse_other_architectures() -> None:
+    from sigstream.models.registry import build_model
+
+    with pytest.raises(ConfigError, match="trained with variant=multi"):
+        build_model("extractor:preset=realistic,variant=stateful")

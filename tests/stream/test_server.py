@@ -422,13 +422,13 @@ def test_curve_encryption_and_client_authorisation(tmp_path) -> None:
             np.testing.assert_array_equal(y[:, 0], [1, 2, 3])
         pub, sec = zmq.auth.load_certificate(stranger_secret)
         with Client(srv.endpoint, server_public_key=server_key, public_key=pub,
-                    secret_key=sec) as c:
-            c.send(np.ones(3, np.float32))
-            with pytest.raises(TimeoutError):
+                    secret_key=sec, send_timeout=0.3) as c:
+            with pytest.raises(TimeoutError):  # refused: the send or the reply times out
+                c.send(np.ones(3, np.float32))
                 c.recv(timeout=0.3)
-        with Client(srv.endpoint) as plain:  # no encryption: no handshake, no reply
-            plain.send(np.ones(3, np.float32))
+        with Client(srv.endpoint, send_timeout=0.3) as plain:  # no encryption: no handshake
             with pytest.raises(TimeoutError):
+                plain.send(np.ones(3, np.float32))
                 plain.recv(timeout=0.3)
 
 
