@@ -15,16 +15,16 @@ from __future__ import annotations
 import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from sigstream.export.backends import BACKENDS, on_backend
+
 SCHEMA = "sigstream-bench/2"
 CHUNKS = (1, 16, 64, 256, 1024)
-BACKENDS = ("torch", "torchscript", "onnx")
 
 
 @dataclass(frozen=True)
@@ -93,60 +93,40 @@ def default_model(name: str):
         return entry.build(entry.config_type()).eval()
 
 
-def backend_runner(model, backend: str, folder: str, name: str, threads: int):
-    """The object StreamRunner drives for ``backend``."""
-    if backend == "torch":
-        return model
-    from sigstream.export.runtime import load_runner
-
-    if backend == "onnx":
-        from sigstream.export.onnx import export_onnx
-
-        path = os.path.join(folder, f"{name}.onnx")
-        export_onnx(model, path, name=name)
-    else:
-        from sigstream.export.torchscript import export_torchscript
-
-        path = os.path.join(folder, f"{name}.ts")
-        export_torchscript(model, path, name=name)
-    return load_runner(path, threads=threads)
-
-
 def bench_latency(cfg: BenchConfig, log: Callable[[str], None]) -> list[dict]:
     from sigstream.stream.runner import StreamRunner
 
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for name in cfg.models:
-            model = default_model(name)
-            rate = float(model.sample_rate or 1000.0)
-            for backend in cfg.backends:
-                rss0 = _rss_mb()
-                try:
-                    target = backend_runner(model, backend, folder, name, cfg.threads)
-                except Exception as exc:  # noqa: BLE001 - reported, not fatal
-                    rows.append({"model": name, "backend": backend, "error": str(exc)[:200]})
-                    log(f"{name:12s} {backend:12s} skipped: {str(exc)[:80]}")
+    for name in cfg.models:
+        model = default_model(name)
+        rate = float(model.sample_rate or 1000.0)
+        for backend in cfg.backends:
+            rss0 = _rss_mb()
+            try:
+                target = on_backend(model, backend, name=name, threads=cfg.threads)
+            except Exception as exc:  # noqa: BLE001 - reported, not fatal
+                rows.append({"model": name, "backend": backend, "error": str(exc)[:200]})
+                log(f"{name:12s} {backend:12s} skipped: {str(exc)[:80]}")
+                continue
+            seen: set[int] = set()
+            for chunk in cfg.chunks:
+                t = -(-chunk // model.hop) * model.hop  # a whole number of hops
+                if t in seen:  # e.g. chunks 1 and 16 for a hop-16 model
                     continue
-                seen: set[int] = set()
-                for chunk in cfg.chunks:
-                    t = -(-chunk // model.hop) * model.hop  # a whole number of hops
-                    if t in seen:  # e.g. chunks 1 and 16 for a hop-16 model
-                        continue
-                    seen.add(t)
-                    runner = StreamRunner(target, batch=1, validate=False)
-                    x = np.random.default_rng(0).standard_normal(
-                        (1, t, model.in_channels)).astype(np.float32)
-                    times = time_calls(lambda r=runner, x=x: r.step(x), cfg.budget_s)
-                    s = summarise_us(times)
-                    med = s["p50_us"] / 1e6
-                    rows.append({
-                        "model": name, "backend": backend, "chunk": t, **s,
-                        "throughput_sps": t / med, "rtf": med / (t / rate),
-                        "sample_rate": rate, "rss_mb": _rss_mb(), "rss_delta_mb": _rss_mb() - rss0,
-                    })
-                    log(f"{name:12s} {backend:12s} T={t:5d}  p50 {s['p50_us']:9.1f} us  "
-                        f"p99 {s['p99_us']:9.1f} us  RTF {med / (t / rate):.4f}")
+                seen.add(t)
+                runner = StreamRunner(target, batch=1, validate=False)
+                x = np.random.default_rng(0).standard_normal(
+                    (1, t, model.in_channels)).astype(np.float32)
+                times = time_calls(lambda r=runner, x=x: r.step(x), cfg.budget_s)
+                s = summarise_us(times)
+                med = s["p50_us"] / 1e6
+                rows.append({
+                    "model": name, "backend": backend, "chunk": t, **s,
+                    "throughput_sps": t / med, "rtf": med / (t / rate),
+                    "sample_rate": rate, "rss_mb": _rss_mb(), "rss_delta_mb": _rss_mb() - rss0,
+                })
+                log(f"{name:12s} {backend:12s} T={t:5d}  p50 {s['p50_us']:9.1f} us  "
+                    f"p99 {s['p99_us']:9.1f} us  RTF {med / (t / rate):.4f}")
     return rows
 
 
@@ -176,38 +156,37 @@ def bench_streams(cfg: BenchConfig, log: Callable[[str], None], backend: str = "
     model = default_model("extractor")
     rate = 1000.0
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        target = backend_runner(model, backend, folder, "extractor", cfg.threads)
-        for chunk in chunks:
-            budget = chunk / rate
-            single = StreamRunner(target, batch=1, validate=False)
-            x1 = np.zeros((1, chunk, 1), dtype=np.float32)
-            t1 = summarise_us(time_calls(lambda r=single, x=x1: r.step(x), cfg.budget_s))
-            one_by_one = int(budget / (t1["p50_us"] / 1e6))
-            best, tried = None, []
-            n = 16
-            while n <= (8192 if not cfg.quick else 4096):
-                runner = StreamRunner(target, batch=n, validate=False)
-                xb = np.random.default_rng(1).standard_normal((n, chunk, 1)).astype(np.float32)
-                s = summarise_us(time_calls(lambda r=runner, x=xb: r.step(x), cfg.budget_s,
-                                            min_reps=20))
-                ok = s["p99_us"] / 1e6 <= budget
-                tried.append({"streams": n, **s, "real_time": ok})
-                log(f"streams {backend} T={chunk:3d} N={n:5d}  p50 {s['p50_us']:9.1f} us  "
-                    f"p99 {s['p99_us']:9.1f} us  budget {budget * 1e6:.0f} us  "
-                    f"{'ok' if ok else 'too slow'}")
-                if not ok:
-                    break
-                best = {"streams": n, **s}
-                n *= 2
-            batched_sps = best["streams"] * chunk / (best["p50_us"] / 1e6) if best else 0.0
-            single_sps = chunk / (t1["p50_us"] / 1e6)
-            rows.append({
-                "backend": backend, "chunk": chunk, "budget_us": budget * 1e6,
-                "single_stream": t1, "one_by_one_streams": one_by_one,
-                "batched_streams": best["streams"] if best else 0, "tried": tried,
-                "throughput_ratio_batched_vs_one_by_one": batched_sps / single_sps,
-            })
+    target = on_backend(model, backend, name="extractor", threads=cfg.threads)
+    for chunk in chunks:
+        budget = chunk / rate
+        single = StreamRunner(target, batch=1, validate=False)
+        x1 = np.zeros((1, chunk, 1), dtype=np.float32)
+        t1 = summarise_us(time_calls(lambda r=single, x=x1: r.step(x), cfg.budget_s))
+        one_by_one = int(budget / (t1["p50_us"] / 1e6))
+        best, tried = None, []
+        n = 16
+        while n <= (8192 if not cfg.quick else 4096):
+            runner = StreamRunner(target, batch=n, validate=False)
+            xb = np.random.default_rng(1).standard_normal((n, chunk, 1)).astype(np.float32)
+            s = summarise_us(time_calls(lambda r=runner, x=xb: r.step(x), cfg.budget_s,
+                                        min_reps=20))
+            ok = s["p99_us"] / 1e6 <= budget
+            tried.append({"streams": n, **s, "real_time": ok})
+            log(f"streams {backend} T={chunk:3d} N={n:5d}  p50 {s['p50_us']:9.1f} us  "
+                f"p99 {s['p99_us']:9.1f} us  budget {budget * 1e6:.0f} us  "
+                f"{'ok' if ok else 'too slow'}")
+            if not ok:
+                break
+            best = {"streams": n, **s}
+            n *= 2
+        batched_sps = best["streams"] * chunk / (best["p50_us"] / 1e6) if best else 0.0
+        single_sps = chunk / (t1["p50_us"] / 1e6)
+        rows.append({
+            "backend": backend, "chunk": chunk, "budget_us": budget * 1e6,
+            "single_stream": t1, "one_by_one_streams": one_by_one,
+            "batched_streams": best["streams"] if best else 0, "tried": tried,
+            "throughput_ratio_batched_vs_one_by_one": batched_sps / single_sps,
+        })
     return rows
 
 

@@ -38,13 +38,13 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import zmq
 
+from sigstream.bench.suite import default_model, summarise_us
 from sigstream.stream import wire
 
 __all__ = ["SCHEMA", "transport_hop", "served_extractor", "serve_capacity", "run_zmq",
@@ -57,20 +57,6 @@ RATE = 1000.0
 _LOCAL = f"tcp://{HOST}:*"
 _HEADER = struct.Struct(wire.HEADER_FORMAT)
 _TIMEOUT_S = 5.0  # longest wait for any single reply before a measurement gives up
-
-
-def summarise_us(samples_s: np.ndarray) -> dict:
-    """The suite's summary (p50 / p99 / IQR in µs, n); imported late, so that the suite may
-    import this module at its top."""
-    from sigstream.bench.suite import summarise_us as summarise
-
-    return summarise(samples_s)
-
-
-def default_model(name: str) -> Any:
-    from sigstream.bench.suite import default_model as build
-
-    return build(name)
 
 
 def _signal(frames: int, rate: float = RATE, seed: int = 0) -> np.ndarray:
@@ -382,13 +368,11 @@ def _export_extractor(folder: str, backend: str) -> tuple[str, str | None, str |
     if backend != "onnx":
         return "torch", None, None
     try:
-        from sigstream.export.onnx import export_onnx
+        from sigstream.export.backends import export_file
         from sigstream.export.runtime import load_runner
 
         path = os.path.join(folder, "extractor.onnx")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes about the LSTM
-            export_onnx(default_model("extractor"), path, name="extractor")
+        export_file(default_model("extractor"), path, "onnx", name="extractor")
         load_runner(path, threads=1)
         return "onnx", path, None
     except Exception as err:  # noqa: BLE001 - fall back to torch, reported

@@ -47,20 +47,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-BACKENDS = ("torch", "torchscript", "onnx")
-
-
 def make_model(spec: str, backend: str = "torch", threads: int = 1):
-    """A streamable model for ``--model`` on ``--backend``: a registry spec or checkpoint is
-    built in torch and, for torchscript/onnx, exported to a temporary file and loaded back;
-    an exported file (.onnx / TorchScript) is loaded as it is."""
+    """A streamable model for ``--model`` on ``--backend``: an exported file (.onnx / .ts) is
+    loaded as it is; a registry spec or checkpoint is built in torch and put on the backend."""
     import os
-    import tempfile
 
-    from sigstream.stream.errors import ConfigError
+    from sigstream.export.backends import on_backend
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if os.path.isfile(spec) and os.path.splitext(spec)[1] in (".onnx", ".ts"):
         from sigstream.export.runtime import load_runner
 
@@ -68,23 +61,8 @@ def make_model(spec: str, backend: str = "torch", threads: int = 1):
     from sigstream.models.registry import build_model
 
     model = build_model(spec)
-    if backend == "torch":
-        return model
-    from sigstream.export.runtime import load_runner
-
-    name = os.path.basename(spec).split(":")[0]
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.onnx" if backend == "onnx" else "model.ts")
-        if backend == "onnx":
-            from sigstream.export.onnx import export_onnx
-
-            export_onnx(model, path, name=name)
-        else:
-            from sigstream.export.torchscript import export_torchscript
-
-            export_torchscript(model, path, name=name)
-        with open(path, "rb") as fh:
-            return load_runner(fh.read(), threads=threads)
+    return on_backend(model, backend, name=os.path.basename(spec).split(":")[0],
+                      threads=threads)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -131,7 +109,8 @@ def _summary_line(s: dict) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from sigstream.bench.suite import BACKENDS, BenchConfig, markdown, plot, run_suite
+    from sigstream.bench.suite import BenchConfig, markdown, plot, run_suite
+    from sigstream.export.backends import BACKENDS
     from sigstream.models.registry import MODELS
     from sigstream.stream.errors import ConfigError, InputError
 

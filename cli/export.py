@@ -130,12 +130,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export(model: Any, path: str, name: str, fmt: str, shown: str) -> None:
-    if fmt == "onnx":
-        from sigstream.export.onnx import export_onnx as export
-    else:
-        from sigstream.export.torchscript import export_torchscript as export
+    from sigstream.export.backends import export_file
+
     try:
-        export(model, path, name=name)
+        export_file(model, path, fmt, name=name)
     except SigstreamError:
         raise
     except OSError as exc:

@@ -107,9 +107,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(model, preset, args.snr)
     print(table(result))
     if args.figures:
+        from sigstream.models.bandpass import BandSpec
         from sigstream.models.extractor_plots import write_figures
 
-        files = write_figures(model, preset, args.snr, args.figures)
+        bands = [BandSpec(b["freq_hz"], b["order"], b["bandwidth_hz"])
+                 for b in result["baseline"]["bands"]]
+        files = write_figures(model, preset, args.snr, args.figures, bands=bands)
         result["figures"] = files
         print(f"wrote {len(files)} figures to {args.figures}", file=sys.stderr)
     if args.json:

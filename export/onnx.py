@@ -67,6 +67,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, name: str,
         # the exporter warns about LSTM batch sizes unless h0/c0 are graph inputs: they are
         warnings.filterwarnings("ignore", message=r"Exporting a model to ONNX with a batch_size",
                                 category=UserWarning)
+        # torch's own RNN code checks the hidden size with a Python comparison while traced
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                module=r"torch\.nn\.modules\.rnn")
         torch.onnx.export(
             StepWrapper(model), example_inputs(model), buf, dynamo=False,
             input_names=inputs, output_names=outputs, dynamic_axes=dynamic,

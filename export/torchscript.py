@@ -158,6 +158,9 @@ def trace_step(model: nn.Module) -> torch.jit.ScriptModule:
     wrapper = StepWrapper(model)
     with eval_no_grad(model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_TS_DEPRECATION, category=DeprecationWarning)
+        # torch's own RNN code checks the hidden size with a Python comparison while traced
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                module=r"torch\.nn\.modules\.rnn")
         return torch.jit.trace(wrapper, example_inputs(model), check_trace=False)
 
 

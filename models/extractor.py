@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from sigstream.models.butterworth import Butterworth, ButterworthConfig, ButterworthState
+from sigstream.models.extractor_data import FREQS
 from sigstream.stream.contract import StreamingModule
 from sigstream.stream.errors import ConfigError
 
@@ -52,7 +53,7 @@ class ExtractorConfig:
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.0
-    freqs: tuple[float, ...] = (1.0, 3.0, 5.0, 7.0)
+    freqs: tuple[float, ...] = FREQS
     sample_rate: float = 1000.0
     preset: str = "seed"  # the data preset the weights were trained on (metadata)
     frontend: str = "none"  # none | bandpass: causal band-pass features for the LSTM

@@ -19,9 +19,12 @@ def _plt():
     return plt
 
 
-def write_figures(model, preset: str, snr_db: float, folder: str,
-                  seconds: float = 2.0) -> list[str]:
-    """Five figures on the first test sequence; returns the file paths."""
+def write_figures(model, preset: str, snr_db: float, folder: str, seconds: float = 2.0,
+                  bands: list | None = None) -> list[str]:
+    """Five figures on the first test sequence; returns the file paths.
+
+    ``bands``: the baseline's tuned band-passes (``evaluate``'s result) to avoid tuning again.
+    """
     from sigstream.models import bandpass
     from sigstream.models.extractor_eval import eval_data, predict
 
@@ -31,7 +34,8 @@ def write_figures(model, preset: str, snr_db: float, folder: str,
     fs = test.sample_rate
     freqs = test.freqs
     gain = float(len(freqs))
-    bands = bandpass.tune(freqs, data.train.mixture, data.train.targets, fs, gain)
+    if bands is None:
+        bands = bandpass.tune(freqs, data.train.mixture, data.train.targets, fs, gain)
     pred = predict(model, test)[0]  # (T, K)
     base = bandpass.apply(bands, test.mixture[:1], fs, gain)[0]
     target = test.targets[0]
