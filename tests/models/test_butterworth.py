@@ -77,3 +77,10 @@ def test_savgol_window_is_scipy() -> None:
     x = np.random.default_rng(0).standard_normal((3, 32, 1)).astype(np.float32)
     ref = signal.savgol_filter(x, 9, 2, axis=1, mode="interp")
     np.testing.assert_allclose(win(torch.from_numpy(x)).numpy(), ref, atol=1e-5)
+
+
+def test_savgol_is_causal_up_to_its_latency() -> None:
+    model = savgol_stream(SavgolConfig(window=32, hop=8, length=9, order=2)).eval()
+    x = torch.randn(2, 320, 1)
+    for t in (60, 161, 250):
+        assert_causal(model, x, t)

@@ -104,3 +104,13 @@ def test_stack_attributes() -> None:
     stack = make("stack")
     assert stack.decimation == 2 and stack.hop == 1 and stack.latency == 0
     assert stack(torch.randn(1, 20, 3)).shape == (1, 10, 2)
+
+
+@given(data=hs.data())
+def test_identity_streams_like_offline_and_is_causal(data) -> None:
+    from sigstream.stream.contract import Identity
+
+    model = Identity(2)
+    x = torch.randn(2, T, 2)
+    assert_streams_like_offline(model, x, data.draw(chunkings(T)))
+    assert_causal(model, x, 30)
