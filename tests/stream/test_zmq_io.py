@@ -200,14 +200,19 @@ def test_sink_drop_policy_counts_drops_and_never_blocks(ctx: zmq.Context) -> Non
 
 
 def test_sink_block_policy_times_out_without_a_consumer(ctx: zmq.Context) -> None:
-    with ctx.socket(zmq.PULL) as probe:
-        port = probe.bind_to_random_port("tcp://127.0.0.1")
-    sink = ZmqSink(f"tcp://127.0.0.1:{port}", hwm=2, send_timeout=0.1, linger=0.0, context=ctx)
-    sink.open(1000.0, 1)
-    with pytest.raises(InputError, match="no receiver"):
-        for _ in range(50):
-            sink.write(np.ones((8, 1), np.float32))
-    sink.abort()
+    import socket
+
+    # hold the port (bound, never listening) so no other socket can take it and receive
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        sink = ZmqSink(f"tcp://127.0.0.1:{port}", hwm=2, send_timeout=0.1, linger=0.0,
+                       context=ctx)
+        sink.open(1000.0, 1)
+        with pytest.raises(InputError, match="no receiver"):
+            for _ in range(50):
+                sink.write(np.ones((8, 1), np.float32))
+        sink.abort()
 
 
 def test_pub_sub_and_int16(ctx: zmq.Context) -> None:
