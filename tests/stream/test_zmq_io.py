@@ -183,15 +183,20 @@ def test_source_ends_on_timeout_and_on_stop(ctx: zmq.Context) -> None:
 
 
 def test_sink_drop_policy_counts_drops_and_never_blocks(ctx: zmq.Context) -> None:
-    # nobody receives: the PUSH socket queues `hwm` messages, then the rest are dropped
-    with ctx.socket(zmq.PULL) as probe:
-        port = probe.bind_to_random_port("tcp://127.0.0.1")
-    sink = ZmqSink(f"tcp://127.0.0.1:{port}", hwm=5, policy="drop", linger=0.0, context=ctx)
-    sink.open(1000.0, 1)
-    t0 = time.monotonic()
-    for _ in range(200):
-        sink.write(np.ones((8, 1), np.float32))
-    sink.close()
+    # nobody receives (the port is held, bound but not listening): the PUSH socket queues
+    # `hwm` messages, then the rest are dropped
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        sink = ZmqSink(f"tcp://127.0.0.1:{port}", hwm=5, policy="drop", linger=0.0,
+                       context=ctx)
+        sink.open(1000.0, 1)
+        t0 = time.monotonic()
+        for _ in range(200):
+            sink.write(np.ones((8, 1), np.float32))
+        sink.close()
     assert time.monotonic() - t0 < 5
     assert sink.dropped_messages >= 150
     assert sink.messages + sink.dropped_messages == 201  # + the END attempt
