@@ -8,6 +8,7 @@ exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from sigstream.cli.args import positive_float, positive_int
 from sigstream.stream.errors import SigstreamError
+
+# Modules that each add one top-level command: ``add_parser(sub)`` adds it and
+# sets ``func`` (imports heavy libraries lazily, inside the command).
+COMMAND_PLUGINS: tuple[str, ...] = ()
 
 
 def _version() -> str:
@@ -72,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sigstream.cli.train import add_train_parser
 
-    add_train_parser(sub, positive_int, positive_float)
+    add_train_parser(sub)
 
     from sigstream.cli.export import add_export_parser
     from sigstream.cli.route import add_route_parser
@@ -81,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     add_serve_parser(sub)
     add_route_parser(sub)
+    for name in COMMAND_PLUGINS:
+        importlib.import_module(name).add_parser(sub)
 
     b = sub.add_parser("bench", help="latency, throughput, capacity and overhead benchmarks",
                        description="Per model x backend x chunk size: latency p50/p99, "
@@ -121,10 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sigstream.cli.commands import cmd_run
 
             return cmd_run(args)
-        if args.command in ("train", "eval"):
-            from sigstream.cli import train as train_cli
-
-            return (train_cli.cmd_train if args.command == "train" else train_cli.cmd_eval)(args)
+        if getattr(args, "func", None) is not None:  # train/eval and plug-in commands
+            return args.func(args)
         if args.command == "route":
             from sigstream.cli.route import cmd_route
 

@@ -1,120 +1,28 @@
-"""``sigstream train MODEL`` and ``sigstream eval MODEL``."""
+"""``sigstream train MODEL`` and ``sigstream eval MODEL``: one plug-in module per model.
+
+Each module named in ``TRAINERS`` defines ``add_parsers(train, evaluate)``, which
+adds its model's sub-command to both sub-parser groups and sets ``func`` on
+each; ``main`` calls ``args.func(args)``. Modules import torch lazily, inside
+their commands, so building the parser stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+import importlib
 
-from sigstream.stream.errors import ConfigError, InputError
+TRAINERS = (
+    "sigstream.cli.train_extractor",
+)
 
-TRAINABLE = ("extractor",)
 
-
-def add_train_parser(sub: argparse._SubParsersAction, positive_int, positive_float) -> None:
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a model (progress, validation, early stopping)",
                        description="Train a built-in model. Deterministic for a given --seed.")
-    t.add_argument("model", choices=TRAINABLE, help="which model")
-    t.add_argument("--out", required=True, metavar="DIR",
-                   help="folder for the best checkpoint and history.json")
-    t.add_argument("--preset", default="seed", help="data preset: seed | realistic (seed)")
-    t.add_argument("--variant", default="multi",
-                   help="stateful | sequence | multi (multi)")
-    t.add_argument("--epochs", type=positive_int, help="maximum epochs (preset default)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    t.add_argument("--hidden", type=positive_int, default=64, help="LSTM hidden size (64)")
-    t.add_argument("--layers", type=positive_int, default=1, help="LSTM layers (1)")
-    t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers (0)")
-    t.add_argument("--frontend", default="none",
-                   help="none | bandpass: causal band-pass features for the LSTM (none)")
-    t.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate (3e-3)")
-    t.add_argument("--tbptt", type=positive_int, default=1000,
-                   help="truncated-BPTT window in samples (1000)")
-    t.add_argument("--batch", type=positive_int, default=8,
-                   help="sequences per update, realistic preset (8)")
-    t.add_argument("--snr", type=float, default=0.0, help="realistic preset SNR in dB (0)")
-    t.add_argument("--init", metavar="CHECKPOINT",
-                   help="start from this checkpoint (and, for the seed preset, its prefix)")
-    t.add_argument("--patience", type=positive_int, default=20,
-                   help="epochs without validation improvement before stopping (20)")
-    t.add_argument("--threads", type=positive_int, default=1,
-                   help="torch threads (1: small recurrent models run fastest on one)")
-    t.add_argument("--quiet", action="store_true", help="no progress output")
-
     e = sub.add_parser("eval", help="evaluate a model against the classical baselines",
-                       description="Evaluate on held-out data; the classical baseline is "
+                       description="Evaluate on held-out data; the classical baselines are "
                                    "measured on the same data in the same run.")
-    e.add_argument("model", choices=TRAINABLE, help="which model")
-    e.add_argument("--checkpoint", metavar="PATH", help="a checkpoint (default: shipped "
-                                                        "weights for the preset)")
-    e.add_argument("--preset", help="data preset: seed | realistic (default: the "
-                                    "checkpoint's)")
-    e.add_argument("--snr", type=float, default=0.0, help="realistic preset SNR in dB (0)")
-    e.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    e.add_argument("--figures", metavar="DIR", help="write PNG figures into DIR")
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from sigstream.models.train_extractor import ExtractorTrainConfig, train
-
-    torch.set_num_threads(args.threads)
-    cfg = ExtractorTrainConfig(
-        preset=args.preset, variant=args.variant, epochs=args.epochs, seed=args.seed,
-        hidden=args.hidden, layers=args.layers, dropout=args.dropout,
-        frontend=args.frontend, init=args.init, lr=args.lr,
-        tbptt=args.tbptt, batch=args.batch, snr_db=args.snr, patience=args.patience,
-        progress=not args.quiet)
-    cfg.validate()
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create {args.out!r}: {exc.strerror}") from None
-    _, hist, path = train(cfg, args.out)
-    last = hist.epochs[-1] if hist.epochs else {}
-    print(f"trained {len(hist.epochs)} epochs in {hist.seconds:.0f} s; best validation MSE "
-          f"{hist.best_val:.5f} at epoch {hist.best_epoch}"
-          + (" (stopped early)" if hist.stopped_early else "")
-          + (f"; last train loss {last.get('train_loss', float('nan')):.5f}" if last else ""),
-          file=sys.stderr)
-    print(f"wrote {path}", file=sys.stderr)
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from sigstream.cli.main import write_json
-    from sigstream.models.checkpoint import load_checkpoint
-    from sigstream.models.extractor import FrequencyExtractor
-    from sigstream.models.extractor_eval import evaluate, table
-    from sigstream.models.registry import build_model
-
-    if args.checkpoint:
-        model = load_checkpoint(args.checkpoint)
-        if not isinstance(model, FrequencyExtractor):
-            raise InputError(f"{args.checkpoint!r} is not an extractor checkpoint")
-        preset = args.preset or model.config.preset
-    else:
-        preset = args.preset or "seed"
-        model = build_model(f"extractor:preset={preset}")
-    if preset not in ("seed", "realistic"):
-        raise ConfigError(f"unknown preset {preset!r}; choose seed or realistic")
-    if args.figures:
-        try:
-            os.makedirs(args.figures, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create {args.figures!r}: {exc.strerror}") from None
-    result = evaluate(model, preset, args.snr)
-    print(table(result))
-    if args.figures:
-        from sigstream.models.bandpass import BandSpec
-        from sigstream.models.extractor_plots import write_figures
-
-        bands = [BandSpec(b["freq_hz"], b["order"], b["bandwidth_hz"])
-                 for b in result["baseline"]["bands"]]
-        files = write_figures(model, preset, args.snr, args.figures, bands=bands)
-        result["figures"] = files
-        print(f"wrote {len(files)} figures to {args.figures}", file=sys.stderr)
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    train = t.add_subparsers(dest="model", metavar="MODEL", required=True)
+    evaluate = e.add_subparsers(dest="model", metavar="MODEL", required=True)
+    for name in TRAINERS:
+        importlib.import_module(name).add_parsers(train, evaluate)
