@@ -518,3 +518,36 @@ def test_cli_serve_runs_until_ctrl_c(capsys: pytest.CaptureFixture) -> None:
     np.testing.assert_array_equal(y[:, 0], np.arange(4))
     err = capsys.readouterr().err
     assert f"serving identity on {endpoint}" in err and "stopped;" in err
+
+
+def test_non_finite_chunk_of_a_running_stream_is_rejected_and_batch_mates_stay_exact() -> None:
+    """A steady-state chunk with NaN, batched with other streams' chunks: only it is
+    rejected, its sequence number stays expected, and every other stream is exact."""
+    model = Butterworth()
+    x = np.random.default_rng(5).standard_normal((6, 8 * 16)).astype(np.float32)
+    with Server(model, LOCAL) as srv, Client(srv.endpoint, sample_rate=1000.0) as c:
+        outs: dict[int, list] = {sid: [] for sid in range(6)}
+        errors = []
+        for k in range(8):
+            for sid in range(6):  # one burst per k: the server batches what is ready
+                chunk = x[sid, k * 16:(k + 1) * 16].copy()
+                if sid == 2 and k == 4:
+                    bad = chunk.copy()
+                    bad[5] = np.nan
+                    c.send(bad, stream_id=sid, seq=k)
+                c.send(chunk, stream_id=sid, seq=k)  # after a rejection: the same seq again
+            for h, y in replies(c, 7 if k == 4 else 6):
+                if h.is_error:
+                    errors.append((h, y))
+                else:
+                    outs[h.stream_id].append(y)
+        stats = c.request_stats()
+    assert len(errors) == 1
+    h, err = errors[0]
+    assert err["code"] == "non_finite" and (h.stream_id, h.seq) == (2, 4), err
+    assert "frame 5" in err["message"]
+    for sid in range(6):
+        np.testing.assert_allclose(np.concatenate(outs[sid])[:, 0],
+                                   offline(model, x[sid][None, :, None])[0, :, 0],
+                                   atol=1e-5, rtol=0)
+    assert stats["rejected"] == {"non_finite": 1} and stats["gaps"] == 0
