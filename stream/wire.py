@@ -58,7 +58,8 @@ __all__ = [
     "MAGIC", "VERSION", "HEADER_SIZE", "HEADER_FORMAT", "MAX_FRAMES", "MAX_JSON_BYTES",
     "START", "END", "RESET", "ERROR", "STATS", "KNOWN_FLAGS",
     "DTYPE_CONTROL", "DTYPE_FLOAT32", "DTYPE_INT16", "REASONS",
-    "Header", "WireError", "encode", "encode_control", "encode_error", "encode_json",
+    "Header", "WireError", "encode", "encode_with_header", "encode_control", "encode_error",
+    "encode_json",
     "decode", "decode_header", "parse_json",
 ]
 
@@ -175,10 +176,15 @@ def encode(header: Header, payload: Any = None) -> list[Any]:
     payload buffer is the array itself when it is already little-endian and
     C-contiguous (zero-copy): do not modify it until it has been sent.
     """
+    return encode_with_header(header, payload)[1]
+
+
+def encode_with_header(header: Header, payload: Any = None) -> tuple[Header, list[Any]]:
+    """``(header as sent, [header bytes, payload buffer])``; see :func:`encode`."""
     if payload is None or isinstance(payload, (bytes, bytearray, memoryview)):
         data = b"" if payload is None else payload
         h = header._replace(dtype=DTYPE_CONTROL, frames=0)
-        return [h.pack(), data]
+        return h, [h.pack(), data]
     arr = np.asarray(payload)
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
@@ -192,7 +198,7 @@ def encode(header: Header, payload: Any = None) -> list[Any]:
         raise ValueError(f"payload must hold real numbers, got dtype {arr.dtype}")
     arr = np.ascontiguousarray(arr, dtype=_NP_DTYPE[code])
     h = header._replace(dtype=code, frames=int(arr.shape[0]), channels=int(arr.shape[1]))
-    return [h.pack(), arr]
+    return h, [h.pack(), arr]
 
 
 def encode_json(header: Header, obj: dict, flags: int) -> list[Any]:

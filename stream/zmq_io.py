@@ -556,10 +556,12 @@ class _ClientBase:
         if chunk is None:
             if not flags:
                 raise ValueError("a message without samples needs start, end or reset")
-            msg = wire.encode_control(h)
-        else:
-            msg = wire.encode(h, chunk)
-        return wire.decode_header(msg[0]), msg
+            return wire.encode_with_header(h, None)
+        h, msg = wire.encode_with_header(h, chunk)
+        if h.frames == 0:
+            raise WireError("bad_frames", "a chunk needs at least one frame (send None with "
+                                          "end=True to close a stream)", h)
+        return h, msg
 
     def _stats_request(self) -> list[Any]:
         return wire.encode_control(Header(flags=wire.STATS, timestamp_ns=time.time_ns()))
@@ -574,6 +576,9 @@ class _ClientBase:
                 return h, wire.parse_json(data)
             return h, np.empty((0, h.channels), dtype=np.float32)
         return h, data
+
+
+_ZERO_COPY_BYTES = 1 << 16
 
 
 def _key(key: bytes | str) -> bytes:
@@ -619,8 +624,8 @@ class Client(_ClientBase):
         modify them until the message has left (pass a copy if unsure).
         """
         h, msg = self._message(chunk, start, end, reset, stream_id, seq, timestamp_ns)
-        try:
-            self._sock.send_multipart(msg, copy=False)
+        try:  # zero-copy only pays from 64 KiB on; below, pyzmq copies faster
+            self._sock.send_multipart(msg, copy=_ZERO_COPY_BYTES <= h.frames * h.channels * 4)
         except zmq.Again:
             raise TimeoutError(f"could not send to {self.endpoint}: no server connected "
                                "(or its queue is full) within the send timeout") from None
