@@ -26,7 +26,8 @@ def add_parsers(train: argparse._SubParsersAction, evaluate: argparse._SubParser
     t.add_argument("--layers", type=positive_int, default=1, help="LSTM layers (1)")
     t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers (0)")
     t.add_argument("--frontend", default="none",
-                   help="none | bandpass: causal band-pass features for the LSTM (none)")
+                   help="none | bandpass (causal band-pass features) | oscillator (a "
+                        "learnable phase reference, for the seed preset) (none)")
     t.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate (3e-3)")
     t.add_argument("--tbptt", type=positive_int, default=1000,
                    help="truncated-BPTT window in samples (1000)")

@@ -25,10 +25,21 @@ outputs around every frequency (a 0.5 Hz and a 2 Hz wide band), scaled by K:
 classical features whose bandwidth is fixed, which the LSTM combines with
 the raw mixture over time (fast lock-in at the start, low noise later). The
 band-pass memories are part of the state (``zi``).
+
+With ``frontend="oscillator"`` the LSTM also sees ``cos(w_k n)`` and
+``sin(w_k n)`` for every frequency, ``n`` the samples since the stream started
+and ``w_k`` learnable angular steps initialised at ``2 pi f_k / rate``: a phase
+reference. It is what the ``seed`` preset needs, whose mixture carries no
+information and whose targets are fixed functions of the time since the
+sequence start (a model must be a clock); an LSTM alone drifts after a few
+seconds. The clock ``n`` is part of the state (float32, exact integers; it
+restarts every 2^23 samples, 2.3 h at 1 kHz). Streamed and offline outputs are
+identical because both compute ``w_k * n`` from the same integer ``n``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -41,7 +52,8 @@ from sigstream.stream.contract import StreamingModule
 from sigstream.stream.errors import ConfigError
 
 VARIANTS = ("stateful", "sequence", "multi")
-FRONTENDS = ("none", "bandpass")
+FRONTENDS = ("none", "bandpass", "oscillator")
+CLOCK_WRAP = float(1 << 23)  # the oscillator clock restarts here (float32 integers exact)
 FRONT_BANDWIDTHS = (0.5, 2.0)  # Hz: a narrow and a wide band around every frequency
 
 
@@ -82,6 +94,14 @@ class FrontendExtractorState(NamedTuple):
     zi: Tensor
 
 
+class ClockExtractorState(NamedTuple):
+    """h, c as in :class:`ExtractorState`; n: (B, 1) samples since the stream started."""
+
+    h: Tensor
+    c: Tensor
+    n: Tensor
+
+
 class FrequencyExtractor(StreamingModule):
     """(B, T, 1) mixture -> (B, T, K) extracted components; sample-causal (hop 1, latency 0)."""
 
@@ -99,7 +119,11 @@ class FrequencyExtractor(StreamingModule):
                     self.bank.append(Butterworth(ButterworthConfig(
                         kind="bandpass", order=2, low=max(f - bw / 2, 0.05), high=f + bw / 2,
                         sample_rate=cfg.sample_rate)))
-        n_in = 1 + len(self.bank) + (k if self.conditional else 0)
+        self.clock = cfg.frontend == "oscillator"
+        if self.clock:  # angular step per sample of each reference oscillator
+            self.omega = nn.Parameter(torch.tensor(
+                [2 * math.pi * f / cfg.sample_rate for f in cfg.freqs], dtype=torch.float32))
+        n_in = 1 + len(self.bank) + 2 * k * self.clock + (k if self.conditional else 0)
         self.lstm = nn.LSTM(n_in, cfg.hidden, cfg.layers, batch_first=True,
                             dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.head = nn.Linear(cfg.hidden, 1 if self.conditional else k)
@@ -118,6 +142,8 @@ class FrequencyExtractor(StreamingModule):
         w = self.head.weight
         z = torch.zeros(batch, self.rows, self.config.layers, self.config.hidden,
                         dtype=w.dtype, device=w.device)
+        if self.clock:
+            return ClockExtractorState(z, z.clone(), z.new_zeros(batch, 1))
         if not len(self.bank):
             return ExtractorState(z, z.clone())
         zi = torch.stack([band.init_state(batch).zi for band in self.bank], dim=1)
@@ -132,6 +158,13 @@ class FrequencyExtractor(StreamingModule):
             new.append(s.zi)
         gain = float(self.n_freqs)  # the mixture is the mean of the components
         return torch.cat(outs, dim=-1) * gain, torch.stack(new, dim=1)
+
+    def _oscillators(self, x: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T, 1) chunk, (B, 1) clock -> (B, T, 2K) [cos, sin] references, new clock."""
+        t = n + torch.cumsum(torch.ones_like(x[..., 0]), dim=1) - 1  # (B, T) exact integers
+        angle = t[..., None] * self.omega  # (B, T, K)
+        ref = torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
+        return ref, torch.remainder(t[:, -1:] + 1, CLOCK_WRAP)
 
     def _features(self, x: Tensor, bands: Tensor | None = None) -> Tensor:
         """(B, T, 1) -> (B * R, T, F): normalised mixture, band features, one-hot condition."""
@@ -171,14 +204,18 @@ class FrequencyExtractor(StreamingModule):
         b, t, _ = x.shape
         if not torch.jit.is_tracing() and t == 0:
             return x.new_zeros(b, 0, self.n_freqs), state
-        bands, zi = None, None
+        bands, zi, n = None, None, None
         if len(self.bank):
             bands, zi = self._frontend(x, state.zi)
+        elif self.clock:
+            bands, n = self._oscillators(x, state.n)
         h0, c0 = self._to_lstm(state.h), self._to_lstm(state.c)  # (layers, B * R, hidden)
         feats = self._features(x, bands)
         y, (h, c) = self.lstm(feats, (h0, c0))
         out = self._unrows(self.head(y), b)
         h, c = self._from_lstm(h), self._from_lstm(c)  # (B, R, layers, hidden)
+        if n is not None:
+            return out, ClockExtractorState(h, c, n)
         if zi is None:
             return out, ExtractorState(h, c)
         return out, FrontendExtractorState(h, c, zi)

@@ -28,10 +28,10 @@ from sigstream.stream import state as st
 from sigstream.stream.contract import Identity, StreamingModule, StreamSequential
 
 
-def _extractor(variant: str) -> Callable[[], StreamingModule]:
+def _extractor(variant: str, frontend: str = "none") -> Callable[[], StreamingModule]:
     def build() -> StreamingModule:
         torch.manual_seed(1)
-        m = FrequencyExtractor(ExtractorConfig(variant=variant, hidden=16))
+        m = FrequencyExtractor(ExtractorConfig(variant=variant, hidden=16, frontend=frontend))
         m.set_normalisation(0.25, 1.5)
         m.norm = {"mean": 0.25, "std": 1.5}
         return m
@@ -59,6 +59,7 @@ CASES: dict[str, Callable[[], StreamingModule]] = {
     "extractor-stateful": _extractor("stateful"),
     "extractor-sequence": _extractor("sequence"),
     "extractor-multi": _extractor("multi"),
+    "extractor-oscillator": _extractor("multi", "oscillator"),
     "sequential": _sequential,
 }
 FORMATS = ("onnx", "torchscript")

@@ -194,7 +194,34 @@ def test_bandpass_frontend_is_causal_and_exports() -> None:
         np.testing.assert_allclose(np.concatenate(outs, 1), m(x).numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("preset", ["realistic"])  # seed-preset weights do not ship yet
+@pytest.mark.parametrize("variant", VARIANTS)
+@given(data=hs.data())
+def test_oscillator_frontend_streams_like_offline(variant: str, data) -> None:
+    torch.manual_seed(0)
+    m = FrequencyExtractor(ExtractorConfig(variant=variant, hidden=8,
+                                           frontend="oscillator")).eval()
+    x = torch.randn(2, 120, 1)
+    assert_streams_like_offline(m, x, data.draw(chunkings(120)))
+    assert_causal(m, x, 50)
+
+
+def test_oscillator_clock_counts_samples_and_wraps() -> None:
+    from sigstream.models.extractor import CLOCK_WRAP
+
+    m = FrequencyExtractor(ExtractorConfig(hidden=4, frontend="oscillator")).eval()
+    state = m.init_state(3)
+    with torch.inference_mode():
+        _, state = m.step(torch.zeros(3, 37, 1), state)
+        assert state.n.tolist() == [[37.0]] * 3
+        ref, n = m._oscillators(torch.zeros(1, 4, 1), torch.full((1, 1), CLOCK_WRAP - 2))
+    assert n.item() == 2.0
+    # the references are cos/sin of omega * n, omega starting at 2 pi f / rate
+    w = torch.tensor([2 * np.pi * f / 1000.0 for f in FREQS])
+    expected = torch.cat([torch.cos((CLOCK_WRAP - 2) * w), torch.sin((CLOCK_WRAP - 2) * w)])
+    torch.testing.assert_close(ref[0, 0], expected.float(), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["realistic", "seed"])
 def test_shipped_weights_load_and_stream(preset: str) -> None:
     from sigstream.models.registry import build_model
 
