@@ -17,7 +17,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,11 +27,17 @@ SCHEMA = "sigstream-bench/2"
 CHUNKS = (1, 16, 64, 256, 1024)
 
 
+def _all_models() -> tuple[str, ...]:
+    from sigstream.models.registry import MODELS
+
+    return tuple(MODELS)
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     quick: bool = False
     threads: int = 1
-    models: tuple[str, ...] = ("extractor", "butterworth", "savgol", "identity")
+    models: tuple[str, ...] = field(default_factory=_all_models)  # every built-in model
     backends: tuple[str, ...] = BACKENDS
     chunks: tuple[int, ...] = CHUNKS
     zmq: bool = True

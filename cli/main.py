@@ -19,7 +19,7 @@ from sigstream.stream.errors import SigstreamError
 
 # Modules that each add one top-level command: ``add_parser(sub)`` adds it and
 # sets ``func`` (imports heavy libraries lazily, inside the command).
-COMMAND_PLUGINS: tuple[str, ...] = ()
+COMMAND_PLUGINS: tuple[str, ...] = ("sigstream.cli.devices", "sigstream.cli.http")
 
 
 def _version() -> str:
@@ -48,17 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seconds", type=positive_float, default=10.0,
                    help="length of the stream (default 10)")
     d.add_argument("--no-realtime", action="store_true", help="run as fast as possible")
-    d.add_argument("--out", metavar="PATH.npz", help="save input, output, clean reference "
-                                                     "and sample rate")
+    d.add_argument("--out", metavar="PATH", help="PATH.npz: save input, output, clean "
+                                                 "reference and sample rate; PATH.png or "
+                                                 ".pdf: a before/after figure")
     d.add_argument("--block", type=positive_int, default=32, help="frames per chunk (32)")
-    d.add_argument("--model", default="butterworth",
-                   help="model name or checkpoint (default: butterworth low-pass)")
+    d.add_argument("--model", default="enhancer",
+                   help="model name or checkpoint (default: the shipped causal enhancer)")
 
     r = sub.add_parser("run", help="run any source -> model -> sink pipeline",
                        description="Run a pipeline. Sources: npy:PATH[,rate=HZ], wav:PATH, "
-                                   "synth:NAME[,seconds=S,rate=HZ,channels=C,seed=N,snr=DB]. "
+                                   "synth:NAME[,seconds=S,rate=HZ,channels=C,seed=N,snr=DB], "
+                                   "mic[:DEVICE]. "
                                    "Sinks: npy:PATH (.npy/.npz), wav:PATH[,subtype=PCM_16], "
-                                   "null.")
+                                   "null, speaker[:DEVICE].")
     r.add_argument("--model", required=True,
                    help="NAME, NAME:key=value,... or a checkpoint path")
     r.add_argument("--source", required=True, help="source spec")
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
                    help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
     r.add_argument("--threads", type=positive_int, default=1,
-                   help="threads for the torchscript/onnx runtimes (1)")
+                   help="threads for the torchscript/onnx runtimes, and for torch with "
+                        "mic/speaker (1)")
     r.add_argument("--block", type=positive_int, default=256,
                    help="frames per chunk; a multiple of the model's hop (256)")
     r.add_argument("--realtime", action="store_true",
@@ -74,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seconds", type=positive_float, help="stop after this much input")
     r.add_argument("--stats-json", metavar="PATH", help="write the run's stats as JSON")
     r.add_argument("--quiet", action="store_true", help="no live status line")
+    r.add_argument("--rate", type=positive_float,
+                   help="live audio: device sample rate in Hz (default: the device's); a model "
+                        "at another rate is resampled")
+    r.add_argument("--latency", default="low",
+                   help="live audio: PortAudio latency, low | high | SECONDS (low)")
+    r.add_argument("--channels", type=positive_int,
+                   help="live audio: input channels (default: the model's)")
+    r.add_argument("--record", metavar="DIR",
+                   help="write the raw input (input.wav), the processed output (output.wav) "
+                        "and, with a speaker, what was played (played.wav) to DIR")
 
     from sigstream.cli.train import add_train_parser
 

@@ -3,6 +3,8 @@
 Sources: ``npy:PATH[,rate=HZ]``, ``wav:PATH``,
 ``synth:NAME[,seconds=S,rate=HZ,channels=C,seed=N,snr=DB]``.
 Sinks: ``npy:PATH`` (``.npy`` or ``.npz``), ``wav:PATH[,subtype=PCM_16|FLOAT]``, ``null``.
+Live audio (built by ``sigstream.stream.audio``, see :func:`audio_target`): source
+``mic[:DEVICE]``, sink ``speaker[:DEVICE]`` (DEVICE: index or name substring).
 """
 
 from __future__ import annotations
@@ -13,8 +15,20 @@ from sigstream.stream.errors import ConfigError
 from sigstream.stream.sinks import NpySink, NullSink, Sink, WavSink
 from sigstream.stream.sources import GeneratorSource, NpySource, Source, WavSource
 
-SOURCE_KINDS = ("npy", "wav", "synth", "zmq")
-SINK_KINDS = ("npy", "wav", "null", "zmq")
+SOURCE_KINDS = ("npy", "wav", "synth", "zmq", "mic")
+SINK_KINDS = ("npy", "wav", "null", "zmq", "speaker")
+AUDIO_KINDS = {"source": "mic", "sink": "speaker"}
+
+
+def audio_target(spec: str, role: str) -> tuple[bool, int | str | None]:
+    """(is this the live audio spec for ``role``, the device: index, name or None)."""
+    kind, target, opts = split_spec(spec)
+    if kind != AUDIO_KINDS[role]:
+        return False, None
+    _no_leftovers(spec, opts)
+    if not target:
+        return True, None
+    return True, int(target) if target.strip().lstrip("-").isdigit() else target
 
 
 def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -79,7 +93,8 @@ def make_source(spec: str, *, default_rate: float | None = None,
         gen = entry.build(sample_rate=rate, channels=channels, seed=seed, snr_db=snr)
         return GeneratorSource(gen, total_frames=int(round(seconds * rate)))
     raise ConfigError(
-        f"unknown source {spec!r}; use one of: npy:PATH, wav:PATH, synth:NAME, zmq:ENDPOINT"
+        f"unknown source {spec!r}; use one of: npy:PATH, wav:PATH, synth:NAME, zmq:ENDPOINT, "
+        "mic[:DEVICE]"
     )
 
 
@@ -103,7 +118,8 @@ def make_sink(spec: str) -> Sink:
         _no_leftovers(spec, opts)
         return WavSink(target, subtype=subtype)
     raise ConfigError(
-        f"unknown sink {spec!r}; use one of: npy:PATH, wav:PATH, zmq:ENDPOINT, null"
+        f"unknown sink {spec!r}; use one of: npy:PATH, wav:PATH, zmq:ENDPOINT, null, "
+        "speaker[:DEVICE]"
     )
 
 

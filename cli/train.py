@@ -13,6 +13,9 @@ import importlib
 
 TRAINERS = (
     "sigstream.cli.train_extractor",
+    "sigstream.cli.train_forecaster",
+    "sigstream.cli.train_teb",
+    "sigstream.cli.train_enhancer",
 )
 
 

@@ -43,6 +43,7 @@ def save_checkpoint(path: str, name: str, config: Any, model: StreamingModule,
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a checkpoint is a normal file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -29,7 +29,8 @@ band-pass memories are part of the state (``zi``).
 With ``frontend="oscillator"`` the LSTM also sees ``cos(w_k n)`` and
 ``sin(w_k n)`` for every frequency, ``n`` the samples since the stream started
 and ``w_k`` learnable angular steps initialised at ``2 pi f_k / rate``: a phase
-reference. It is what the ``seed`` preset needs, whose mixture carries no
+reference, which the output head also reads directly (a linear skip past the
+LSTM). It is what the ``seed`` preset needs, whose mixture carries no
 information and whose targets are fixed functions of the time since the
 sequence start (a model must be a clock); an LSTM alone drifts after a few
 seconds. The clock ``n`` is part of the state (float32, exact integers; it
@@ -126,7 +127,8 @@ class FrequencyExtractor(StreamingModule):
         n_in = 1 + len(self.bank) + 2 * k * self.clock + (k if self.conditional else 0)
         self.lstm = nn.LSTM(n_in, cfg.hidden, cfg.layers, batch_first=True,
                             dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.head = nn.Linear(cfg.hidden, 1 if self.conditional else k)
+        # with the oscillator front-end the head also reads the references directly
+        self.head = nn.Linear(cfg.hidden + 2 * k * self.clock, 1 if self.conditional else k)
         self.register_buffer("in_mean", torch.zeros(()))
         self.register_buffer("in_std", torch.ones(()))
         self.register_buffer("onehot", torch.eye(k))  # (K, K)
@@ -212,6 +214,9 @@ class FrequencyExtractor(StreamingModule):
         h0, c0 = self._to_lstm(state.h), self._to_lstm(state.c)  # (layers, B * R, hidden)
         feats = self._features(x, bands)
         y, (h, c) = self.lstm(feats, (h0, c0))
+        if n is not None:  # the references, per LSTM row: (B * R, T, 2K)
+            refs = feats[..., 1:1 + 2 * self.n_freqs]
+            y = torch.cat([y, refs], dim=-1)
         out = self._unrows(self.head(y), b)
         h, c = self._from_lstm(h), self._from_lstm(c)  # (B, R, layers, hidden)
         if n is not None:

@@ -98,11 +98,38 @@ class CausalConv1d(StreamingModule):
         return y, ConvState(buf, rem)
 
 
-class CausalResidualBlock(StreamingModule):
-    """``x + pointwise(act(causal_conv(x)))``: a dilated causal conv in a residual branch.
+class ResidualBlockState(NamedTuple):
+    """State of a two-convolution (``mode="standard"``) :class:`CausalResidualBlock`.
 
-    The state is the inner convolution's :class:`ConvState`.
+    conv1, conv2: the :class:`ConvState` of the first and second causal convolution.
     """
+
+    conv1: ConvState
+    conv2: ConvState
+
+
+class CausalResidualBlock(StreamingModule):
+    """A causal residual block; (B, T, C_in) -> (B, T, C_out).
+
+    B: batch, T: time, C_in: ``channels``, C_out: ``out_channels`` (default ``channels``).
+
+    Three modes, all causal (output frame t uses input frames <= t only):
+
+    * ``"pointwise"`` (default, the original block): ``x + pointwise(act(conv(x)))``, one
+      dilated causal conv ``channels -> hidden``; state: the conv's :class:`ConvState`.
+    * ``"standard"``: pre-norm ``LayerNorm -> conv1 -> LayerNorm -> act -> conv2``, two
+      dilated causal convs ``channels -> hidden -> out``; state: :class:`ResidualBlockState`.
+    * ``"depthwise"``: pre-norm ``LayerNorm -> depthwise conv -> LayerNorm -> act ->
+      pointwise (hidden) -> act -> pointwise (out)``; state: the depthwise conv's
+      :class:`ConvState`.
+
+    In the new modes ``hidden`` defaults to ``round(channels * expansion)`` (expansion > 1
+    widens, < 1 contracts), ``gated=True`` doubles the last layer and applies a GLU-style
+    sigmoid gate (``a * sigmoid(b)``), and the skip path is a linear projection when
+    ``out_channels != channels``.
+    """
+
+    MODES = ("pointwise", "standard", "depthwise")
 
     def __init__(
         self,
@@ -113,24 +140,82 @@ class CausalResidualBlock(StreamingModule):
         hidden: int | None = None,
         groups: int = 1,
         activation: type[nn.Module] = nn.GELU,
+        mode: str = "pointwise",
+        out_channels: int | None = None,
+        expansion: float = 1.0,
+        gated: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        hidden = hidden or channels
-        self.conv = CausalConv1d(channels, hidden, kernel_size, dilation=dilation, groups=groups)
+        if mode not in self.MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {self.MODES}")
+        out = out_channels or channels
+        if mode == "pointwise" and (out != channels or gated):
+            raise ValueError("mode 'pointwise' keeps the channel count and has no gate; "
+                             "use mode 'standard' or 'depthwise'")
+        if expansion <= 0:
+            raise ValueError("expansion must be > 0")
+        self.mode, self.gated = mode, gated
         self.act = activation()
-        self.pointwise = nn.Linear(hidden, channels)
-        self.in_channels = self.out_channels = channels
+        self.in_channels, self.out_channels = channels, out
         self.hop, self.latency = 1, 0
+        if mode == "pointwise":
+            hidden = hidden or channels
+            self.conv = CausalConv1d(channels, hidden, kernel_size, dilation=dilation,
+                                     groups=groups)
+            self.pointwise = nn.Linear(hidden, channels)
+            return
+        hidden = hidden or max(1, round(channels * expansion))
+        last = 2 * out if gated else out
+        self.norm1 = nn.LayerNorm(channels)
+        self.drop = nn.Dropout(dropout)
+        self.skip = nn.Linear(channels, out) if out != channels else nn.Identity()
+        if mode == "standard":
+            self.conv = CausalConv1d(channels, hidden, kernel_size, dilation=dilation,
+                                     groups=groups)
+            self.norm2 = nn.LayerNorm(hidden)
+            self.conv2 = CausalConv1d(hidden, last, kernel_size, dilation=dilation,
+                                      groups=groups if last % groups == 0 else 1)
+        else:
+            self.conv = CausalConv1d(channels, channels, kernel_size, dilation=dilation,
+                                     groups=channels)
+            self.norm2 = nn.LayerNorm(channels)
+            self.pw1 = nn.Linear(channels, hidden)
+            self.pw2 = nn.Linear(hidden, last)
 
-    def init_state(self, batch: int) -> ConvState:
+    def init_state(self, batch: int) -> ConvState | ResidualBlockState:
+        if self.mode == "standard":
+            return ResidualBlockState(self.conv.init_state(batch), self.conv2.init_state(batch))
         return self.conv.init_state(batch)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.pointwise(self.act(self.conv(x)))
+    def _gate(self, h: Tensor) -> Tensor:
+        if not self.gated:
+            return h
+        a, b = h.chunk(2, dim=-1)
+        return a * torch.sigmoid(b)
 
-    def step(self, x: Tensor, state: ConvState) -> tuple[Tensor, ConvState]:
-        h, state = self.conv.step(x, state)
-        return x + self.pointwise(self.act(h)), state
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "pointwise":
+            return x + self.pointwise(self.act(self.conv(x)))
+        h = self.act(self.norm2(self.conv(self.norm1(x))))
+        if self.mode == "standard":
+            h = self.conv2(self.drop(h))
+        else:
+            h = self.pw2(self.drop(self.act(self.pw1(h))))
+        return self.skip(x) + self.drop(self._gate(h))
+
+    def step(self, x: Tensor, state: ConvState | ResidualBlockState
+             ) -> tuple[Tensor, ConvState | ResidualBlockState]:
+        if self.mode == "pointwise":
+            h, state = self.conv.step(x, state)
+            return x + self.pointwise(self.act(h)), state
+        if self.mode == "standard":
+            h, s1 = self.conv.step(self.norm1(x), state.conv1)
+            h, s2 = self.conv2.step(self.drop(self.act(self.norm2(h))), state.conv2)
+            return self.skip(x) + self.drop(self._gate(h)), ResidualBlockState(s1, s2)
+        h, state = self.conv.step(self.norm1(x), state)
+        h = self.pw2(self.drop(self.act(self.pw1(self.act(self.norm2(h))))))
+        return self.skip(x) + self.drop(self._gate(h)), state
 
 
 class LSTMState(NamedTuple):

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from sigstream.models.augmentor import AugmentorConfig, augmentor_stream
 from sigstream.models.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.causal_enhancer import CausalEnhancer, EnhancerConfig
 from sigstream.models.extractor import ExtractorConfig, FrequencyExtractor
+from sigstream.models.forecaster import ForecasterConfig, HarmonicForecaster
 from sigstream.models.savgol import SavgolConfig, savgol_stream
 from sigstream.stream.contract import Identity, StreamingModule
 from sigstream.stream.errors import ConfigError
@@ -53,6 +56,20 @@ MODELS: Mapping[str, ModelEntry] = MappingProxyType({
     "savgol": ModelEntry(
         "savgol", "Savitzky-Golay smoothing per window, crossfaded (a window-model baseline)",
         SavgolConfig, savgol_stream,
+    ),
+    "enhancer": ModelEntry(
+        "enhancer", "causal enhancer, zero lookahead: frame-rate GRU steering a per-sample FIR "
+        "(16 kHz audio-like signals)", EnhancerConfig, CausalEnhancer,
+        weights="enhancer.pt",
+    ),
+    "augmentor": ModelEntry(
+        "augmentor", "SensorAugmentor: 128-sample vibration windows, low- to high-quality "
+        "(+ actuator commands with actuator=true), crossfaded (100 Hz)",
+        AugmentorConfig, augmentor_stream, weights="augmentor.pt",
+    ),
+    "forecaster": ModelEntry(
+        "forecaster", "harmonic forecaster: the next `horizon` samples at every sample, (B, T, H)",
+        ForecasterConfig, HarmonicForecaster, weights="forecaster.pt",
     ),
     "identity": ModelEntry(
         "identity", "passes samples through unchanged (measures runtime overhead)",

@@ -11,6 +11,7 @@ import numpy as np
 
 from sigstream.bench.overhead import measure_bare_loop, measure_pipeline
 from sigstream.bench.suite import summarise_us, time_calls
+from sigstream.models.registry import MODELS
 
 EXE = Path(sys.executable).with_name("sigstream")
 CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]
@@ -25,15 +26,17 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
     r = json.loads((tmp_path / "b.json").read_text())
     assert r["schema"] == "sigstream-bench/2" and r["quick"] is True
     models = {row["model"] for row in r["latency"]}
-    assert models == {"extractor", "butterworth", "savgol", "identity"}
+    assert models == set(MODELS)  # every built-in model
     for row in r["latency"]:
         assert "error" not in row, row
         assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"] and row["rtf"] > 0
         assert row["chunk"] % (16 if row["model"] == "savgol" else 1) == 0
     backends = {(row["model"], row["backend"]) for row in r["latency"]}
-    assert len(backends) == 12  # every model on torch, torchscript and onnx
+    assert len(backends) == 3 * len(MODELS)  # every model on torch, torchscript and onnx
     keys = [(row["model"], row["backend"], row["chunk"]) for row in r["latency"]]
-    assert len(keys) == len(set(keys)) == 4 * 3 * 5 - 3  # savgol: chunks 1 and 16 are one
+    assert len(keys) == len(set(keys))
+    per_model = {m: sum(1 for k in keys if k[0] == m and k[1] == "onnx") for m in MODELS}
+    assert per_model["extractor"] == 5 and per_model["savgol"] == 4  # savgol: 1 and 16 are one
     assert {s["backend"] for s in r["speedups"]} == {"torchscript", "onnx"}
     assert {(s["backend"], s["chunk"]) for s in r["streams"]} == {
         ("onnx", 1), ("onnx", 16), ("torch", 1), ("torch", 16)}

@@ -1,0 +1,129 @@
+"""``sigstream run`` with mic / speaker and ``sigstream devices``, in subprocesses, on a
+private JACK dummy server; a missing PortAudio library or device is one error line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+_spec = importlib.util.spec_from_file_location(
+    "jack_fixture", Path(__file__).resolve().parents[1] / "jack_fixture.py")
+jf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(jf)
+
+EXE = Path(sys.executable).with_name("sigstream")
+CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]
+
+
+@pytest.fixture(scope="module")
+def jack():
+    with jf.jack_server(period=jf.PERIOD) as name:
+        yield name
+
+
+def sig(*args: str, server: str | None = None, timeout: float = 120,
+        prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    if server is not None:
+        env["JACK_DEFAULT_SERVER"] = server
+    return subprocess.run([*(prefix or CMD), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+def one_error_line(p: subprocess.CompletedProcess) -> str:
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    return lines[0]
+
+
+def test_devices_lists_the_jack_device(jack: str) -> None:
+    p = sig("devices", server=jack)
+    assert p.returncode == 0, p.stderr
+    assert "system" in p.stdout and "JACK Audio Connection Kit" in p.stdout
+
+
+def test_run_mic_to_speaker_resampled_with_record(jack: str, tmp_path: Path) -> None:
+    """A 16 kHz model on the 48 kHz JACK device: duplex, resampled both ways, recorded."""
+    stats = tmp_path / "s.json"
+    rec = tmp_path / "rec"
+    p = sig("run", "--model", "butterworth:sample_rate=16000,high=3000", "--source", "mic",
+            "--sink", "speaker", "--block", "256", "--seconds", "2", "--record", str(rec),
+            "--stats-json", str(stats), server=jack)
+    assert p.returncode == 0, p.stderr
+    assert "audio:" in p.stderr and "latency" in p.stderr
+    s = json.loads(stats.read_text())
+    a = s["audio"]
+    assert a["rate"] == 48000 and a["model_rate"] == 16000 and a["resampled"]
+    c = a["counters"]
+    assert c["callbacks"] > 300 and c["max_frames"] == jf.PERIOD
+    assert c["xruns"] <= 0.01 * c["callbacks"]
+    b = a["budget"]
+    assert b["resampler_ms"] == pytest.approx(2 * 12 / 16, abs=1e-6)  # 2 x 12 samples @ 16k
+    assert b["ring_ms"] == pytest.approx(256 / 48, abs=1e-6)
+    assert b["added_ms"] == pytest.approx(b["block_ms"] + b["ring_ms"] + b["lookahead_ms"]
+                                          + b["resampler_ms"])
+    x, rx = sf.read(rec / "input.wav")
+    y, ry = sf.read(rec / "output.wav")
+    played, _ = sf.read(rec / "played.wav")
+    assert rx == ry == 48000 and x.shape == y.shape == (2 * 48000,)
+    assert played.size >= x.size
+
+
+def test_run_file_to_speaker_plays_it_delayed(jack: str, tmp_path: Path) -> None:
+    """A WAV played on the speaker: played.wav is the file, delayed by the ring depth."""
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(24000) / 48000)).astype(np.float32)
+    sf.write(tmp_path / "in.wav", x, 48000, subtype="FLOAT")
+    rec = tmp_path / "rec"
+    p = sig("run", "--model", "identity:sample_rate=48000", "--source",
+            f"wav:{tmp_path / 'in.wav'}", "--sink", "speaker", "--block", "256",
+            "--record", str(rec), "--stats-json", str(tmp_path / "s.json"), "--quiet",
+            server=jack)
+    assert p.returncode == 0, p.stderr
+    a = json.loads((tmp_path / "s.json").read_text())["audio"]
+    played, _ = sf.read(rec / "played.wav", dtype="float32")
+    D = a["output_delay_frames"]
+    assert D == 256 and not played[:D].any()  # the output delay: silence first
+    wrong = played[D:D + x.size] != x  # then the file, sample for sample (zeros if late)
+    assert not played[D:D + x.size][wrong].any()
+    assert wrong.sum() <= a["counters"]["ring_underrun_frames"]
+    assert played.size >= D + x.size
+
+
+def test_unknown_device_is_one_line(jack: str) -> None:
+    err = one_error_line(sig("run", "--model", "identity:sample_rate=48000", "--source",
+                             "mic:no-such-device-xyz", "--sink", "null", server=jack))
+    assert "no-such-device-xyz" in err and "sigstream devices" in err
+
+
+def test_missing_portaudio_is_one_line() -> None:
+    """No PortAudio library: sounddevice's import fails (simulated by hiding the library
+    from ctypes' search in a fresh interpreter); the CLI says what to install, exit 2."""
+    shim = ("import ctypes.util, sys; ctypes.util.find_library = lambda name: None; "
+            "from sigstream.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    prefix = [sys.executable, "-c", shim]
+    for args in (["devices"], ["run", "--model", "identity", "--source", "mic",
+                               "--sink", "null"]):
+        err = one_error_line(sig(*args, prefix=prefix))
+        assert "PortAudio library" in err and "apt-get install libportaudio2" in err
+
+
+def test_record_works_for_file_runs_too(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    rec = tmp_path / "rec"
+    p = sig("run", "--model", "butterworth", "--source", f"npy:{tmp_path / 'x.npy'},rate=1000",
+            "--sink", f"npy:{tmp_path / 'y.npy'}", "--record", str(rec), "--quiet")
+    assert p.returncode == 0, p.stderr
+    xi, _ = sf.read(rec / "input.wav", dtype="float32")
+    yo, _ = sf.read(rec / "output.wav", dtype="float32")
+    np.testing.assert_array_equal(xi, x)
+    np.testing.assert_array_equal(yo, np.load(tmp_path / "y.npy")[:, 0])

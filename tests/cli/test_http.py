@@ -1,0 +1,210 @@
+"""``sigstream http``: a real uvicorn on 127.0.0.1 in a subprocess; success and every 4xx."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the http extra is part of the dev extra")
+httpx = pytest.importorskip("httpx")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(model: str, *extra: str):
+    port = _free_port()
+    cmd = [sys.executable, "-m", "sigstream.cli.main", "http", "--model", model, "--port",
+           str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)
+    raise AssertionError("server did not come up")
+
+
+def _stop(proc) -> None:
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def augmentor_server():
+    proc, url = _start("augmentor", "--max-samples", "4096", "--max-body", "200000",
+                       "--max-passes", "16")
+    yield url
+    _stop(proc)
+
+
+def _post(url: str, body) -> httpx.Response:
+    if isinstance(body, (bytes, str)):
+        return httpx.post(url + "/enhance", content=body,
+                          headers={"content-type": "application/json"}, timeout=30)
+    return httpx.post(url + "/enhance", json=body, timeout=30)
+
+
+def test_success_one_window_with_uncertainty(augmentor_server) -> None:
+    from sigstream.models.vibration import generate_windows
+
+    d = generate_windows(1, seed=3)
+    r = _post(augmentor_server, {"signal": d.lq[0].tolist(), "uncertainty": 8})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    y = np.array(out["enhanced"])
+    assert y.shape == (128,) and out["latency_samples"] == 0
+    # the enhanced window is closer to the high-quality one than the input is
+    assert np.mean((y - d.hq[0]) ** 2) < np.mean((d.lq[0] - d.hq[0]) ** 2)
+    (cmd,) = out["actuator_commands"]
+    assert set(cmd) == {"start", "damping", "stiffness"} and 1.0 < cmd["damping"] < 3.0
+    u = out["uncertainty"]
+    assert u["passes"] == 8 and len(u["mean"]) == len(u["std"]) == 128
+    assert min(u["std"]) >= 0 and max(u["std"]) > 0
+
+
+def test_success_long_signal_streamed(augmentor_server) -> None:
+    from sigstream.models.vibration import generate_stream
+
+    s = generate_stream(5.0, seed=1)  # 500 samples
+    r = _post(augmentor_server, {"signal": s.lq.tolist()})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out["enhanced"]) == 500 and "uncertainty" not in out
+    starts = [c["start"] for c in out["actuator_commands"]]
+    assert starts[0] == 0 and starts[1] - starts[0] == 32 and starts[-1] + 128 <= 500
+    y = np.array(out["enhanced"])  # aligned with the input (latency flushed)
+    mid = slice(100, 400)
+    assert np.mean((y[mid] - s.hq[mid]) ** 2) < np.mean((s.lq[mid] - s.hq[mid]) ** 2)
+
+
+def test_health_and_openapi(augmentor_server) -> None:
+    h = httpx.get(augmentor_server + "/health").json()
+    assert h["window"] == 128 and h["min_samples"] == 128 and h["latency_samples"] == 96
+    spec = httpx.get(augmentor_server + "/openapi.json").json()
+    assert "/enhance" in spec["paths"]
+    assert httpx.get(augmentor_server + "/docs").status_code == 200
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    (b"", 400, "empty"),
+    (b"   ", 400, "empty"),
+    (b"{not json", 400, "not valid JSON"),
+    (b"[1, 2, 3]", 400, "JSON object"),
+    ({"values": [1.0]}, 422, "unknown field"),
+    ({}, 422, "missing field"),
+    ({"signal": "abc"}, 422, "list of numbers"),
+    ({"signal": []}, 422, "empty"),
+    ({"signal": [1.0] * 100}, 422, "at least 128"),
+    ({"signal": [1.0] * 127 + ["x"]}, 422, "expected a number"),
+    ({"signal": [1.0] * 127 + [True]}, 422, "expected a number"),
+    (b'{"signal": [' + b"0.1, " * 127 + b"NaN]}", 422, "non-finite"),
+    (b'{"signal": [' + b"0.1, " * 127 + b"Infinity]}", 422, "non-finite"),
+    (b'{"signal": [' + b"0.1, " * 127 + b"-Infinity]}", 422, "non-finite"),
+    (b'{"signal": [' + b"0.1, " * 127 + b"1e999]}", 422, "not a finite"),
+    (b'{"signal": [' + b"0.1, " * 127 + b"1e39]}", 422, "not a finite"),
+    (b'{"signal": [' + b"0.1, " * 127 + b"1" + b"0" * 400 + b"]}", 422, "too large"),
+    ({"signal": [0.1] * 128, "uncertainty": -1}, 422, "uncertainty"),
+    ({"signal": [0.1] * 128, "uncertainty": 17}, 422, "uncertainty"),
+    ({"signal": [0.1] * 128, "uncertainty": 2.5}, 422, "uncertainty"),
+    ({"signal": [0.1] * 5000}, 413, "at most 4096"),
+    (b'{"signal": [' + b"0.1, " * 40000 + b"0.1]}", 413, "at most 200000"),
+])
+def test_client_errors_are_4xx_with_a_reason(augmentor_server, body, status: int,
+                                             words: str) -> None:
+    r = _post(augmentor_server, body)
+    assert r.status_code == status, r.text
+    assert words.lower() in r.json()["detail"].lower()
+
+
+def test_huge_but_finite_values_give_a_4xx_not_a_500(augmentor_server) -> None:
+    r = _post(augmentor_server, {"signal": [3.0e38] * 128})
+    assert r.status_code == 422 and "not finite" in r.json()["detail"]
+    assert _post(augmentor_server, {"signal": [0.0] * 128}).status_code == 200  # still serving
+
+
+def test_causal_enhancer_any_length(tmp_path) -> None:
+    import torch
+
+    from sigstream.models.causal_enhancer import CausalEnhancer, EnhancerConfig
+    from sigstream.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = EnhancerConfig()
+    path = str(tmp_path / "enhancer.pt")  # random weights: the endpoint, not the model
+    save_checkpoint(path, "enhancer", cfg, CausalEnhancer(cfg))
+    proc, url = _start(path)
+    try:
+        x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 0.1
+        r = _post(url, {"signal": x.tolist(), "uncertainty": 2})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert len(out["enhanced"]) == 1000 and "actuator_commands" not in out
+        assert len(out["uncertainty"]["std"]) == 1000
+        assert _post(url, {"signal": [0.5]}).status_code == 200  # one sample is fine
+        assert _post(url, b'{"signal": [NaN]}').status_code == 422
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with")
+def test_internal_failure_is_a_json_500_and_the_app_survives() -> None:
+    from fastapi.testclient import TestClient
+
+    from sigstream.cli.http import Enhancer, HttpConfig, create_app
+    from sigstream.models.registry import build_model
+
+    enh = Enhancer(build_model("augmentor"), "augmentor")
+    client = TestClient(create_app(enh, HttpConfig()))
+    good = {"signal": [0.1] * 128}
+    assert client.post("/enhance", json=good).status_code == 200
+    original = enh.enhance
+
+    def broken(signal, passes):
+        raise RuntimeError("weights went missing")
+
+    enh.enhance = broken
+    r = client.post("/enhance", json=good)
+    assert r.status_code == 500
+    assert r.json()["detail"] == ("internal error while enhancing: RuntimeError: weights went "
+                                  "missing")
+    assert client.post("/enhance", json={"signal": [1.0]}).status_code == 422  # still 4xx
+    enh.enhance = original
+    assert client.post("/enhance", json=good).status_code == 200
+
+
+def test_cli_errors_are_one_line(capsys) -> None:
+    from sigstream.cli.main import main
+
+    port = _free_port()
+    with socket.socket() as s:  # occupy the port: refused before uvicorn starts
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        assert main(["http", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot listen") and len(err.strip().splitlines()) == 1
+    assert main(["http", "--model", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model" in err and len(err.strip().splitlines()) == 1
+    assert main(["http", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err

@@ -1,0 +1,185 @@
+"""Harmonic forecaster: streaming contract per variant, export parity, training, evaluation."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from sigstream.models.forecaster import VARIANTS, ForecasterConfig, HarmonicForecaster
+from sigstream.models.forecaster_eval import SCHEMA, evaluate
+from sigstream.models.harmonics import HarmonicsConfig, windows
+from sigstream.models.train_forecaster import ForecasterTrainConfig, train
+from sigstream.stream.errors import ConfigError
+from sigstream.stream.runner import StreamRunner
+from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+
+L, H = 24, 3
+
+
+def tiny(variant: str, analytic: bool = True) -> HarmonicForecaster:
+    torch.manual_seed(0)
+    return HarmonicForecaster(ForecasterConfig(
+        variant=variant, lookback=L, horizon=H, hidden=8, embed=16, analytic=analytic,
+        burg_orders=(4, 8))).eval()
+
+
+# -- streaming contract ----------------------------------------------------------------------
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("sizes", [[1] * 40, [7] * 5 + [5], [0, 13, 0, 27]])
+def test_streamed_equals_offline(variant: str, sizes: list[int]) -> None:
+    m = tiny(variant)
+    x = torch.randn(2, 40, 1)
+    assert_streams_like_offline(m, x, sizes)
+
+
+@settings(max_examples=10, deadline=None)
+@given(data=hs.data())
+def test_streamed_equals_offline_any_chunking(data) -> None:
+    m = tiny("mlp_gru")
+    b = data.draw(hs.integers(1, 3), label="batch")
+    x = torch.randn(b, 45, 1)
+    assert_streams_like_offline(m, x, data.draw(chunkings(45)))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causal_sliding_window_rows(variant: str) -> None:
+    m = tiny(variant)
+    x = torch.randn(2, 50, 1)
+    assert_causal(m, x, 30)
+    with torch.inference_mode():
+        y = m(x)
+        assert y.shape == (2, 50, H)
+        torch.testing.assert_close(y[:, 40], m.forecast(x[:, 40 - L + 1:41, 0]), atol=1e-5,
+                                   rtol=1e-5)
+        # scale-equivariant: every window is RMS-normalised inside
+        torch.testing.assert_close(m(3 * x), 3 * y, atol=1e-4, rtol=1e-4)
+
+
+def test_state_is_the_history_and_runner_resets() -> None:
+    m = tiny("mlp_gru")
+    assert m.init_state(3).history.shape == (3, L - 1)
+    runner = StreamRunner(m, batch=3)
+    x = torch.randn(3, 30, 1)
+    runner.step(x[:, :10])
+    runner.reset([1])
+    y = runner.step(x[:, 10:])
+    with torch.inference_mode():
+        fresh = m(x[1:2, 10:])
+    torch.testing.assert_close(y[1:2], fresh, atol=1e-5, rtol=1e-5)
+
+
+def test_teacher_forcing_only_while_training() -> None:
+    torch.manual_seed(0)
+    m = HarmonicForecaster(ForecasterConfig(variant="seq2seq_gru", lookback=L, horizon=H,
+                                            hidden=8, embed=16, burg_orders=(4,),
+                                            teacher_forcing=1.0))
+    x, target = torch.randn(4, L), torch.randn(4, H)
+    m.train()
+    forced, free = m.forecast(x, target), m.forecast(x)
+    assert not torch.allclose(forced[:, 1:], free[:, 1:])  # later steps see the truth
+    torch.testing.assert_close(forced[:, 0], free[:, 0])  # the first step cannot
+    m.eval()
+    torch.testing.assert_close(m.forecast(x, target), m.forecast(x))
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="variant"):
+        HarmonicForecaster(ForecasterConfig(variant="transformer"))
+    with pytest.raises(ConfigError, match="burg_orders"):
+        HarmonicForecaster(ForecasterConfig(lookback=20, burg_orders=(30,)))
+
+
+# -- export parity (the registered default config) -------------------------------------------
+def _chunks(total: int) -> list[tuple[int, int]]:
+    sizes, pos, i = [], 0, 0
+    while pos < total:
+        n = min(total - pos, (1, 7, 3, 11)[i % 4])
+        sizes.append((pos, pos + n))
+        pos, i = pos + n, i + 1
+    return sizes
+
+
+def test_default_config_exports_with_parity(tmp_path) -> None:
+    from sigstream.export.onnx import export_onnx
+    from sigstream.export.runtime import load_runner
+    from sigstream.export.torchscript import export_torchscript
+
+    torch.manual_seed(0)
+    m = HarmonicForecaster().eval()  # what the registry builds: mlp_gru, lookback 100, H 10
+    x = windows(HarmonicsConfig(num_components=(3, 7), noise=0.1), 2, 150, 0, 1).lookback
+    x = x[..., None]  # (2, 150, 1)
+    with torch.inference_mode():
+        ref = m(x).numpy()
+    export_onnx(m, tmp_path / "f.onnx", name="forecaster")
+    buf = io.BytesIO()
+    export_torchscript(m, buf, name="forecaster")
+    for source in (str(tmp_path / "f.onnx"), buf.getvalue()):
+        r = load_runner(source)
+        assert r.out_channels == 10 and r.hop == 1
+        st = r.init_state(2)
+        outs = []
+        for a, b in _chunks(150):  # ~30 consecutive chunks, state carried
+            y, st = r.step(x[:, a:b].numpy(), st)
+            outs.append(y)
+        np.testing.assert_allclose(np.concatenate(outs, axis=1), ref, atol=1e-4)
+
+
+# -- training and evaluation -----------------------------------------------------------------
+def _train_cfg(**kw) -> ForecasterTrainConfig:
+    base = dict(variant="mlp_gru", lookback=L, horizon=H, hidden=8, embed=16, batch=32,
+                stages=(2, 5), steps_per_stage=10, final_steps=30, val_every=10,
+                val_windows=64, patience=10, lr=3e-3, progress=False)
+    return ForecasterTrainConfig(**{**base, **kw})
+
+
+def test_tiny_training_lowers_the_loss_and_resumes(tmp_path) -> None:
+    cfg = _train_cfg(analytic=False)  # the network alone: the loss must come from learning
+    model, hist, path = train(cfg, str(tmp_path))
+    final = [v["val_mse"] for v in hist["validations"] if v["components"] == 5]
+    assert len(final) == 3 and final[-1] < final[0]
+    assert [s["components"] for s in hist["stages"]] == [2, 5]
+    assert os.path.isfile(path) and (tmp_path / "resume.pt").exists()
+    assert (tmp_path / "history.json").exists() and model.config.variant == "mlp_gru"
+    # a finished run resumes to the same result; other options are refused
+    again, hist2, _ = train(cfg, str(tmp_path), resume=True)
+    assert hist2["validations"] == hist["validations"]
+    with pytest.raises(ConfigError, match="other training options"):
+        train(_train_cfg(analytic=False, lr=1e-3), str(tmp_path), resume=True)
+
+
+def test_eval_json_schema() -> None:
+    models = {"mlp_gru": tiny("mlp_gru"), "ar_lstm": tiny("ar_lstm", analytic=False)}
+    r = evaluate(models, n_windows=16, n_val=16)
+    assert r["schema"] == SCHEMA and r["lookback"] == L and r["horizon"] == H
+    assert [(c["components"], c["noise"]) for c in r["conditions"]] == [
+        (k, n) for k in ("3-7", "10", "20", "30", "45") for n in (0.0, 0.1)]
+    for c in r["conditions"]:
+        assert set(c["scores"]) == {"dft", "dft_hamming", "linear_prediction", "mlp_gru",
+                                    "ar_lstm"}
+        assert c["lp_method"] in ("burg", "lstsq") and c["lp_order"] <= L - 2
+        # the test-best order is at least as good as the validated one on the same windows
+        assert c["lp_oracle"]["mse"] <= c["scores"]["linear_prediction"]["mse"] * (1 + 1e-6)
+        for s in c["scores"].values():
+            assert set(s) == {"mse", "mse_per_step", "mse_observed", "mse_observed_per_step"}
+            assert len(s["mse_per_step"]) == H and np.isclose(np.mean(s["mse_per_step"]),
+                                                              s["mse"])
+    assert set(r["targets"]["mlp_gru"]) == {
+        "3-7_clean_mse_le_0.01", "45_clean_mse_le_dft_over_10", "45_clean_mse_lt_lp",
+        "45_noisy_mse_le_dft_over_10", "45_noisy_mse_lt_lp"}
+
+
+def test_shipped_weights_stream_and_forecast() -> None:
+    from sigstream.models.registry import build_model
+
+    m = build_model("forecaster")
+    w = windows(HarmonicsConfig(num_components=(3, 7)), 1, 140, 0, 9).lookback[..., None]
+    assert_streams_like_offline(m, w, [1, 7, 0, 50, 82])
+    with torch.inference_mode():
+        y = m(w)  # row 110 forecasts samples 111 .. 120 from the 100 ending at 110
+    torch.testing.assert_close(y[0, 110], w[0, 111:121, 0], atol=0.05, rtol=0)
