@@ -782,8 +782,11 @@ def run_zmq(quick: bool = False, progress: bool = False, lsl: bool = False) -> d
     log(f"served extractor ({served['backend']}): p50 {served['round_trip']['p50_us']:.1f} us "
         f"p99 {served['round_trip']['p99_us']:.1f} us")
     capacity = serve_capacity(quick, log=log)
+    # the same with the 256-sample frames of the other two measurements (one level: N)
+    frames = serve_capacity(quick, chunk=FRAME, levels=(1000,), log=log)
     return {"schema": SCHEMA, "quick": quick, "transport_hop": hop,
             "served_extractor": served, "serve_capacity": capacity,
+            "serve_capacity_frames": frames,
             "seconds": time.perf_counter() - t0}
 
 
@@ -831,8 +834,10 @@ def markdown_zmq(result: dict) -> str:
                 f"{served['frame_duration_us']:.0f} | {served['rtf_p99']:.4f} |"]
         if served.get("export_error"):
             out.append(f"\nONNX export failed ({served['export_error'][:80]}); torch served.")
-    cap = result.get("serve_capacity")
-    if cap:
+    for key in ("serve_capacity", "serve_capacity_frames"):
+        cap = result.get(key)
+        if not cap:
+            continue
         out += ["", f"### Serve capacity: concurrent 1 kHz extractor streams, chunk "
                     f"{cap['chunk']} ({cap['backend']}, server in its own process, "
                     f"{cap['sockets']} client sockets, {cap['seconds']:g} s per level)", "",

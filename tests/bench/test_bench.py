@@ -42,7 +42,11 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
         ("onnx", 1), ("onnx", 16), ("torch", 1), ("torch", 16)}
     assert [o["block"] for o in r["pipeline_overhead"]] == [1, 256]
     z = r["zmq"]
-    assert set(z) >= {"transport_hop", "served_extractor", "serve_capacity"}
+    assert set(z) >= {"transport_hop", "served_extractor", "serve_capacity",
+                      "serve_capacity_frames"}
+    assert z["serve_capacity_frames"]["chunk"] == 256
+    assert [lv["streams"] for lv in z["serve_capacity_frames"]["levels"]] == [1000]
+    assert "chunk 256" in (tmp_path / "b.md").read_text()
     assert z["transport_hop"]["sigstream"]["p50_us"] > 0
     assert "skipped" in z["transport_hop"]["lsl"]  # only with --lsl
     assert "| extractor | onnx |" in (tmp_path / "b.md").read_text()
