@@ -172,7 +172,8 @@ def cmd_run_live(args: argparse.Namespace, stage) -> int:
         rate = float(stage.sample_rate)
     out_ch = stage.out_channels or in_ch
     config = AudioConfig(rate=rate, block=args.block, channels=in_ch, out_channels=out_ch,
-                         latency=args.latency, input_device=in_dev, output_device=out_dev)
+                         latency=args.latency, input_device=in_dev, output_device=out_dev,
+                         prefill=getattr(args, "buffer", 1) * args.block)
     record = getattr(args, "record", None)
     device, mic, speaker = open_audio(config, mic=is_mic, speaker=is_spk, record_dir=record)
     try:
@@ -237,7 +238,9 @@ def cmd_run_live(args: argparse.Namespace, stage) -> int:
               f"({100 * counters['xrun_fraction']:.3f}%): input overflow "
               f"{counters['input_overflow']}, output underflow {counters['output_underflow']}, "
               f"ring overruns {counters['ring_overruns']}, ring underruns "
-              f"{counters['ring_underruns']}; {b.line()}", file=sys.stderr)
+              f"{counters['ring_underruns']}; late callbacks {counters['late_callbacks']} "
+              f"(longest gap {counters['interval_max_s'] * 1e3:.1f} ms); {b.line()}",
+              file=sys.stderr)
     if args.stats_json:
         write_json(args.stats_json, summary)
     return 0
@@ -249,7 +252,8 @@ def audio_status_line(stats: Stats, device, budget) -> str:
     return (f"{stats.samples_in / device.rate:7.1f}s  block {budget.block * 1e3:.2f} ms  model "
             f"p50 {budget.compute_p50 * 1e3:.2f} p99 {budget.compute_p99 * 1e3:.2f} ms  xruns "
             f"{c.xruns} (dev in {c.input_overflow} out {c.output_underflow}, ring over "
-            f"{c.ring_overruns} under {c.ring_underruns})  latency {budget.total * 1e3:.2f} ms "
+            f"{c.ring_overruns} under {c.ring_underruns}, late callbacks {c.late_callbacks})"
+            f"  latency {budget.total * 1e3:.2f} ms "
             f"(added {budget.added * 1e3:.2f})")
 
 

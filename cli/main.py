@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live audio: PortAudio latency, low | high | SECONDS (low)")
     r.add_argument("--channels", type=positive_int,
                    help="live audio: input channels (default: the model's)")
+    r.add_argument("--buffer", type=positive_int, default=1, metavar="BLOCKS",
+                   help="live audio: output buffering in blocks (1): each more block adds one "
+                        "block of latency and gives the worker one more block period to deliver")
     r.add_argument("--record", metavar="DIR",
                    help="write the raw input (input.wav), the processed output (output.wav) "
                         "and, with a speaker, what was played (played.wav) to DIR")

@@ -13,6 +13,12 @@ only, ``lp_oracle`` is the linear predictor whose method and order are best on t
 test windows themselves (a bound no causal choice of order can beat); an AR
 rollout of a validation-chosen order can be unstable on a few test windows,
 which the validated ``linear_prediction`` row keeps, as specified.
+
+Also a reference, ``periods_oracle``: a forecaster that is *told* each window's true
+periods (which no forecaster knows) and fits sinusoids at exactly those periods to
+the lookback by ridge least squares (penalty chosen on the validation windows), then
+extrapolates them. It shows how much of the error is the noise itself: with
+N(0, 0.1) noise even this oracle cannot pin the components down from 100 samples.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ from sigstream.models.forecast_baselines import (
     lp_forecast,
     select_order,
 )
-from sigstream.models.harmonics import HarmonicsConfig, WindowBatch, components_label, windows
+from sigstream.models.harmonics import (
+    HarmonicsConfig,
+    WindowBatch,
+    components_label,
+    generate,
+    windows,
+)
 
 SCHEMA = "sigstream-forecaster-eval/1"
 TEST_SEED, VAL_SEED = 2, 3
@@ -43,6 +55,43 @@ def condition_windows(k, noisy: bool, n: int, lookback: int, horizon: int, seed:
                       index: int) -> WindowBatch:
     cfg = HarmonicsConfig(num_components=k, noise=NOISE if noisy else 0.0)
     return windows(cfg, n, lookback, horizon, np.random.SeedSequence([seed, index]))
+
+
+ORACLE_LAMBDAS = (1e-6, 1e-3, 1e-2, 0.1, 1.0, 3.0, 10.0)
+
+
+def condition_periods(k, noisy: bool, n: int, lookback: int, horizon: int, seed: int,
+                      index: int) -> np.ndarray:
+    """(N, K) true periods (0: unused slot) of :func:`condition_windows`' windows."""
+    cfg = HarmonicsConfig(lookback + horizon, k, noise=NOISE if noisy else 0.0)
+    return generate(cfg, n, np.random.SeedSequence([seed, index])).periods
+
+
+def periods_oracle(lookback: torch.Tensor, periods: np.ndarray, horizon: int, lam: float,
+                   periods_range: tuple[int, int] = (2, 100)) -> torch.Tensor:
+    """Reference only: (N, L) lookbacks and (N, K) true periods -> (N, H) forecasts.
+
+    Per window, sinusoids (cos and sin) at its true periods are fitted by ridge least
+    squares, ``c = A^T (A A^T + lam I)^-1 y`` with A the columns of those periods over
+    the lookback, and evaluated over the horizon; float64, batched.
+    """
+    n, L = lookback.shape
+    lo, hi = periods_range
+    p_all = torch.arange(lo, hi + 1, dtype=torch.float64)  # (P,)
+    t = torch.arange(L + horizon, dtype=torch.float64)[:, None]
+    w = 2 * torch.pi / p_all
+    basis = torch.cat([torch.cos(t * w), torch.sin(t * w)], dim=1)  # (L + H, 2P)
+    past, future = basis[:L], basis[L:]
+    per = torch.from_numpy(periods)
+    mask = torch.zeros(n, p_all.numel(), dtype=torch.float64)
+    valid = per > 0
+    rows = torch.arange(n).unsqueeze(1).expand_as(per)[valid]
+    mask[rows, per[valid] - lo] = 1.0
+    gamma = torch.cat([mask, mask], dim=1)  # (N, 2P): 1 on the true periods' columns
+    gram = (past * gamma[:, None, :]) @ past.T + lam * torch.eye(L, dtype=torch.float64)
+    alpha = torch.linalg.solve(gram, lookback.double().unsqueeze(-1)).squeeze(-1)  # (N, L)
+    coef = gamma * (alpha @ past)  # (N, 2P)
+    return (coef @ future.T).to(lookback.dtype)
 
 
 def predict(model, lookback: torch.Tensor, batch: int = 256) -> torch.Tensor:
@@ -84,12 +133,20 @@ def evaluate(models: dict, n_windows: int = 1000, n_val: int = 500,
             scores[name] = _scores(predict(model, test.lookback), test)
         # reference only: the order that is best on the test windows themselves
         oracle = select_order(test.lookback, test.target, orders)
+        # reference only: sinusoids at each window's true periods, penalty from validation
+        val_p = condition_periods(k, noisy, n_val, lookback, horizon, VAL_SEED, i)
+        lam = min(ORACLE_LAMBDAS, key=lambda v: float(
+            ((periods_oracle(val.lookback, val_p, horizon, v) - val.target) ** 2).mean()))
+        test_p = condition_periods(k, noisy, n_windows, lookback, horizon, TEST_SEED, i)
+        known = _scores(periods_oracle(test.lookback, test_p, horizon, lam), test)
         rows.append({"components": components_label(k), "noise": NOISE if noisy else 0.0,
                      "windows": n_windows, "signal_power": float((test.target ** 2).mean()),
                      "lp_method": choice["method"], "lp_order": choice["order"],
                      "lp_validation_mse": choice["mse"],
                      "lp_oracle": {"method": oracle["method"], "order": oracle["order"],
                                    "mse": oracle["mse"]},
+                     "periods_oracle": {"lambda": lam, "mse": known["mse"],
+                                        "mse_per_step": known["mse_per_step"]},
                      "scores": scores})
     return {"schema": SCHEMA, "lookback": lookback, "horizon": horizon,
             "noise_std": NOISE, "test_seed": TEST_SEED, "val_seed": VAL_SEED,
@@ -142,7 +199,8 @@ def table(result: dict) -> str:
         o = r["lp_oracle"]
         lines.append(f"{r['components']:>10} {r['noise']:5g} {cells}   "
                      f"(LP {r['lp_method']} {r['lp_order']}; test-best LP {o['method']} "
-                     f"{o['order']}: {o['mse']:.6f})")
+                     f"{o['order']}: {o['mse']:.6f}; told the periods: "
+                     f"{r['periods_oracle']['mse']:.6f})")
     lines.append("")
     for name, t in result["targets"].items():
         items = ", ".join(f"{k}: {'pass' if v['pass'] else 'FAIL'} ({v['mse']:.5f})"

@@ -33,7 +33,7 @@ from sigstream.models.checkpoint import save_checkpoint
 from sigstream.models.training import History, progress_bar
 from sigstream.stream.errors import ConfigError, InputError
 
-__all__ = ["CausalTrainConfig", "train", "snr_loss", "CHECKPOINT"]
+__all__ = ["CausalTrainConfig", "train", "snr_loss", "grow_taps", "CHECKPOINT"]
 
 CHECKPOINT = "enhancer.pt"
 
@@ -95,14 +95,33 @@ def snr_loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return -(10 * torch.log10((sig + 1e-10) / (err + 1e-10))).mean()
 
 
+def grow_taps(state: dict, taps: int) -> dict:
+    """A state dict of an enhancer with fewer FIR taps, rewritten for ``taps``: the old taps
+    keep their rows of the head, the new (longer-lag) taps get zero rows and the offset
+    stays last, so the grown model computes exactly what the old one did. Checkpoints
+    with the same tap count (or more, which load_state_dict then rejects) are returned as
+    they are."""
+    w, b = state.get("head.weight"), state.get("head.bias")
+    if w is None or b is None or w.shape[0] - 1 >= taps:
+        return state
+    old = w.shape[0] - 1
+    w2 = w.new_zeros(taps + 1, w.shape[1])
+    b2 = b.new_zeros(taps + 1)
+    w2[:old], b2[:old] = w[:old], b[:old]
+    w2[taps], b2[taps] = w[old], b[old]
+    state["head.weight"], state["head.bias"] = w2, b2
+    return state
+
+
 def _load_init(model: CausalEnhancer, path: str) -> None:
     from sigstream.models.checkpoint import read_checkpoint
 
     payload = read_checkpoint(path)
     if payload["model"] != "enhancer":
         raise InputError(f"{path!r} is a {payload['model']} checkpoint, not a causal enhancer")
+    state = grow_taps(dict(payload["state_dict"]), model.taps)
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise InputError(f"{path!r} does not fit this enhancer config: "
                          f"{str(exc).splitlines()[0][:160]}") from None

@@ -161,18 +161,24 @@ class XrunCounters:
     ring_underruns: callbacks that found the output ring short (played zeros),
     ring_underrun_frames the zero frames; late_frames: processed frames discarded because
     they arrived after their slot; errors: exceptions caught in the callback;
-    xruns: callbacks with any of these glitches (each callback counted once)."""
+    xruns: callbacks with any of these glitches (each callback counted once).
+
+    The device's own timing, which no client controls: late_callbacks counts callbacks
+    that came more than 1.5 periods (frames / rate) after the one before, and
+    interval_max_s is the longest such gap. A late callback leaves the worker less than a
+    period for the next block, so ring underruns follow; when they are many, the host
+    (not the model) is what glitches, and ``--buffer 2`` is the remedy."""
 
     __slots__ = ("callbacks", "frames_in", "frames_out", "max_frames", "min_frames",
                  "input_overflow", "input_underflow", "output_underflow", "output_overflow",
                  "ring_overruns", "ring_overrun_frames", "ring_underruns",
                  "ring_underrun_frames", "late_frames", "monitor_dropped", "errors", "xruns",
-                 "t_first", "t_last")
+                 "late_callbacks", "interval_max_s", "t_first", "t_last")
 
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
-        self.t_first = self.t_last = 0.0
+        self.t_first = self.t_last = self.interval_max_s = 0.0
 
     def as_dict(self) -> dict:
         d = {name: getattr(self, name) for name in self.__slots__ if not name.startswith("t_")}
@@ -195,7 +201,8 @@ class AudioBridge:
     SCRATCH = 4096  # frames of the preallocated buffer late output is skipped through
 
     def __init__(self, in_channels: int, out_channels: int, capacity: int, prefill: int,
-                 monitor: bool = False, clock: Callable[[], float] = time.perf_counter) -> None:
+                 monitor: bool = False, clock: Callable[[], float] = time.perf_counter,
+                 rate: float | None = None) -> None:
         self.in_ring = RingBuffer(capacity, in_channels) if in_channels else None
         self.out_ring = RingBuffer(capacity, out_channels) if out_channels else None
         self.monitor = (RingBuffer(capacity * 4, out_channels)
@@ -209,6 +216,7 @@ class AudioBridge:
         self.end: int | None = None  # processed frames in total, set once the output is complete
         self._scratch = np.zeros((self.SCRATCH, max(out_channels, 1)), dtype=np.float32)
         self._clock = clock
+        self._late_factor = 1.5 / rate if rate else 0.0  # late gap per frame (s); 0: unknown
 
     # -- callbacks ------------------------------------------------------------------------
     def duplex(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time: Any,
@@ -257,6 +265,12 @@ class AudioBridge:
         if not c.callbacks:
             c.t_first = now
             c.min_frames = frames
+        else:
+            gap = now - c.t_last
+            if gap > c.interval_max_s:
+                c.interval_max_s = gap
+            if self._late_factor and gap > self._late_factor * frames:
+                c.late_callbacks += 1
         c.t_last = now
         c.callbacks += 1
         if frames > c.max_frames:
@@ -409,7 +423,7 @@ class AudioDevice:
         capacity = max(config.ring_blocks * max(config.block, config.device_block),
                        prefill + 2 * max(config.block, config.device_block, 1024))
         self.bridge = AudioBridge(self.in_channels, self.out_channels, capacity, prefill,
-                                  monitor=monitor)
+                                  monitor=monitor, rate=self.rate)
         kwargs = dict(samplerate=self.rate, blocksize=config.device_block, dtype="float32",
                       latency=parse_latency(config.latency))
         try:

@@ -78,20 +78,23 @@ def test_run_mic_to_speaker_resampled_with_record(jack: str, tmp_path: Path) -> 
     assert played.size >= x.size
 
 
-def test_run_file_to_speaker_plays_it_delayed(jack: str, tmp_path: Path) -> None:
-    """A WAV played on the speaker: played.wav is the file, delayed by the ring depth."""
+@pytest.mark.parametrize("buffer", [1, 2])
+def test_run_file_to_speaker_plays_it_delayed(jack: str, tmp_path: Path, buffer: int) -> None:
+    """A WAV played on the speaker: played.wav is the file, delayed by the ring depth
+    (``--buffer`` blocks)."""
     x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(24000) / 48000)).astype(np.float32)
     sf.write(tmp_path / "in.wav", x, 48000, subtype="FLOAT")
     rec = tmp_path / "rec"
     p = sig("run", "--model", "identity:sample_rate=48000", "--source",
             f"wav:{tmp_path / 'in.wav'}", "--sink", "speaker", "--block", "256",
             "--record", str(rec), "--stats-json", str(tmp_path / "s.json"), "--quiet",
-            server=jack)
+            "--buffer", str(buffer), server=jack)
     assert p.returncode == 0, p.stderr
     a = json.loads((tmp_path / "s.json").read_text())["audio"]
     played, _ = sf.read(rec / "played.wav", dtype="float32")
     D = a["output_delay_frames"]
-    assert D == 256 and not played[:D].any()  # the output delay: silence first
+    assert D == 256 * buffer and not played[:D].any()  # the output delay: silence first
+    assert a["budget"]["ring_ms"] == pytest.approx(D / 48, abs=1e-6)
     wrong = played[D:D + x.size] != x  # then the file, sample for sample (zeros if late)
     assert not played[D:D + x.size][wrong].any()
     assert wrong.sum() <= a["counters"]["ring_underrun_frames"]

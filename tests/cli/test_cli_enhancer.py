@@ -79,6 +79,7 @@ def test_finetune_with_frozen_encoder(trained, tmp_path) -> None:
     (["train", "enhancer", "--arch", "causal", "--out", "x", "--freeze", "encoder"],
      "--arch augmentor"),
     (["train", "enhancer", "--out", "x", "--rate", "8000"], "--arch causal"),
+    (["train", "enhancer", "--out", "x", "--taps", "256"], "--taps is an option of --arch causal"),
     (["eval", "enhancer", "--arch", "both", "--checkpoint", "x.pt"], "one --arch"),
     (["eval", "enhancer", "--checkpoint", "missing.pt"], "file not found"),
 ])

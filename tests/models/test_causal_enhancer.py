@@ -172,3 +172,27 @@ def test_tiny_training_lowers_the_loss(tmp_path) -> None:
     with torch.inference_mode():
         torch.testing.assert_close(again(x), model(x))
     assert again.meta["train"]["seed"] == 0
+
+
+def test_init_with_fewer_taps_grows_the_filter_without_changing_the_output(tmp_path) -> None:
+    from sigstream.models.checkpoint import save_checkpoint
+    from sigstream.models.train_causal_enhancer import _load_init
+
+    torch.manual_seed(3)
+    small = CausalEnhancer(EnhancerConfig(frame=8, window=32, taps=16, hidden=8)).eval()
+    with torch.no_grad():
+        small.head.weight.normal_(0, 0.1)
+        small.head.bias.normal_(0, 0.1)  # the offset row too: it must stay the offset
+    path = tmp_path / "small.pt"
+    save_checkpoint(str(path), "enhancer", small.config, small)
+    big = CausalEnhancer(EnhancerConfig(frame=8, window=32, taps=40, hidden=8)).eval()
+    _load_init(big, str(path))
+    x = torch.randn(2, 300, 1)
+    with torch.inference_mode():
+        torch.testing.assert_close(big(x), small(x), atol=1e-6, rtol=0)
+    assert not big.head.weight[16:40].any() and not big.head.bias[16:40].any()
+    smaller = CausalEnhancer(EnhancerConfig(frame=8, window=32, taps=8, hidden=8))
+    from sigstream.stream.errors import InputError
+
+    with pytest.raises(InputError, match="does not fit"):  # fewer taps: refused, one line
+        _load_init(smaller, str(path))

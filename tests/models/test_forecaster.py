@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from sigstream.models.forecaster import VARIANTS, ForecasterConfig, HarmonicForecaster
-from sigstream.models.forecaster_eval import SCHEMA, evaluate
-from sigstream.models.harmonics import HarmonicsConfig, windows
+from sigstream.models.forecaster_eval import ORACLE_LAMBDAS, SCHEMA, evaluate, periods_oracle
+from sigstream.models.harmonics import HarmonicsConfig, generate, windows
 from sigstream.models.train_forecaster import ForecasterTrainConfig, train
 from sigstream.stream.errors import ConfigError
 from sigstream.stream.runner import StreamRunner
@@ -165,6 +165,8 @@ def test_eval_json_schema() -> None:
         assert c["lp_method"] in ("burg", "lstsq") and c["lp_order"] <= L - 2
         # the test-best order is at least as good as the validated one on the same windows
         assert c["lp_oracle"]["mse"] <= c["scores"]["linear_prediction"]["mse"] * (1 + 1e-6)
+        assert c["periods_oracle"]["lambda"] in ORACLE_LAMBDAS
+        assert len(c["periods_oracle"]["mse_per_step"]) == H
         for s in c["scores"].values():
             assert set(s) == {"mse", "mse_per_step", "mse_observed", "mse_observed_per_step"}
             assert len(s["mse_per_step"]) == H and np.isclose(np.mean(s["mse_per_step"]),
@@ -172,6 +174,18 @@ def test_eval_json_schema() -> None:
     assert set(r["targets"]["mlp_gru"]) == {
         "3-7_clean_mse_le_0.01", "45_clean_mse_le_dft_over_10", "45_clean_mse_lt_lp",
         "45_noisy_mse_le_dft_over_10", "45_noisy_mse_lt_lp"}
+
+
+def test_periods_oracle_is_exact_when_told_the_periods_and_uses_them() -> None:
+    lb, hz = 100, 10
+    h = generate(HarmonicsConfig(lb + hz, (3, 7)), 64, 11)
+    past = torch.from_numpy(h.signal[:, :lb])
+    future = torch.from_numpy(h.clean[:, lb:])
+    told = periods_oracle(past, h.periods, hz, 1e-9)
+    assert float(((told - future) ** 2).mean()) < 1e-8  # noise-free: the fit is exact
+    wrong = np.where(h.periods > 0, np.minimum(h.periods + 1, 100), 0)  # periods off by one
+    off = periods_oracle(past, wrong, hz, 1e-9)
+    assert float(((off - future) ** 2).mean()) > 1e-4  # so it does use what it is told
 
 
 def test_shipped_weights_stream_and_forecast() -> None:

@@ -102,6 +102,24 @@ def test_bridge_ring_overrun_flags_errors_and_end() -> None:
     assert c.errors == 1
 
 
+def test_bridge_counts_late_callbacks_from_the_device_clock() -> None:
+    now = [0.0]
+    b = AudioBridge(1, 1, capacity=64, prefill=8, clock=lambda: now[0], rate=1000.0)
+    blk, out = np.zeros((8, 1), np.float32), np.empty((8, 1), np.float32)
+    for gap in (0.0, 0.008, 0.0119, 0.0121, 0.008, 0.030, 0.002):  # period 8 ms
+        now[0] += gap
+        b.duplex(blk, out, 8, None, NO)
+    c = b.counters
+    assert c.late_callbacks == 2  # 12.1 ms and 30 ms are over 1.5 periods; 11.9 ms is not
+    assert c.interval_max_s == pytest.approx(0.030)
+    assert c.as_dict()["late_callbacks"] == 2
+    unknown = AudioBridge(1, 1, capacity=64, prefill=8, clock=lambda: now[0])
+    for gap in (0.0, 1.0):  # no rate: the gap is kept, nothing is called late
+        now[0] += gap
+        unknown.duplex(blk, out, 8, None, NO)
+    assert unknown.counters.late_callbacks == 0 and unknown.counters.interval_max_s == 1.0
+
+
 def test_latency_budget_and_parse() -> None:
     b = LatencyBudget(rate=48000, device_in=0.0, device_out=128 / 48000, block=128 / 48000,
                       ring=128 / 48000, lookahead=0.0, resampler=72 / 48000)
