@@ -238,8 +238,9 @@ def cmd_run_live(args: argparse.Namespace, stage) -> int:
               f"({100 * counters['xrun_fraction']:.3f}%): input overflow "
               f"{counters['input_overflow']}, output underflow {counters['output_underflow']}, "
               f"ring overruns {counters['ring_overruns']}, ring underruns "
-              f"{counters['ring_underruns']}; late callbacks {counters['late_callbacks']} "
-              f"(longest gap {counters['interval_max_s'] * 1e3:.1f} ms); {b.line()}",
+              f"{counters['ring_underruns']}; device timing: late callbacks "
+              f"{counters['late_callbacks']}, early {counters['early_callbacks']}, longest gap "
+              f"{counters['interval_max_s'] * 1e3:.1f} ms; {b.line()}",
               file=sys.stderr)
     if args.stats_json:
         write_json(args.stats_json, summary)
@@ -252,7 +253,8 @@ def audio_status_line(stats: Stats, device, budget) -> str:
     return (f"{stats.samples_in / device.rate:7.1f}s  block {budget.block * 1e3:.2f} ms  model "
             f"p50 {budget.compute_p50 * 1e3:.2f} p99 {budget.compute_p99 * 1e3:.2f} ms  xruns "
             f"{c.xruns} (dev in {c.input_overflow} out {c.output_underflow}, ring over "
-            f"{c.ring_overruns} under {c.ring_underruns}, late callbacks {c.late_callbacks})"
+            f"{c.ring_overruns} under {c.ring_underruns}; callbacks late {c.late_callbacks} "
+            f"early {c.early_callbacks})"
             f"  latency {budget.total * 1e3:.2f} ms "
             f"(added {budget.added * 1e3:.2f})")
 

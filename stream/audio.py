@@ -164,16 +164,19 @@ class XrunCounters:
     xruns: callbacks with any of these glitches (each callback counted once).
 
     The device's own timing, which no client controls: late_callbacks counts callbacks
-    that came more than 1.5 periods (frames / rate) after the one before, and
-    interval_max_s is the longest such gap. A late callback leaves the worker less than a
-    period for the next block, so ring underruns follow; when they are many, the host
-    (not the model) is what glitches, and ``--buffer 2`` is the remedy."""
+    that came more than 1.5 periods (frames / rate) after the one before,
+    early_callbacks those that came less than half a period after it (a server catching
+    up after a stall, e.g. JACK running late cycles back to back), and interval_max_s is
+    the longest gap. An early callback leaves the worker less than a period for the
+    block it plays, so ring underruns follow; when they come with many early and late
+    callbacks, the host (not the model) is what glitches, and ``--buffer 2`` is the
+    remedy."""
 
     __slots__ = ("callbacks", "frames_in", "frames_out", "max_frames", "min_frames",
                  "input_overflow", "input_underflow", "output_underflow", "output_overflow",
                  "ring_overruns", "ring_overrun_frames", "ring_underruns",
                  "ring_underrun_frames", "late_frames", "monitor_dropped", "errors", "xruns",
-                 "late_callbacks", "interval_max_s", "t_first", "t_last")
+                 "late_callbacks", "early_callbacks", "interval_max_s", "t_first", "t_last")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -217,6 +220,7 @@ class AudioBridge:
         self._scratch = np.zeros((self.SCRATCH, max(out_channels, 1)), dtype=np.float32)
         self._clock = clock
         self._late_factor = 1.5 / rate if rate else 0.0  # late gap per frame (s); 0: unknown
+        self._early_factor = 0.5 / rate if rate else 0.0
 
     # -- callbacks ------------------------------------------------------------------------
     def duplex(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time: Any,
@@ -269,8 +273,11 @@ class AudioBridge:
             gap = now - c.t_last
             if gap > c.interval_max_s:
                 c.interval_max_s = gap
-            if self._late_factor and gap > self._late_factor * frames:
-                c.late_callbacks += 1
+            if self._late_factor:
+                if gap > self._late_factor * frames:
+                    c.late_callbacks += 1
+                elif gap < self._early_factor * frames:
+                    c.early_callbacks += 1
         c.t_last = now
         c.callbacks += 1
         if frames > c.max_frames:

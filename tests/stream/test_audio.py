@@ -111,6 +111,7 @@ def test_bridge_counts_late_callbacks_from_the_device_clock() -> None:
         b.duplex(blk, out, 8, None, NO)
     c = b.counters
     assert c.late_callbacks == 2  # 12.1 ms and 30 ms are over 1.5 periods; 11.9 ms is not
+    assert c.early_callbacks == 1  # 2 ms is under half a period (catching up)
     assert c.interval_max_s == pytest.approx(0.030)
     assert c.as_dict()["late_callbacks"] == 2
     unknown = AudioBridge(1, 1, capacity=64, prefill=8, clock=lambda: now[0])
