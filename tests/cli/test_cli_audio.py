@@ -65,7 +65,8 @@ def test_run_mic_to_speaker_resampled_with_record(jack: str, tmp_path: Path) -> 
     assert a["rate"] == 48000 and a["model_rate"] == 16000 and a["resampled"]
     c = a["counters"]
     assert c["callbacks"] > 300 and c["max_frames"] == jf.PERIOD
-    assert c["xruns"] <= 0.01 * c["callbacks"]
+    # 1 % at most, beyond the callbacks the server delivered off time (see test_audio.py)
+    assert c["xruns"] <= 0.01 * c["callbacks"] + c["late_callbacks"] + c["early_callbacks"]
     b = a["budget"]
     assert b["resampler_ms"] == pytest.approx(2 * 12 / 16, abs=1e-6)  # 2 x 12 samples @ 16k
     assert b["ring_ms"] == pytest.approx(256 / 48, abs=1e-6)

@@ -245,7 +245,9 @@ def test_duplex_stream_through_the_enhancer(jack: str, tmp_path: Path) -> None:
     assert c.min_frames == c.max_frames == jf.PERIOD
     span = c.t_last - c.t_first
     assert (c.callbacks - 1) * jf.PERIOD / span == pytest.approx(jf.RATE, rel=0.05)
-    assert c.xruns <= 0.01 * c.callbacks, c.as_dict()
+    # at most 1 % of callbacks glitch, beyond one per callback that the server itself
+    # delivered off time (a host stall: late; JACK catching up after it: early)
+    assert c.xruns <= 0.01 * c.callbacks + c.late_callbacks + c.early_callbacks, c.as_dict()
     assert c.errors == 0
     x, rate_in = sf.read(tmp_path / "input.wav", dtype="float32")
     y, rate_out = sf.read(tmp_path / "output.wav", dtype="float32")
@@ -307,6 +309,8 @@ def test_overload_makes_the_counters_rise(jack: str, tmp_path: Path) -> None:
     assert c.ring_underruns > 0.2 * c.callbacks  # the speaker starved ...
     assert c.ring_overruns > 0 and c.ring_overrun_frames > 0  # ... and the mic ring filled up
     assert c.late_frames > 0 and c.xruns > 0.2 * c.callbacks
+    # a slow model is not excused as host timing: the callbacks themselves stayed on time
+    assert c.xruns > 0.01 * c.callbacks + c.late_callbacks + c.early_callbacks, c.as_dict()
     assert stats.overruns >= c.ring_overruns and stats.underruns >= c.ring_underruns
     # a stage that hogs the GIL starves the callback itself: PortAudio's own flags count
     (tmp_path / "b").mkdir()
