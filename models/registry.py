@@ -42,6 +42,8 @@ class ModelEntry:
     build: Callable[[Any], StreamingModule]
     synth: str = "sines"  # default synthetic source for demos and benchmarks
     weights: str | None = None  # file name under models/weights, if pretrained weights ship
+    stream_options: tuple[str, ...] = ()  # options that change how it streams, not weights
+    train: str | None = None  # the command that trains it (for error messages)
 
 
 MODELS: Mapping[str, ModelEntry] = MappingProxyType({
@@ -60,12 +62,14 @@ MODELS: Mapping[str, ModelEntry] = MappingProxyType({
     "enhancer": ModelEntry(
         "enhancer", "causal enhancer, zero lookahead: frame-rate GRU steering a per-sample FIR "
         "(16 kHz audio-like signals)", EnhancerConfig, CausalEnhancer,
-        weights="enhancer.pt",
+        weights="enhancer.pt", train="sigstream train enhancer --arch causal",
     ),
     "augmentor": ModelEntry(
         "augmentor", "SensorAugmentor: 128-sample vibration windows, low- to high-quality "
         "(+ actuator commands with actuator=true), crossfaded (100 Hz)",
         AugmentorConfig, augmentor_stream, weights="augmentor.pt",
+        stream_options=("hop", "actuator"),
+        train="sigstream train enhancer --arch augmentor",
     ),
     "forecaster": ModelEntry(
         "forecaster", "harmonic forecaster: the next `horizon` samples at every sample, (B, T, H)",
@@ -179,22 +183,37 @@ def _pretrained(entry: ModelEntry, config: Any, asked: set[str]) -> StreamingMod
     from sigstream.models.checkpoint import load_checkpoint, read_checkpoint
 
     path = weights_path(entry, config)
+    train = entry.train or f"sigstream train {entry.name}"
     if path is None or not os.path.isfile(path):
         raise ConfigError(
             f"no pretrained weights ship for {entry.name} with {_diff(config)}; train one with "
-            f"`sigstream train {entry.name}` and pass --model PATH"
+            f"`{train}` and pass --model PATH"
         )
     saved = read_checkpoint(path)["config"]
     wanted = dataclasses.asdict(config)
-    mismatch = [k for k in sorted(asked) if _norm(saved.get(k)) != _norm(wanted[k])]
+    differ = [k for k in sorted(asked) if _norm(saved.get(k)) != _norm(wanted[k])]
+    mismatch = [k for k in differ if k not in entry.stream_options]
     if mismatch:
         raise ConfigError(
             f"the shipped {entry.name} weights were trained with "
             + ", ".join(f"{k}={_norm(saved.get(k))}" for k in mismatch)
             + f"; train your own for {', '.join(f'{k}={_norm(wanted[k])}' for k in mismatch)}"
-            f" with `sigstream train {entry.name}` and pass --model PATH"
+            f" with `{train}` and pass --model PATH"
         )
-    return load_checkpoint(path)
+    model = load_checkpoint(path)
+    streaming = {k: wanted[k] for k in differ}  # only stream options are left here
+    if not streaming:
+        return model
+    rebuilt = entry.build(dataclasses.replace(model.config, **streaming))
+    try:
+        rebuilt.load_state_dict(model.state_dict())
+        rebuilt.config.validate()
+    except (RuntimeError, ConfigError) as exc:
+        raise ConfigError(f"{entry.name} with {', '.join(f'{k}={v}' for k, v in streaming.items())}"
+                          f": {str(exc).splitlines()[0][:160]}") from None
+    rebuilt.norm, rebuilt.meta = model.norm, model.meta
+    rebuilt.eval()
+    return rebuilt
 
 
 def _norm(v: Any) -> Any:

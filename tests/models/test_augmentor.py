@@ -222,6 +222,23 @@ def test_registry_builds_shipped_weights() -> None:
     assert m.norm["in_std"] > 0 and "history" in m.meta
 
 
+def test_shipped_weights_take_streaming_options_but_refuse_other_ones() -> None:
+    from sigstream.models.registry import build_model
+    from sigstream.stream.errors import ConfigError
+
+    base = build_model("augmentor")
+    m = build_model("augmentor:actuator=true,hop=16")  # how it streams, same weights
+    assert m.out_channels == 3 and m.hop == 16 and m.latency == 128 - 16
+    assert m.norm == base.norm and m.meta == base.meta
+    for k, v in base.state_dict().items():
+        assert torch.equal(v, m.state_dict()[k])
+    x = torch.randn(2, 128)
+    with torch.inference_mode():
+        torch.testing.assert_close(m.net(x).reconstruction, base.net(x).reconstruction)
+    with pytest.raises(ConfigError, match="sigstream train enhancer --arch augmentor"):
+        build_model("augmentor:hidden=64")  # changes the weights: refused, with the command
+
+
 def test_baselines_signature_and_causality() -> None:
     from sigstream.models import enhance_baselines as eb
 
