@@ -83,6 +83,9 @@ def add_parsers(train: argparse._SubParsersAction, evaluate: argparse._SubParser
     c.add_argument("--snr-low", type=float, help="lowest training SNR in dB")
     c.add_argument("--snr-high", type=float, help="highest training SNR in dB")
     c.add_argument("--no-speech", action="store_true", help="no espeak-ng speech clips")
+    c.add_argument("--ema", type=float,
+                   help="validate and save an exponential moving average of the weights with "
+                        "this decay per update, e.g. 0.99 (off)")
     c.add_argument("--taps", type=positive_int,
                    help="FIR taps (128); with --init of fewer taps the filter is grown: the "
                         "new taps start at zero, so training starts from the same output")
@@ -130,7 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     common = {"seed": "seed", "epochs": "epochs", "lr": "lr", "batch": "batch",
               "hidden": "hidden", "dropout": "dropout", "patience": "patience", "init": "init"}
     if args.arch == "augmentor":
-        causal_only = [o for o in ("rate", "seconds", "clips", "snr_low", "snr_high", "taps")
+        causal_only = [o for o in ("rate", "seconds", "clips", "snr_low", "snr_high", "taps",
+                                   "ema")
                        if getattr(args, o) is not None] + (["no_speech"] if args.no_speech
                                                            else [])
         if causal_only:
@@ -158,7 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from sigstream.models.train_causal_enhancer import CausalTrainConfig, train
 
         kw = _given(args, {**common, "rate": "rate", "seconds": "seconds", "clips": "clips",
-                           "snr_low": "snr_low", "snr_high": "snr_high", "taps": "taps"})
+                           "snr_low": "snr_low", "snr_high": "snr_high", "taps": "taps",
+                           "ema": "ema"})
         if args.no_speech:
             kw["speech"] = False
         fields = {f.name for f in dataclasses.fields(CausalTrainConfig)}

@@ -18,6 +18,7 @@ thread.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -42,7 +43,9 @@ CHECKPOINT = "enhancer.pt"
 class CausalTrainConfig:
     """epochs: maximum passes over the clip pool; batch: clips per update; rate: model
     sample rate (Hz); seconds: clip length; hidden, dropout, frame, window, taps: the
-    model (:class:`EnhancerConfig`); init: a checkpoint to start from."""
+    model (:class:`EnhancerConfig`); init: a checkpoint to start from; ema: decay of an
+    exponential moving average of the weights per update (0: off), which is then what is
+    validated and saved."""
 
     epochs: int = 24
     seed: int = 0
@@ -65,6 +68,7 @@ class CausalTrainConfig:
     lr_patience: int = 2
     speech: bool = True
     init: str | None = None
+    ema: float = 0.0
 
     def model_config(self) -> EnhancerConfig:
         return EnhancerConfig(sample_rate=self.rate, frame=self.frame, window=self.window,
@@ -80,6 +84,8 @@ class CausalTrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, "
                                   f"got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"--ema must be in [0, 1), got {self.ema}")
         if self.lr <= 0 or self.seconds <= 0:
             raise ConfigError("--lr and --seconds must be > 0")
         if self.snr_low > self.snr_high:
@@ -140,6 +146,8 @@ def train(cfg: CausalTrainConfig, out_dir: str) -> tuple[CausalEnhancer, History
     val_noisy, val_clean, _ = make_clips(data_cfg, cfg.val_clips, seed=cfg.seed + 7919,
                                          snrs=(0.0, 5.0, 10.0))
     clean = torch.from_numpy(clean_np)
+    # what is validated and saved: the model itself, or a moving average of its weights
+    averaged = copy.deepcopy(model) if cfg.ema else model
     val_x, val_y = torch.from_numpy(val_noisy), torch.from_numpy(val_clean)
     with torch.no_grad():
         val_in = -float(snr_loss(val_x, val_y))
@@ -165,10 +173,15 @@ def train(cfg: CausalTrainConfig, out_dir: str) -> tuple[CausalEnhancer, History
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
+            if cfg.ema:
+                with torch.no_grad():
+                    for avg, p in zip(averaged.parameters(), model.parameters()):
+                        avg.lerp_(p, 1.0 - cfg.ema)
             losses.append(float(loss.detach()))
         model.eval()
+        averaged.eval()
         with torch.no_grad():
-            val_out = -float(snr_loss(model(val_x), val_y))
+            val_out = -float(snr_loss(averaged(val_x), val_y))
         train_snr = -float(np.mean(losses))
         lr = opt.param_groups[0]["lr"]
         val_loss = -val_out
@@ -179,7 +192,7 @@ def train(cfg: CausalTrainConfig, out_dir: str) -> tuple[CausalEnhancer, History
                             "seconds": time.perf_counter() - t0})
         if val_loss < hist.best_val:
             hist.best_val, hist.best_epoch, stale = val_loss, epoch, 0
-            save_checkpoint(ckpt, "enhancer", model.config, model, meta={
+            save_checkpoint(ckpt, "enhancer", averaged.config, averaged, meta={
                 "train": asdict(cfg), "best_epoch": epoch, "val_snr_in_db": val_in,
                 "val_snr_out_db": val_out, "history": hist.epochs})
         else:

@@ -196,3 +196,21 @@ def test_init_with_fewer_taps_grows_the_filter_without_changing_the_output(tmp_p
 
     with pytest.raises(InputError, match="does not fit"):  # fewer taps: refused, one line
         _load_init(smaller, str(path))
+
+
+def test_ema_training_saves_the_average_not_the_last_weights(tmp_path) -> None:
+    from sigstream.models.checkpoint import load_checkpoint
+    from sigstream.models.train_causal_enhancer import CausalTrainConfig, train
+
+    common = dict(epochs=2, clips=16, val_clips=6, batch=8, seconds=0.25, hidden=8, frame=8,
+                  window=32, taps=16, speech=False, progress=False, lr=5e-3, patience=5)
+    _, plain, _ = train(CausalTrainConfig(**common), str(tmp_path / "plain"))
+    _, hist, path = train(CausalTrainConfig(ema=0.5, **common), str(tmp_path / "ema"))
+    assert hist.best_val < -hist.epochs[0]["val_snr_in_db"]  # the average learns too
+    # same seed and data: only the averaging differs, so the saved weights differ
+    a = load_checkpoint(str(tmp_path / "plain" / "enhancer.pt")).state_dict()
+    b = load_checkpoint(path).state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert [e["train_loss"] for e in plain.epochs] == [e["train_loss"] for e in hist.epochs]
+    with pytest.raises(ConfigError, match="--ema"):
+        CausalTrainConfig(ema=1.0).validate()
