@@ -175,7 +175,7 @@ def train(cfg: CausalTrainConfig, out_dir: str) -> tuple[CausalEnhancer, History
             opt.step()
             if cfg.ema:
                 with torch.no_grad():
-                    for avg, p in zip(averaged.parameters(), model.parameters()):
+                    for avg, p in zip(averaged.parameters(), model.parameters(), strict=True):
                         avg.lerp_(p, 1.0 - cfg.ema)
             losses.append(float(loss.detach()))
         model.eval()
