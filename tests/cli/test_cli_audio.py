@@ -57,7 +57,7 @@ def test_run_mic_to_speaker_resampled_with_record(jack: str, tmp_path: Path) -> 
     rec = tmp_path / "rec"
     p = sig("run", "--model", "butterworth:sample_rate=16000,high=3000", "--source", "mic",
             "--sink", "speaker", "--block", "256", "--seconds", "2", "--record", str(rec),
-            "--stats-json", str(stats), server=jack)
+            "--buffer", "2", "--stats-json", str(stats), server=jack)
     assert p.returncode == 0, p.stderr
     assert "audio:" in p.stderr and "latency" in p.stderr
     s = json.loads(stats.read_text())
@@ -69,7 +69,7 @@ def test_run_mic_to_speaker_resampled_with_record(jack: str, tmp_path: Path) -> 
     assert c["xruns"] <= 0.01 * c["callbacks"] + c["late_callbacks"] + c["early_callbacks"]
     b = a["budget"]
     assert b["resampler_ms"] == pytest.approx(2 * 12 / 16, abs=1e-6)  # 2 x 12 samples @ 16k
-    assert b["ring_ms"] == pytest.approx(256 / 48, abs=1e-6)
+    assert b["ring_ms"] == pytest.approx(2 * 256 / 48, abs=1e-6)  # --buffer 2
     assert b["added_ms"] == pytest.approx(b["block_ms"] + b["ring_ms"] + b["lookahead_ms"]
                                           + b["resampler_ms"])
     x, rx = sf.read(rec / "input.wav")
