@@ -173,7 +173,7 @@ def cmd_run_live(args: argparse.Namespace, stage) -> int:
     out_ch = stage.out_channels or in_ch
     config = AudioConfig(rate=rate, block=args.block, channels=in_ch, out_channels=out_ch,
                          latency=args.latency, input_device=in_dev, output_device=out_dev,
-                         prefill=getattr(args, "buffer", 1) * args.block)
+                         prefill=args.buffer * args.block)
     record = getattr(args, "record", None)
     device, mic, speaker = open_audio(config, mic=is_mic, speaker=is_spk, record_dir=record)
     try:

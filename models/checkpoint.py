@@ -70,16 +70,16 @@ def read_checkpoint(path: str) -> dict:
     return payload
 
 
-def load_checkpoint(path: str) -> StreamingModule:
-    """Rebuild the model a checkpoint describes, in eval mode."""
+def load_checkpoint(path: str, overrides: dict | None = None) -> StreamingModule:
+    """Rebuild the model a checkpoint describes, in eval mode; ``overrides`` replace
+    config options that do not change the weights (e.g. how the model streams)."""
     from sigstream.models.registry import get_entry
 
     payload = read_checkpoint(path)
     entry = get_entry(payload["model"])
     try:
-        config = entry.config_type(**{
-            k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()
-        })
+        saved = {k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()}
+        config = entry.config_type(**{**saved, **(overrides or {})})
         model = entry.build(config)
         model.load_state_dict(payload["state_dict"])
     except (TypeError, RuntimeError) as exc:

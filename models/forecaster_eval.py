@@ -31,13 +31,7 @@ from sigstream.models.forecast_baselines import (
     lp_forecast,
     select_order,
 )
-from sigstream.models.harmonics import (
-    HarmonicsConfig,
-    WindowBatch,
-    components_label,
-    generate,
-    windows,
-)
+from sigstream.models.harmonics import HarmonicsConfig, WindowBatch, components_label, windows
 
 SCHEMA = "sigstream-forecaster-eval/1"
 TEST_SEED, VAL_SEED = 2, 3
@@ -60,14 +54,7 @@ def condition_windows(k, noisy: bool, n: int, lookback: int, horizon: int, seed:
 ORACLE_LAMBDAS = (1e-6, 1e-3, 1e-2, 0.1, 1.0, 3.0, 10.0)
 
 
-def condition_periods(k, noisy: bool, n: int, lookback: int, horizon: int, seed: int,
-                      index: int) -> np.ndarray:
-    """(N, K) true periods (0: unused slot) of :func:`condition_windows`' windows."""
-    cfg = HarmonicsConfig(lookback + horizon, k, noise=NOISE if noisy else 0.0)
-    return generate(cfg, n, np.random.SeedSequence([seed, index])).periods
-
-
-def periods_oracle(lookback: torch.Tensor, periods: np.ndarray, horizon: int, lam: float,
+def periods_oracle(lookback: torch.Tensor, periods, horizon: int, lam: float,
                    periods_range: tuple[int, int] = (2, 100)) -> torch.Tensor:
     """Reference only: (N, L) lookbacks and (N, K) true periods -> (N, H) forecasts.
 
@@ -82,7 +69,7 @@ def periods_oracle(lookback: torch.Tensor, periods: np.ndarray, horizon: int, la
     w = 2 * torch.pi / p_all
     basis = torch.cat([torch.cos(t * w), torch.sin(t * w)], dim=1)  # (L + H, 2P)
     past, future = basis[:L], basis[L:]
-    per = torch.from_numpy(periods)
+    per = torch.as_tensor(periods)
     mask = torch.zeros(n, p_all.numel(), dtype=torch.float64)
     valid = per > 0
     rows = torch.arange(n).unsqueeze(1).expand_as(per)[valid]
@@ -134,11 +121,9 @@ def evaluate(models: dict, n_windows: int = 1000, n_val: int = 500,
         # reference only: the order that is best on the test windows themselves
         oracle = select_order(test.lookback, test.target, orders)
         # reference only: sinusoids at each window's true periods, penalty from validation
-        val_p = condition_periods(k, noisy, n_val, lookback, horizon, VAL_SEED, i)
         lam = min(ORACLE_LAMBDAS, key=lambda v: float(
-            ((periods_oracle(val.lookback, val_p, horizon, v) - val.target) ** 2).mean()))
-        test_p = condition_periods(k, noisy, n_windows, lookback, horizon, TEST_SEED, i)
-        known = _scores(periods_oracle(test.lookback, test_p, horizon, lam), test)
+            ((periods_oracle(val.lookback, val.periods, horizon, v) - val.target) ** 2).mean()))
+        known = _scores(periods_oracle(test.lookback, test.periods, horizon, lam), test)
         rows.append({"components": components_label(k), "noise": NOISE if noisy else 0.0,
                      "windows": n_windows, "signal_power": float((test.target ** 2).mean()),
                      "lp_method": choice["method"], "lp_order": choice["order"],

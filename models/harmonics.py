@@ -132,13 +132,15 @@ def generate(config: HarmonicsConfig, n: int,
 
 class WindowBatch(NamedTuple):
     """lookback: (B, L) observed past; target: (B, H) clean future; observed: (B, H) future as
-    observed (with noise, if any); components: (B,); noisy: (B,) bool."""
+    observed (with noise, if any); components: (B,); noisy: (B,) bool; periods: (B, K)
+    int64 true periods of the components (0 where a slot is unused)."""
 
     lookback: torch.Tensor
     target: torch.Tensor
     observed: torch.Tensor
     components: torch.Tensor
     noisy: torch.Tensor
+    periods: torch.Tensor
 
 
 def windows(config: HarmonicsConfig, n: int, lookback: int, horizon: int,
@@ -149,7 +151,8 @@ def windows(config: HarmonicsConfig, n: int, lookback: int, horizon: int,
     h = generate(cfg, n, seed)
     sig, clean = torch.from_numpy(h.signal), torch.from_numpy(h.clean)
     return WindowBatch(sig[:, :lookback], clean[:, lookback:], sig[:, lookback:],
-                       torch.from_numpy(h.components), torch.from_numpy(h.noisy))
+                       torch.from_numpy(h.components), torch.from_numpy(h.noisy),
+                       torch.from_numpy(h.periods))
 
 
 class HarmonicsWindows(IterableDataset):

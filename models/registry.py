@@ -200,20 +200,7 @@ def _pretrained(entry: ModelEntry, config: Any, asked: set[str]) -> StreamingMod
             + f"; train your own for {', '.join(f'{k}={_norm(wanted[k])}' for k in mismatch)}"
             f" with `{train}` and pass --model PATH"
         )
-    model = load_checkpoint(path)
-    streaming = {k: wanted[k] for k in differ}  # only stream options are left here
-    if not streaming:
-        return model
-    rebuilt = entry.build(dataclasses.replace(model.config, **streaming))
-    try:
-        rebuilt.load_state_dict(model.state_dict())
-        rebuilt.config.validate()
-    except (RuntimeError, ConfigError) as exc:
-        raise ConfigError(f"{entry.name} with {', '.join(f'{k}={v}' for k, v in streaming.items())}"
-                          f": {str(exc).splitlines()[0][:160]}") from None
-    rebuilt.norm, rebuilt.meta = model.norm, model.meta
-    rebuilt.eval()
-    return rebuilt
+    return load_checkpoint(path, {k: wanted[k] for k in differ})  # stream options only
 
 
 def _norm(v: Any) -> Any:

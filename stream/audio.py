@@ -219,8 +219,7 @@ class AudioBridge:
         self.end: int | None = None  # processed frames in total, set once the output is complete
         self._scratch = np.zeros((self.SCRATCH, max(out_channels, 1)), dtype=np.float32)
         self._clock = clock
-        self._late_factor = 1.5 / rate if rate else 0.0  # late gap per frame (s); 0: unknown
-        self._early_factor = 0.5 / rate if rate else 0.0
+        self._frame_s = 1.0 / rate if rate else 0.0  # seconds per frame; 0: rate unknown
 
     # -- callbacks ------------------------------------------------------------------------
     def duplex(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time: Any,
@@ -273,11 +272,11 @@ class AudioBridge:
             gap = now - c.t_last
             if gap > c.interval_max_s:
                 c.interval_max_s = gap
-            if self._late_factor:
-                if gap > self._late_factor * frames:
-                    c.late_callbacks += 1
-                elif gap < self._early_factor * frames:
-                    c.early_callbacks += 1
+            period = self._frame_s * frames
+            if period and gap > 1.5 * period:
+                c.late_callbacks += 1
+            elif gap < 0.5 * period:
+                c.early_callbacks += 1
         c.t_last = now
         c.callbacks += 1
         if frames > c.max_frames:
