@@ -274,7 +274,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     models = tuple(args.models.split(",")) if args.models else BenchConfig().models
     for m in models:
-        if m not in MODELS:
+        if m.partition(":")[0] not in MODELS:
             raise ConfigError(f"unknown model {m!r}; built-in models: {', '.join(MODELS)}")
     backends = tuple(args.backends.split(",")) if args.backends else BACKENDS
     for b in backends:

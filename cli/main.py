@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Markdown table, JSON and a PNG plot.")
     b.add_argument("--quick", action="store_true", help="shorter measurements (under a minute)")
     b.add_argument("--threads", type=positive_int, default=1, help="threads per backend (1)")
-    b.add_argument("--models", help="comma-separated built-in models (default: all)")
+    b.add_argument("--models", help="comma-separated built-in models, each NAME or "
+                                    "NAME:key=value, e.g. forecaster:preset=fast (default: all)")
     b.add_argument("--backends", help="comma-separated: torch,torchscript,onnx (default: all)")
     b.add_argument("--plot", metavar="PATH", help="write a PNG plot of latency vs chunk size")
     b.add_argument("--no-zmq", action="store_true", help="skip the ZeroMQ measurements")

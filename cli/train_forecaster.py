@@ -20,6 +20,10 @@ def _stages(text: str) -> tuple[int, ...]:
     return out
 
 
+def _orders(text: str) -> tuple[int, ...]:
+    return () if text.strip().lower() == "none" else _stages(text)
+
+
 def add_parsers(train: argparse._SubParsersAction, evaluate: argparse._SubParsersAction) -> None:
     t = train.add_parser("forecaster", help="the harmonic forecaster (curriculum up to 45 "
                                             "components)",
@@ -39,6 +43,13 @@ def add_parsers(train: argparse._SubParsersAction, evaluate: argparse._SubParser
                    help="no analytic candidates: the network alone")
     t.add_argument("--burg-orders", type=_stages, default=(12, 32, 80),
                    help="AR orders of the Burg candidates, each <= lookback - 2 (12,32,80)")
+    t.add_argument("--ls-orders", type=_orders,
+                   help="AR orders of the minimum-norm least-squares candidates, each in "
+                        "lookback/2 .. lookback-1; 'none' for no such candidates (0.56, 0.64 "
+                        "and 0.72 of the lookback: 56,64,72)")
+    t.add_argument("--clean-weight", type=positive_float, default=1.0,
+                   help="loss weight of noise-free windows, noisy ones weighing 1: their "
+                        "errors are ~100x smaller, so a plain mean hardly rewards them (1)")
     t.add_argument("--teacher-forcing", type=float, default=0.0,
                    help="seq2seq_gru: probability of feeding the truth while training (0)")
     t.add_argument("--stages", type=_stages, default=(3, 7, 15, 30, 45),
@@ -67,7 +78,8 @@ def add_parsers(train: argparse._SubParsersAction, evaluate: argparse._SubParser
                                         "in the same run on the same windows.")
     e.set_defaults(func=cmd_eval)
     e.add_argument("--checkpoint", action="append", metavar="PATH",
-                   help="a forecaster checkpoint; repeat for several (default: shipped weights)")
+                   help="a forecaster checkpoint; repeat for several (default: both shipped "
+                        "presets, accurate and fast)")
     e.add_argument("--windows", type=positive_int, default=1000,
                    help="test windows per condition (1000)")
     e.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -84,6 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = ForecasterTrainConfig(
         variant=args.variant, lookback=args.lookback, horizon=args.horizon, hidden=args.hidden,
         embed=args.embed, analytic=not args.no_analytic, burg_orders=args.burg_orders,
+        ls_orders=args.ls_orders, clean_weight=args.clean_weight,
         teacher_forcing=args.teacher_forcing,
         seed=args.seed, batch=args.batch, lr=args.lr, stages=args.stages,
         steps_per_stage=args.steps_per_stage, final_steps=args.final_steps,
@@ -111,7 +124,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from sigstream.cli.main import write_json
     from sigstream.models.checkpoint import load_checkpoint
-    from sigstream.models.forecaster import HarmonicForecaster
+    from sigstream.models.forecaster import PRESETS, HarmonicForecaster
     from sigstream.models.forecaster_eval import evaluate, table
     from sigstream.models.registry import build_model
 
@@ -125,9 +138,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         while name in models:
             name += "'"
         models[name] = m
-    if not models:
-        m = build_model("forecaster")
-        models[m.config.variant] = m
+    if not models:  # both shipped presets, side by side
+        for preset in PRESETS:
+            models[f"shipped_{preset}"] = build_model(f"forecaster:preset={preset}")
     shapes = {(m.lookback, m.horizon) for m in models.values()}
     if len(shapes) != 1:
         raise ConfigError(f"the checkpoints disagree on (lookback, horizon): {sorted(shapes)}")

@@ -14,7 +14,8 @@ the last L-1 samples; streamed output equals the offline sliding-window output.
   Both are one fixed (L, H) matrix, built from the DFT basis.
 * :class:`LinearPredictor` — an autoregressive fit on the lookback, rolled out
   H steps: Burg's method (float64 lattice recursion, stable) or least squares
-  (covariance method, minimum-norm solution). A noise-free sum of k sinusoids
+  (covariance method, minimum-norm solution; :func:`min_norm_least_squares` is an
+  SVD-free version for orders >= L / 2 that exports). A noise-free sum of k sinusoids
   obeys an order-2k recurrence, so least squares predicts it exactly when
   L >= 4k. :func:`select_order` picks method and order on validation windows.
 """
@@ -168,6 +169,121 @@ def least_squares(windows: Tensor, order: int) -> Tensor:
     rhs = x[:, order:, None]  # (N, L-p, 1)
     sol = torch.linalg.lstsq(lhs, rhs, driver="gelsd").solution[..., 0]
     return -sol
+
+
+def min_norm_least_squares(windows: Tensor, orders: int | Sequence[int],
+                           tol: float = 1e-9) -> Tensor | list[Tensor]:
+    """Float64 AR coefficients by least squares for orders ``>= L / 2``, exportable.
+
+    ``orders`` an int: one (N, p) tensor; a sequence: one per order, solved together.
+    The same minimum-norm solution as :func:`least_squares` (tested to agree), without
+    an SVD, so it traces to ONNX and TorchScript. With ``p >= L / 2`` the covariance
+    method has ``m = L - p <= p`` equations ``A a = b``; the minimum-norm solution lies in
+    the row space of A. Classical Gram-Schmidt with reorthogonalisation (CGS2) builds
+    ``A^T = Q R`` one row at a time, ``R^T y = b`` is solved by forward substitution in
+    the same loop, and ``a = Q y``. A row that is (numerically) a combination of earlier
+    rows, as in a clean signal of few components, adds nothing: its residual norm is below
+    ``tol`` times the largest row norm, so it gets neither a direction nor a coefficient —
+    the truncation the SVD solution applies to zero singular values.
+
+    Several orders share one loop: each system is padded to the largest order's columns
+    and the lowest order's rows with zeros (a zero column keeps a zero coefficient in the
+    minimum-norm solution; a zero row is skipped like a dependent one), and the systems
+    are stacked along the batch. That is max(m) steps of (O N, m, p) products instead of
+    sum(m) smaller ones: a graph a fifth the size for seven orders.
+    """
+    single = isinstance(orders, int)
+    ords = [orders] if single else [int(p) for p in orders]
+    x = windows.double()
+    n_win, length = x.shape
+    for p in ords:
+        if not torch.jit.is_tracing() and not 1 <= length - p <= p:
+            raise ConfigError(f"minimum-norm least squares needs lookback / 2 <= order < "
+                              f"lookback, got order {p} for lookback {length}")
+    m, p_max = length - min(ords), max(ords)
+    j_idx = torch.arange(m)[:, None]  # row j of system o is the equation for n = p_o + j
+    i_idx = torch.arange(p_max)[None, :]  # column i is lag i + 1
+    idx, mask, rhs_idx, rhs_mask = [], [], [], []
+    for p in ords:
+        valid = (j_idx < length - p) & (i_idx < p)  # (m, p_max)
+        idx.append(torch.where(valid, p + j_idx - 1 - i_idx, torch.zeros_like(valid,
+                                                                          dtype=torch.long)))
+        mask.append(valid)
+        rows_ok = torch.arange(m) < length - p
+        rhs_idx.append(torch.where(rows_ok, p + torch.arange(m), torch.zeros(m, dtype=torch.long)))
+        rhs_mask.append(rows_ok)
+    n_ord = len(ords)
+    lhs = x[:, torch.stack(idx)] * torch.stack(mask).to(x.dtype)  # (N, O, m, p_max)
+    rhs = x[:, torch.stack(rhs_idx)] * torch.stack(rhs_mask).to(x.dtype)  # (N, O, m)
+    lhs = lhs.transpose(0, 1).reshape(n_ord * n_win, m, p_max)  # order-major batch
+    rhs = rhs.transpose(0, 1).reshape(n_ord * n_win, m)
+    floor = tol * torch.sqrt((lhs * lhs).sum(dim=2).amax(dim=1, keepdim=True))  # (O N, 1)
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        sol = _cgs2_traceable(lhs, rhs, floor)
+    else:  # the same arithmetic, in cache-sized blocks of systems, in place
+        sol = torch.cat([_cgs2_eager(lhs[i:i + 224], rhs[i:i + 224], floor[i:i + 224])
+                         for i in range(0, lhs.shape[0], 224)]) if lhs.shape[0] else \
+            lhs.new_zeros(0, p_max)
+    out = [-sol[k * n_win:(k + 1) * n_win, :p] for k, p in enumerate(ords)]
+    return out[0] if single else out
+
+
+def _cgs2_traceable(lhs: Tensor, rhs: Tensor, floor: Tensor) -> Tensor:
+    """(S, m, p) rows, (S, m) right-hand sides, (S, 1) floors -> (S, p) minimum-norm solutions.
+
+    Out of place (directions grow by concatenation), so it traces to ONNX/TorchScript.
+    """
+    n_sys, m, p = lhs.shape
+    q = lhs.new_zeros(n_sys, 0, p)  # (S, j, p) orthonormal directions found so far
+    y = lhs.new_zeros(n_sys, 0)  # (S, j) their coefficients
+    sol = lhs.new_zeros(n_sys, p)
+    for j in range(m):
+        v = lhs[:, j:j + 1]  # (S, 1, p)
+        acc = torch.zeros_like(floor)
+        if j:
+            c1 = v @ q.transpose(1, 2)  # (S, 1, j) projections on earlier directions
+            v = v - c1 @ q
+            c2 = v @ q.transpose(1, 2)
+            v = v - c2 @ q
+            acc = ((c1 + c2)[:, 0] * y).sum(dim=1, keepdim=True)
+        v = v[:, 0]
+        r_jj = torch.sqrt((v * v).sum(dim=1, keepdim=True))  # (S, 1)
+        keep = r_jj > floor
+        safe = torch.where(keep, r_jj, torch.ones_like(r_jj))
+        q_j = torch.where(keep, v / safe, torch.zeros_like(v))  # (S, p)
+        y_j = torch.where(keep, (rhs[:, j:j + 1] - acc) / safe, torch.zeros_like(r_jj))
+        q = torch.cat([q, q_j[:, None]], dim=1)
+        y = torch.cat([y, y_j], dim=1)
+        sol = sol + y_j * q_j
+    return sol
+
+
+def _cgs2_eager(lhs: Tensor, rhs: Tensor, floor: Tensor) -> Tensor:
+    """:func:`_cgs2_traceable` with preallocated directions written in place: about five
+    times faster in eager mode on a block of systems that fits in cache."""
+    n_sys, m, p = lhs.shape
+    q = lhs.new_zeros(n_sys, m, p)
+    y = lhs.new_zeros(n_sys, m)
+    sol = lhs.new_zeros(n_sys, p)
+    for j in range(m):
+        v = lhs[:, j]  # (S, p)
+        acc = torch.zeros_like(floor)
+        if j:
+            qj = q[:, :j]  # (S, j, p)
+            c1 = torch.bmm(qj, v[:, :, None])[:, :, 0]  # (S, j)
+            v = v - torch.bmm(c1[:, None], qj)[:, 0]
+            c2 = torch.bmm(qj, v[:, :, None])[:, :, 0]
+            v = v - torch.bmm(c2[:, None], qj)[:, 0]
+            acc = ((c1 + c2) * y[:, :j]).sum(dim=1, keepdim=True)
+        r_jj = torch.sqrt((v * v).sum(dim=1, keepdim=True))
+        keep = r_jj > floor
+        safe = torch.where(keep, r_jj, torch.ones_like(r_jj))
+        q_j = torch.where(keep, v / safe, torch.zeros_like(v))
+        y_j = torch.where(keep, (rhs[:, j:j + 1] - acc) / safe, torch.zeros_like(r_jj))
+        q[:, j] = q_j
+        y[:, j] = y_j[:, 0]
+        sol += y_j * q_j
+    return sol
 
 
 def ar_rollout(windows: Tensor, a: Tensor, horizon: int) -> Tensor:

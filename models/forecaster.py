@@ -20,7 +20,9 @@ integer periods obeys a linear recurrence, so classical linear prediction is
 strong where the signal is clean and weak where it is noisy, and which AR
 order is best depends on the number of components and the noise. Each window
 therefore gets C candidate forecasts: Burg AR fits of every order in
-``burg_orders`` (one float64 lattice recursion, rolled out) and a learned
+``burg_orders`` (one float64 lattice recursion, rolled out), minimum-norm
+least-squares AR fits of every order in ``ls_orders`` (SVD-free, so they export;
+near-exact on clean signals of many components, where Burg is not) and a learned
 linear map of the window; every decoder step outputs mixing weights over the
 candidates (softmax) plus a residual: ``y_i = sum_c w_ic cand_ci + r_i``. The candidates
 are inputs, nothing is looked up from the future; the DFT is a matrix product
@@ -37,10 +39,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sigstream.models.forecast_baselines import WindowForecaster, ar_rollout, burg
+from sigstream.models.forecast_baselines import (
+    WindowForecaster,
+    ar_rollout,
+    burg,
+    min_norm_least_squares,
+)
 from sigstream.stream.errors import ConfigError
 
 VARIANTS = ("ar_lstm", "seq2seq_gru", "mlp_gru")
+PRESETS = ("accurate", "fast")  # shipped weights: with / without least-squares candidates
 CLAMP = 6.0  # candidate forecasts are clipped to this many window RMS
 
 
@@ -55,7 +63,9 @@ class ForecasterConfig:
     embed: int = 256
     analytic: bool = True
     burg_orders: tuple[int, ...] = (12, 32, 80)
+    ls_orders: tuple[int, ...] = ()  # minimum-norm least-squares AR orders, lookback/2 .. L-1
     teacher_forcing: float = 0.0  # seq2seq_gru only: probability of feeding the truth (training)
+    preset: str = "accurate"  # which shipped weights: accurate (least-squares candidates) | fast
 
     def validate(self) -> None:
         if self.variant not in VARIANTS:
@@ -69,8 +79,22 @@ class ForecasterConfig:
                 1 <= p <= self.lookback - 2 for p in self.burg_orders)):
             raise ConfigError("burg_orders (--burg-orders) must be one or more AR orders in "
                               "1 .. lookback - 2")
+        if self.ls_orders and not (self.analytic and all(
+                (self.lookback + 1) // 2 <= p <= self.lookback - 1 for p in self.ls_orders)):
+            raise ConfigError(f"ls_orders (--ls-orders) must be AR orders in "
+                              f"{(self.lookback + 1) // 2} .. {self.lookback - 1} (lookback / 2 "
+                              f".. lookback - 1) and need the analytic candidates")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
         if not 0 <= self.teacher_forcing <= 1:
             raise ConfigError("teacher_forcing must be in [0, 1]")
+
+
+def default_ls_orders(lookback: int) -> tuple[int, ...]:
+    """Least-squares candidate orders for a lookback: 0.56, 0.64 and 0.72 of it (56, 64, 72
+    at 100), where the minimum-norm fit is near-exact on clean many-component signals."""
+    lo, hi = (lookback + 1) // 2, lookback - 1
+    return tuple(sorted({min(max(round(f * lookback), lo), hi) for f in (0.56, 0.64, 0.72)}))
 
 
 def dft_basis(lookback: int) -> Tensor:
@@ -91,7 +115,7 @@ class HarmonicForecaster(WindowForecaster):
         self.sample_rate = None
         self.n_bins = cfg.lookback // 2 + 1
         self.register_buffer("basis", dft_basis(cfg.lookback))
-        c = len(cfg.burg_orders) + 1 if cfg.analytic else 0
+        c = len(cfg.burg_orders) + len(cfg.ls_orders) + 1 if cfg.analytic else 0
         self.n_cand = c
         if cfg.analytic:
             self.linear = nn.Linear(cfg.lookback, cfg.horizon, bias=False)
@@ -124,12 +148,22 @@ class HarmonicForecaster(WindowForecaster):
         return torch.sqrt(re * re + im * im + 1e-12), torch.cat(
             [re[:, :1], phase, re[:, last:]], dim=1)
 
-    def candidates(self, win: Tensor) -> Tensor:
-        """(N, L) normalised windows -> (N, C, H) analytic forecasts, clipped to +-CLAMP."""
+    def candidates(self, win: Tensor, raw: Tensor | None = None) -> Tensor:
+        """(N, L) normalised windows -> (N, C, H) analytic forecasts, clipped to +-CLAMP.
+
+        The AR fits run in float64 on ``raw`` (the windows before normalisation, if given)
+        normalised in float64: a high-order least-squares fit to a clean many-component
+        window is ill-conditioned, so the last-bit differences of a float32 normalisation
+        (another runtime sums in another order) would otherwise reach the forecast.
+        """
         cfg = self.config
         with torch.no_grad():
-            coefs = burg(win, list(cfg.burg_orders))
-            cand = torch.stack([ar_rollout(win, a, cfg.horizon).to(win.dtype) for a in coefs],
+            x = (win if raw is None else raw).double()
+            x = x / (torch.sqrt((x * x).mean(dim=1, keepdim=True)) + 1e-6)
+            coefs = burg(x, list(cfg.burg_orders))
+            if cfg.ls_orders:
+                coefs += min_norm_least_squares(x, cfg.ls_orders)
+            cand = torch.stack([ar_rollout(x, a, cfg.horizon).to(win.dtype) for a in coefs],
                                dim=1)
         cand = torch.cat([cand, self.linear(win)[:, None]], dim=1)  # (N, C, H)
         return torch.clamp(cand, -CLAMP, CLAMP)
@@ -143,14 +177,16 @@ class HarmonicForecaster(WindowForecaster):
         w = torch.softmax(o[:, :self.n_cand], dim=1)
         return (w * cand_i).sum(dim=1) + o[:, self.n_cand]
 
-    def forecast_normalised(self, win: Tensor, target: Tensor | None = None) -> Tensor:
+    def forecast_normalised(self, win: Tensor, target: Tensor | None = None,
+                            raw: Tensor | None = None) -> Tensor:
         """(N, L) RMS-normalised windows -> (N, H) normalised forecast.
 
-        ``target`` (N, H), normalised alike, enables teacher forcing (seq2seq_gru, training).
+        ``target`` (N, H), normalised alike, enables teacher forcing (seq2seq_gru, training);
+        ``raw``: the windows before normalisation, for the float64 candidate fits.
         """
         cfg = self.config
         n = win.shape[0]
-        cand = self.candidates(win) if cfg.analytic else None  # (N, C, H)
+        cand = self.candidates(win, raw) if cfg.analytic else None  # (N, C, H)
         steps = []
         prev = win[:, -1:]  # (N, 1)
 
@@ -192,4 +228,4 @@ class HarmonicForecaster(WindowForecaster):
         """(N, L) raw windows -> (N, H) forecast in the windows' own scale."""
         scale = torch.sqrt((windows * windows).mean(dim=1, keepdim=True)) + 1e-6  # (N, 1)
         tgt = None if target is None else target / scale
-        return self.forecast_normalised(windows / scale, tgt) * scale
+        return self.forecast_normalised(windows / scale, tgt, windows) * scale

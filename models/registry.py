@@ -73,7 +73,7 @@ MODELS: Mapping[str, ModelEntry] = MappingProxyType({
     ),
     "forecaster": ModelEntry(
         "forecaster", "harmonic forecaster: the next `horizon` samples at every sample, (B, T, H)",
-        ForecasterConfig, HarmonicForecaster, weights="forecaster.pt",
+        ForecasterConfig, HarmonicForecaster, weights="forecaster-{preset}.pt",
     ),
     "identity": ModelEntry(
         "identity", "passes samples through unchanged (measures runtime overhead)",

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from sigstream.models.checkpoint import save_checkpoint
-from sigstream.models.forecaster import ForecasterConfig, HarmonicForecaster
+from sigstream.models.forecaster import ForecasterConfig, HarmonicForecaster, default_ls_orders
 from sigstream.models.harmonics import HarmonicsConfig, windows
 from sigstream.models.training import progress_bar
 from sigstream.stream.errors import ConfigError, InputError
@@ -51,6 +51,7 @@ class ForecasterTrainConfig:
     embed: int = 256
     analytic: bool = True
     burg_orders: tuple[int, ...] = (12, 32, 80)
+    ls_orders: tuple[int, ...] | None = None  # None: default_ls_orders(lookback)
     teacher_forcing: float = 0.0
     seed: int = 0
     batch: int = 128
@@ -62,6 +63,7 @@ class ForecasterTrainConfig:
     val_windows: int = 1024
     patience: int = 8
     noise_fraction: float = 0.5
+    clean_weight: float = 1.0  # loss weight of noise-free windows (noisy ones weigh 1)
     minutes: float = 0.0  # wall-time limit (0: none)
     progress: bool = True
 
@@ -69,12 +71,21 @@ class ForecasterTrainConfig:
         return ForecasterConfig(variant=self.variant, lookback=self.lookback,
                                 horizon=self.horizon, hidden=self.hidden, embed=self.embed,
                                 analytic=self.analytic, burg_orders=self.burg_orders,
+                                ls_orders=self.candidate_ls_orders(),
+                                preset="accurate" if self.candidate_ls_orders() else "fast",
                                 teacher_forcing=self.teacher_forcing)
+
+    def candidate_ls_orders(self) -> tuple[int, ...]:
+        if not self.analytic:
+            return ()
+        return default_ls_orders(self.lookback) if self.ls_orders is None else self.ls_orders
 
     def validate(self) -> None:
         self.model_config().validate()
         if not self.stages or any(s < 1 for s in self.stages):
             raise ConfigError(f"stages must be component counts >= 1, got {self.stages}")
+        if not self.clean_weight > 0:
+            raise ConfigError(f"clean_weight must be > 0, got {self.clean_weight}")
         if min(self.batch, self.steps_per_stage, self.final_steps, self.val_every,
                self.val_windows, self.patience) < 1:
             raise ConfigError("batch, steps, val_every, val_windows and patience must be >= 1")
@@ -105,12 +116,27 @@ def init_linear(model: HarmonicForecaster, cfg: ForecasterTrainConfig) -> None:
         model.linear.weight.copy_(torch.linalg.solve(gram, x.T @ y).T.float())
 
 
-def validate(model: HarmonicForecaster, lookback: torch.Tensor, target: torch.Tensor) -> float:
+def weighted_mse(pred: torch.Tensor, batch, clean_weight: float) -> torch.Tensor:
+    """Mean squared error with noise-free windows weighted ``clean_weight`` (noisy: 1).
+
+    Noisy windows' errors are about a hundred times the clean ones', so a plain mean
+    hardly rewards getting clean signals right; a weight above 1 evens that out.
+    """
+    per_window = ((pred - batch.target) ** 2).mean(dim=1)  # (N,)
+    if clean_weight == 1.0:
+        return per_window.mean()
+    w = torch.where(batch.noisy, 1.0, clean_weight).to(per_window.dtype)
+    return (w * per_window).sum() / w.sum()
+
+
+def validate(model: HarmonicForecaster, val, clean_weight: float = 1.0) -> tuple[float, float]:
+    """(plain MSE, the training loss) on validation windows."""
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model.forecast(lookback[i:i + 512])
-                          for i in range(0, lookback.shape[0], 512)])
-    return float(torch.mean((pred - target) ** 2))
+        pred = torch.cat([model.forecast(val.lookback[i:i + 512])
+                          for i in range(0, val.lookback.shape[0], 512)])
+    return (float(torch.mean((pred - val.target) ** 2)),
+            float(weighted_mse(pred, val, clean_weight)))
 
 
 def train(cfg: ForecasterTrainConfig, out_dir: str, resume: bool = False
@@ -159,7 +185,7 @@ def train(cfg: ForecasterTrainConfig, out_dir: str, resume: bool = False
         model.train()
         batch = _batch(cfg, stage, step)
         pred = model.forecast(batch.lookback, batch.target)
-        loss = torch.mean((pred - batch.target) ** 2)
+        loss = weighted_mse(pred, batch, cfg.clean_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -169,10 +195,10 @@ def train(cfg: ForecasterTrainConfig, out_dir: str, resume: bool = False
         bar._bar.update(1)
         timed_out = cfg.minutes > 0 and time.perf_counter() - session_start > cfg.minutes * 60
         if step % cfg.val_every == 0 or step >= limit or timed_out:
-            v = validate(model, val.lookback, val.target)
+            v_mse, v = validate(model, val, cfg.clean_weight)
             hist["validations"].append({"stage": stage, "components": cfg.stages[stage],
                                         "step": step, "train_loss": float(loss.detach()),
-                                        "val_mse": v,
+                                        "val_mse": v_mse, "val_loss": v,
                                         "lr": opt.param_groups[0]["lr"],
                                         "seconds": time.perf_counter() - t0})
             bar.set_postfix(stage=f"1-{cfg.stages[stage]}", train=f"{float(loss.detach()):.5f}",
@@ -182,7 +208,7 @@ def train(cfg: ForecasterTrainConfig, out_dir: str, resume: bool = False
                 best, stale = v, 0
                 save_checkpoint(ckpt, "forecaster", model.config, model, meta={
                     "train": asdict(cfg), "stage_components": cfg.stages[stage],
-                    "step": step, "val_mse": v})
+                    "step": step, "val_mse": v_mse, "val_loss": v})
             else:
                 stale += 1
                 if last and stale % 3 == 0:

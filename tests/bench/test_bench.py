@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from sigstream.bench.overhead import measure_bare_loop, measure_pipeline
-from sigstream.bench.suite import summarise_us, time_calls
+from sigstream.bench.suite import default_model, summarise_us, time_calls
 from sigstream.models.registry import MODELS
 
 EXE = Path(sys.executable).with_name("sigstream")
@@ -53,10 +54,22 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_models_may_carry_options() -> None:
+    assert default_model("forecaster:preset=fast").config.preset == "fast"
+    assert default_model("forecaster").config.preset == "accurate"
+    # no weights ship for this config: random weights, the options still apply
+    assert default_model("extractor:hidden=8,preset=seed").config.hidden == 8
+
+
 def test_timing_helpers() -> None:
     calls = []
     t = time_calls(lambda: calls.append(1), budget_s=0.01, min_reps=5, warmup=3)
     assert len(calls) == len(t) + 3 and len(t) >= 5 and np.all(t >= 0)
+    # a call that takes a tenth of the budget: two warm-up calls and five timed ones
+    slow = []
+    t = time_calls(lambda: (slow.append(1), time.sleep(0.02)), budget_s=0.1, min_reps=30,
+                   warmup=10)
+    assert len(t) == 5 and len(slow) == 7 and np.all(t >= 0.015)
     s = summarise_us(np.array([1e-6, 2e-6, 3e-6, 4e-6]))
     assert s["p50_us"] == 2.5 and s["n"] == 4
 

@@ -10,8 +10,11 @@ from sigstream.models.forecast_baselines import (
     DFTForecaster,
     LinearPredictionConfig,
     LinearPredictor,
+    ar_rollout,
     dft_extrapolation_matrix,
+    least_squares,
     lp_forecast,
+    min_norm_least_squares,
     select_order,
 )
 from sigstream.models.harmonics import HarmonicsConfig, windows
@@ -62,6 +65,31 @@ def test_lstsq_linear_prediction_is_exact_for_k_sinusoids(k: int) -> None:
     # too low an order is not exact: the test can fail
     assert (lp_forecast(x[:, :100], max(1, 2 * k - 2), 10, "lstsq") - x[:, 100:]).abs().max() \
         > 1e-3
+
+
+@pytest.mark.parametrize("comps,noise", [((3, 7), 0.0), (45, 0.0), (45, 0.1)])
+def test_svd_free_least_squares_equals_the_svd_solution(comps, noise) -> None:
+    w = windows(HarmonicsConfig(num_components=comps, noise=noise), 64, 100, 10, 4)
+    x = w.lookback / w.lookback.pow(2).mean(dim=1, keepdim=True).sqrt()
+    for p in (56, 64, 72, 98):
+        svd, ours = least_squares(x, p), min_norm_least_squares(x, p)
+        assert ours.dtype == torch.float64 and ours.shape == (64, p)
+        # rank-deficient (few components, clean) rows get the same minimum-norm answer
+        torch.testing.assert_close(ar_rollout(x, ours, 10), ar_rollout(x, svd, 10),
+                                   atol=1e-6, rtol=0)
+        # and it is the minimum-norm one (few clean components: rank-deficient systems)
+        assert bool((ours.norm(dim=1) <= svd.norm(dim=1) * (1 + 1e-6)).all())
+    # several orders in one padded loop give what each gives alone
+    together = min_norm_least_squares(x, [56, 72, 98])
+    for p, a in zip((56, 72, 98), together, strict=True):
+        assert a.shape == (64, p)
+        torch.testing.assert_close(ar_rollout(x, a, 10),
+                                   ar_rollout(x, min_norm_least_squares(x, p), 10),
+                                   atol=1e-6, rtol=0)
+    with pytest.raises(ConfigError, match="lookback / 2"):
+        min_norm_least_squares(x, 40)
+    with pytest.raises(ConfigError, match="lookback / 2"):
+        min_norm_least_squares(x, [60, 40])
 
 
 def test_burg_converges_with_order() -> None:

@@ -11,7 +11,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from sigstream.models.forecaster import VARIANTS, ForecasterConfig, HarmonicForecaster
+from sigstream.models.forecaster import (
+    VARIANTS,
+    ForecasterConfig,
+    HarmonicForecaster,
+    default_ls_orders,
+)
 from sigstream.models.forecaster_eval import ORACLE_LAMBDAS, SCHEMA, evaluate, periods_oracle
 from sigstream.models.harmonics import HarmonicsConfig, generate, windows
 from sigstream.models.train_forecaster import ForecasterTrainConfig, train
@@ -26,7 +31,7 @@ def tiny(variant: str, analytic: bool = True) -> HarmonicForecaster:
     torch.manual_seed(0)
     return HarmonicForecaster(ForecasterConfig(
         variant=variant, lookback=L, horizon=H, hidden=8, embed=16, analytic=analytic,
-        burg_orders=(4, 8))).eval()
+        burg_orders=(4, 8), ls_orders=(14,) if analytic else ())).eval()
 
 
 # -- streaming contract ----------------------------------------------------------------------
@@ -93,6 +98,13 @@ def test_config_errors() -> None:
         HarmonicForecaster(ForecasterConfig(variant="transformer"))
     with pytest.raises(ConfigError, match="burg_orders"):
         HarmonicForecaster(ForecasterConfig(lookback=20, burg_orders=(30,)))
+    with pytest.raises(ConfigError, match="ls_orders"):
+        HarmonicForecaster(ForecasterConfig(lookback=20, burg_orders=(4,), ls_orders=(8,)))
+    with pytest.raises(ConfigError, match="ls_orders"):
+        HarmonicForecaster(ForecasterConfig(analytic=False, ls_orders=(60,)))
+    assert default_ls_orders(100) == (56, 64, 72) and default_ls_orders(5) == (3, 4)
+    with pytest.raises(ConfigError, match="preset"):
+        HarmonicForecaster(ForecasterConfig(preset="slow"))
 
 
 # -- export parity (the registered default config) -------------------------------------------
@@ -105,21 +117,36 @@ def _chunks(total: int) -> list[tuple[int, int]]:
     return sizes
 
 
-def test_default_config_exports_with_parity(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def exported_shipped_config(tmp_path_factory):
+    """The shipped configuration (mlp_gru, lookback 100, H 10, Burg and least-squares
+    candidates) with fresh weights, exported once to ONNX and TorchScript."""
     from sigstream.export.onnx import export_onnx
-    from sigstream.export.runtime import load_runner
     from sigstream.export.torchscript import export_torchscript
+    from sigstream.models.registry import build_model
 
     torch.manual_seed(0)
-    m = HarmonicForecaster().eval()  # what the registry builds: mlp_gru, lookback 100, H 10
-    x = windows(HarmonicsConfig(num_components=(3, 7), noise=0.1), 2, 150, 0, 1).lookback
+    m = HarmonicForecaster(build_model("forecaster").config).eval()
+    assert m.config.ls_orders
+    path = tmp_path_factory.mktemp("fc") / "f.onnx"
+    export_onnx(m, path, name="forecaster")
+    buf = io.BytesIO()
+    export_torchscript(m, buf, name="forecaster")
+    return m, (str(path), buf.getvalue())
+
+
+# 45 clean components make the least-squares fits ill-conditioned, where a float32
+# normalisation in another runtime used to reach the forecasts
+@pytest.mark.parametrize("comps,noise", [((3, 7), 0.1), (45, 0.0)])
+def test_shipped_config_exports_with_parity(exported_shipped_config, comps, noise) -> None:
+    from sigstream.export.runtime import load_runner
+
+    m, sources = exported_shipped_config
+    x = windows(HarmonicsConfig(num_components=comps, noise=noise), 2, 150, 0, 1).lookback
     x = x[..., None]  # (2, 150, 1)
     with torch.inference_mode():
         ref = m(x).numpy()
-    export_onnx(m, tmp_path / "f.onnx", name="forecaster")
-    buf = io.BytesIO()
-    export_torchscript(m, buf, name="forecaster")
-    for source in (str(tmp_path / "f.onnx"), buf.getvalue()):
+    for source in sources:
         r = load_runner(source)
         assert r.out_channels == 10 and r.hop == 1
         st = r.init_state(2)
@@ -151,6 +178,21 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path) -> None:
     assert hist2["validations"] == hist["validations"]
     with pytest.raises(ConfigError, match="other training options"):
         train(_train_cfg(analytic=False, lr=1e-3), str(tmp_path), resume=True)
+
+
+def test_clean_weight_weighs_noise_free_windows() -> None:
+    from sigstream.models.train_forecaster import weighted_mse
+
+    batch = windows(HarmonicsConfig(num_components=3, noise=0.1, noise_fraction=0.5), 8, L, H, 5)
+    assert 0 < int(batch.noisy.sum()) < 8
+    pred = batch.target + torch.where(batch.noisy, 2.0, 1.0)[:, None]  # errors 4 and 1
+    n_noisy = int(batch.noisy.sum())
+    n_clean = 8 - n_noisy
+    assert float(weighted_mse(pred, batch, 1.0)) == pytest.approx((4 * n_noisy + n_clean) / 8)
+    assert float(weighted_mse(pred, batch, 10.0)) == pytest.approx(
+        (4 * n_noisy + 10 * n_clean) / (n_noisy + 10 * n_clean))
+    with pytest.raises(ConfigError, match="clean_weight"):
+        _train_cfg(analytic=False, clean_weight=0.0).validate()
 
 
 def test_eval_json_schema() -> None:
@@ -188,10 +230,14 @@ def test_periods_oracle_is_exact_when_told_the_periods_and_uses_them() -> None:
     assert float(((off - future) ** 2).mean()) > 1e-4  # so it does use what it is told
 
 
-def test_shipped_weights_stream_and_forecast() -> None:
+@pytest.mark.parametrize("spec", ["forecaster", "forecaster:preset=fast"])
+def test_shipped_weights_stream_and_forecast(spec: str) -> None:
     from sigstream.models.registry import build_model
 
-    m = build_model("forecaster")
+    m = build_model(spec)
+    # accurate: least-squares candidates; fast: Burg candidates only
+    assert m.config.preset == ("fast" if "fast" in spec else "accurate")
+    assert bool(m.config.ls_orders) == (m.config.preset == "accurate")
     w = windows(HarmonicsConfig(num_components=(3, 7)), 1, 140, 0, 9).lookback[..., None]
     assert_streams_like_offline(m, w, [1, 7, 0, 50, 82])
     with torch.inference_mode():
