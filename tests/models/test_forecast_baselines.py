@@ -92,6 +92,22 @@ def test_svd_free_least_squares_equals_the_svd_solution(comps, noise) -> None:
         min_norm_least_squares(x, [60, 40])
 
 
+def test_eager_and_traceable_solvers_agree() -> None:
+    from sigstream.models.forecast_baselines import _cgs2_eager, _cgs2_traceable
+
+    g = torch.Generator().manual_seed(0)
+    lhs = torch.randn(300, 12, 20, generator=g, dtype=torch.float64)
+    lhs[:, 5] = lhs[:, 2] + lhs[:, 3]  # a dependent row: skipped by both
+    rhs = torch.randn(300, 12, generator=g, dtype=torch.float64)
+    rhs[:, 5] = rhs[:, 2] + rhs[:, 3]
+    floor = torch.full((300, 1), 1e-9, dtype=torch.float64)
+    a, b = _cgs2_eager(lhs, rhs, floor), _cgs2_traceable(lhs, rhs, floor)
+    torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    # and both are the minimum-norm solution of the rank-deficient systems
+    torch.testing.assert_close(a, (torch.linalg.pinv(lhs) @ rhs[..., None])[..., 0],
+                               atol=1e-8, rtol=0)
+
+
 def test_burg_converges_with_order() -> None:
     x = sines([7.3, 23.0, 3.1], 0, 110)
     errs = [float((lp_forecast(x[:, :100], p, 10, "burg") - x[:, 100:]).abs().max())
