@@ -150,6 +150,8 @@ def build_model(spec: str) -> StreamingModule:
     entry = get_entry(name)
     overrides = parse_options(opts)
     config = make_config(entry.config_type, overrides)
+    if callable(getattr(config, "validate", None)):
+        config.validate()  # a bad option reads as itself, not as "no weights ship"
     if entry.weights:
         return _pretrained(entry, config, set(overrides))
     model = entry.build(config)

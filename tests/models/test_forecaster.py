@@ -105,6 +105,10 @@ def test_config_errors() -> None:
     assert default_ls_orders(100) == (56, 64, 72) and default_ls_orders(5) == (3, 4)
     with pytest.raises(ConfigError, match="preset"):
         HarmonicForecaster(ForecasterConfig(preset="slow"))
+    from sigstream.models.registry import build_model
+
+    with pytest.raises(ConfigError, match="unknown preset 'slow'"):  # not "no weights ship"
+        build_model("forecaster:preset=slow")
 
 
 # -- export parity (the registered default config) -------------------------------------------
