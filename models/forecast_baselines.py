@@ -202,30 +202,40 @@ def min_norm_least_squares(windows: Tensor, orders: int | Sequence[int],
                               f"lookback, got order {p} for lookback {length}")
     m, p_max = length - min(ords), max(ords)
     j_idx = torch.arange(m)[:, None]  # row j of system o is the equation for n = p_o + j
-    i_idx = torch.arange(p_max)[None, :]  # column i is lag i + 1
-    idx, mask, rhs_idx, rhs_mask = [], [], [], []
+    i_idx = torch.arange(p_max + 1)[None, :]  # column i holds lag i: x[n - i]
+    idx, mask = [], []
     for p in ords:
-        valid = (j_idx < length - p) & (i_idx < p)  # (m, p_max)
-        idx.append(torch.where(valid, p + j_idx - 1 - i_idx, torch.zeros_like(valid,
-                                                                          dtype=torch.long)))
+        valid = (j_idx < length - p) & (i_idx <= p)  # (m, p_max + 1)
+        idx.append(torch.where(valid, p + j_idx - i_idx, torch.zeros_like(j_idx + i_idx)))
         mask.append(valid)
-        rows_ok = torch.arange(m) < length - p
-        rhs_idx.append(torch.where(rows_ok, p + torch.arange(m), torch.zeros(m, dtype=torch.long)))
-        rhs_mask.append(rows_ok)
-    n_ord = len(ords)
-    lhs = x[:, torch.stack(idx)] * torch.stack(mask).to(x.dtype)  # (N, O, m, p_max)
-    rhs = x[:, torch.stack(rhs_idx)] * torch.stack(rhs_mask).to(x.dtype)  # (N, O, m)
-    lhs = lhs.transpose(0, 1).reshape(n_ord * n_win, m, p_max)  # order-major batch
-    rhs = rhs.transpose(0, 1).reshape(n_ord * n_win, m)
+    rows = x[:, torch.stack(idx)] * torch.stack(mask).to(x.dtype)  # (N, O, m, p_max + 1)
+    rows = rows.transpose(0, 1).reshape(len(ords) * n_win, m, p_max + 1)  # order-major
+    lhs, rhs = rows[:, :, 1:], rows[:, :, 0]  # x[n-1] .. x[n-p]; x[n]
     floor = tol * torch.sqrt((lhs * lhs).sum(dim=2).amax(dim=1, keepdim=True))  # (O N, 1)
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
+    if torch.jit.is_tracing():
         sol = _cgs2_traceable(lhs, rhs, floor)
-    else:  # the same arithmetic, in cache-sized blocks of systems, in place
-        sol = torch.cat([_cgs2_eager(lhs[i:i + 224], rhs[i:i + 224], floor[i:i + 224])
-                         for i in range(0, lhs.shape[0], 224)]) if lhs.shape[0] else \
-            lhs.new_zeros(0, p_max)
+    else:  # the same arithmetic in cache-sized blocks of systems, directions in place
+        sol = lhs.new_zeros(lhs.shape[0], p_max)
+        for i in range(0, lhs.shape[0], EAGER_BLOCK):
+            blk = slice(i, i + EAGER_BLOCK)
+            sol[blk] = _cgs2_eager(lhs[blk], rhs[blk], floor[blk])
     out = [-sol[k * n_win:(k + 1) * n_win, :p] for k, p in enumerate(ords)]
     return out[0] if single else out
+
+
+EAGER_BLOCK = 224  # systems per eager block: 224 x 48 x 76 float64 directions, ~4 MB
+
+
+def _cgs2_direction(v: Tensor, b_j: Tensor, acc: Tensor, floor: Tensor
+                    ) -> tuple[Tensor, Tensor]:
+    """One row's residual ``v`` (S, p) after projection, its right-hand side ``b_j`` (S, 1)
+    less ``acc`` (R^T y so far) -> its unit direction (S, p) and coefficient (S, 1); both
+    zero where the residual is below ``floor`` (a dependent or padding row)."""
+    r_jj = torch.sqrt((v * v).sum(dim=1, keepdim=True))  # (S, 1)
+    keep = r_jj > floor
+    safe = torch.where(keep, r_jj, torch.ones_like(r_jj))
+    return (torch.where(keep, v / safe, torch.zeros_like(v)),
+            torch.where(keep, (b_j - acc) / safe, torch.zeros_like(r_jj)))
 
 
 def _cgs2_traceable(lhs: Tensor, rhs: Tensor, floor: Tensor) -> Tensor:
@@ -246,12 +256,7 @@ def _cgs2_traceable(lhs: Tensor, rhs: Tensor, floor: Tensor) -> Tensor:
             c2 = v @ q.transpose(1, 2)
             v = v - c2 @ q
             acc = ((c1 + c2)[:, 0] * y).sum(dim=1, keepdim=True)
-        v = v[:, 0]
-        r_jj = torch.sqrt((v * v).sum(dim=1, keepdim=True))  # (S, 1)
-        keep = r_jj > floor
-        safe = torch.where(keep, r_jj, torch.ones_like(r_jj))
-        q_j = torch.where(keep, v / safe, torch.zeros_like(v))  # (S, p)
-        y_j = torch.where(keep, (rhs[:, j:j + 1] - acc) / safe, torch.zeros_like(r_jj))
+        q_j, y_j = _cgs2_direction(v[:, 0], rhs[:, j:j + 1], acc, floor)
         q = torch.cat([q, q_j[:, None]], dim=1)
         y = torch.cat([y, y_j], dim=1)
         sol = sol + y_j * q_j
@@ -275,11 +280,7 @@ def _cgs2_eager(lhs: Tensor, rhs: Tensor, floor: Tensor) -> Tensor:
             c2 = torch.bmm(qj, v[:, :, None])[:, :, 0]
             v = v - torch.bmm(c2[:, None], qj)[:, 0]
             acc = ((c1 + c2) * y[:, :j]).sum(dim=1, keepdim=True)
-        r_jj = torch.sqrt((v * v).sum(dim=1, keepdim=True))
-        keep = r_jj > floor
-        safe = torch.where(keep, r_jj, torch.ones_like(r_jj))
-        q_j = torch.where(keep, v / safe, torch.zeros_like(v))
-        y_j = torch.where(keep, (rhs[:, j:j + 1] - acc) / safe, torch.zeros_like(r_jj))
+        q_j, y_j = _cgs2_direction(v, rhs[:, j:j + 1], acc, floor)
         q[:, j] = q_j
         y[:, j] = y_j[:, 0]
         sol += y_j * q_j

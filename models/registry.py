@@ -116,7 +116,8 @@ def _coerce(value: str, typ: Any, key: str) -> Any:
 
 
 def make_config(config_type: type, overrides: Mapping[str, str]) -> Any:
-    """The default config of ``config_type`` with string overrides parsed to field types."""
+    """The default config of ``config_type`` with string overrides parsed to field types,
+    validated."""
     hints = typing.get_type_hints(config_type)
     fields = {f.name for f in dataclasses.fields(config_type)}
     kwargs = {}
@@ -126,7 +127,10 @@ def make_config(config_type: type, overrides: Mapping[str, str]) -> Any:
                 f"unknown option {key!r} for {config_type.__name__}; options: {', '.join(fields)}"
             )
         kwargs[key] = _coerce(raw, hints[key], key)
-    return config_type(**kwargs)
+    config = config_type(**kwargs)
+    if callable(getattr(config, "validate", None)):
+        config.validate()  # a bad option reads as itself, not as "no weights ship"
+    return config
 
 
 def parse_options(text: str) -> dict[str, str]:
@@ -150,8 +154,6 @@ def build_model(spec: str) -> StreamingModule:
     entry = get_entry(name)
     overrides = parse_options(opts)
     config = make_config(entry.config_type, overrides)
-    if callable(getattr(config, "validate", None)):
-        config.validate()  # a bad option reads as itself, not as "no weights ship"
     if entry.weights:
         return _pretrained(entry, config, set(overrides))
     model = entry.build(config)

@@ -68,17 +68,13 @@ class ForecasterTrainConfig:
     progress: bool = True
 
     def model_config(self) -> ForecasterConfig:
+        ls = () if not self.analytic else (
+            default_ls_orders(self.lookback) if self.ls_orders is None else self.ls_orders)
         return ForecasterConfig(variant=self.variant, lookback=self.lookback,
                                 horizon=self.horizon, hidden=self.hidden, embed=self.embed,
                                 analytic=self.analytic, burg_orders=self.burg_orders,
-                                ls_orders=self.candidate_ls_orders(),
-                                preset="accurate" if self.candidate_ls_orders() else "fast",
+                                ls_orders=ls, preset="accurate" if ls else "fast",
                                 teacher_forcing=self.teacher_forcing)
-
-    def candidate_ls_orders(self) -> tuple[int, ...]:
-        if not self.analytic:
-            return ()
-        return default_ls_orders(self.lookback) if self.ls_orders is None else self.ls_orders
 
     def validate(self) -> None:
         self.model_config().validate()
