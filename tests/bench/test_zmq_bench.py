@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sigstream.bench.zmq_bench import (
+from sigstream.bench.zmq.bench import (
     markdown_zmq,
     serve_capacity,
     served_extractor,

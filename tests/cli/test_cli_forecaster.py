@@ -56,7 +56,7 @@ def test_eval_json_and_figures(trained: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_run_to_npy_and_zmq(trained: Path, tmp_path: Path) -> None:
-    from sigstream.stream.zmq_io import ZmqSource
+    from sigstream.stream.net.zmq_io import ZmqSource
 
     x = np.sin(np.arange(300) * 0.3).astype(np.float32)[:, None]
     np.save(tmp_path / "x.npy", x)
@@ -65,7 +65,7 @@ def test_run_to_npy_and_zmq(trained: Path, tmp_path: Path) -> None:
                  "--sink", f"npy:{tmp_path / 'y.npy'}", "--block", "37", "--quiet"]) == 0
     y = np.load(tmp_path / "y.npy")
     assert y.shape == (300, 3)  # one row of `horizon` forecasts per input sample
-    from sigstream.models.checkpoint import load_checkpoint
+    from sigstream.models.registry import load_checkpoint
 
     with torch.inference_mode():
         offline = load_checkpoint(ckpt)(torch.from_numpy(x)[None])[0].numpy()

@@ -76,7 +76,7 @@ def test_bad_input(args: list[str], fragment: str, tmp_path: Path) -> None:
 
 
 def test_checkpoint_from_another_model(tmp_path: Path) -> None:
-    from sigstream.models.butterworth import Butterworth
+    from sigstream.models.baselines.butterworth import Butterworth
     from sigstream.models.checkpoint import save_checkpoint
 
     bw = Butterworth()

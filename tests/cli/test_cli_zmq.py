@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from sigstream.stream.zmq_io import Client, ZmqSink
+from sigstream.stream.net.zmq_io import Client, ZmqSink
 
 EXE = Path(sys.executable).with_name("sigstream")
 CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]

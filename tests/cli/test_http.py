@@ -66,7 +66,7 @@ def _post(url: str, body) -> httpx.Response:
 
 
 def test_success_one_window_with_uncertainty(augmentor_server) -> None:
-    from sigstream.models.vibration import generate_windows
+    from sigstream.models.augmentor.data import generate_windows
 
     d = generate_windows(1, seed=3)
     r = _post(augmentor_server, {"signal": d.lq[0].tolist(), "uncertainty": 8})
@@ -84,7 +84,7 @@ def test_success_one_window_with_uncertainty(augmentor_server) -> None:
 
 
 def test_success_long_signal_streamed(augmentor_server) -> None:
-    from sigstream.models.vibration import generate_stream
+    from sigstream.models.augmentor.data import generate_stream
 
     s = generate_stream(5.0, seed=1)  # 500 samples
     r = _post(augmentor_server, {"signal": s.lq.tolist()})
@@ -146,8 +146,8 @@ def test_huge_but_finite_values_give_a_4xx_not_a_500(augmentor_server) -> None:
 def test_causal_enhancer_any_length(tmp_path) -> None:
     import torch
 
-    from sigstream.models.causal_enhancer import CausalEnhancer, EnhancerConfig
     from sigstream.models.checkpoint import save_checkpoint
+    from sigstream.models.enhancer.model import CausalEnhancer, EnhancerConfig
 
     torch.manual_seed(0)
     cfg = EnhancerConfig()

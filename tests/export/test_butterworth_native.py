@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as hs
 from scipy import signal
 
+from sigstream.core.testing import chunkings, stream_in_chunks
 from sigstream.export.onnx import export_onnx
 from sigstream.export.torchscript import export_torchscript, trace_step
-from sigstream.models.butterworth import Butterworth, ButterworthConfig, state_space
-from sigstream.stream.testing import chunkings, stream_in_chunks
+from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig, state_space
 
 CONFIGS = [
     ButterworthConfig(kind="lowpass", order=4, high=40.0),
@@ -111,7 +111,7 @@ def test_traced_step_takes_any_length_up_to_max_chunk() -> None:
 
 
 def test_exporters_hide_only_their_deprecation_warnings(tmp_path) -> None:
-    from sigstream.models.layers import StatefulGRU
+    from sigstream.models.layers.recurrent import StatefulGRU
 
     class Chatty(StatefulGRU):
         """A GRU whose step converts a tensor to a Python bool: a warning of its own."""

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from sigstream.cli.export import add_export_parser, check_parity, cmd_export
+from sigstream.core.errors import ConfigError, InputError, SigstreamError
 from sigstream.export import runtime
 from sigstream.export.runtime import load_runner
-from sigstream.stream.errors import ConfigError, InputError, SigstreamError
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
@@ -44,7 +44,7 @@ def test_export_writes_a_checked_file(tmp_path, capsys, spec, fmt, out) -> None:
 
 def test_export_from_checkpoint_carries_norm_and_meta(tmp_path, capsys) -> None:
     from sigstream.models.checkpoint import save_checkpoint
-    from sigstream.models.extractor import ExtractorConfig, FrequencyExtractor
+    from sigstream.models.extractor.model import ExtractorConfig, FrequencyExtractor
 
     cfg = ExtractorConfig(variant="sequence", hidden=16)
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def test_parity_failure_writes_nothing(tmp_path, monkeypatch) -> None:
 
 
 def test_check_parity_counts_chunks_and_state() -> None:
-    from sigstream.models.butterworth import Butterworth
+    from sigstream.models.baselines.butterworth import Butterworth
 
     model = Butterworth()
 

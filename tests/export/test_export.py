@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from sigstream.core import state as st
+from sigstream.core.contract import Identity, StreamingModule, StreamSequential
+from sigstream.export.common import example_inputs
 from sigstream.export.runtime import (
     META_KEY,
     TS_META_FILE,
@@ -19,13 +22,11 @@ from sigstream.export.runtime import (
     load_runner,
     read_meta,
 )
-from sigstream.export.torchscript import example_inputs
-from sigstream.models.butterworth import Butterworth, ButterworthConfig
-from sigstream.models.extractor import ExtractorConfig, FrequencyExtractor
-from sigstream.models.layers import CausalConv1d, CausalResidualBlock, StatefulGRU
-from sigstream.models.savgol import SavgolConfig, savgol_stream
-from sigstream.stream import state as st
-from sigstream.stream.contract import Identity, StreamingModule, StreamSequential
+from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.baselines.savgol import SavgolConfig, savgol_stream
+from sigstream.models.extractor.model import ExtractorConfig, FrequencyExtractor
+from sigstream.models.layers.conv import CausalConv1d, CausalResidualBlock
+from sigstream.models.layers.recurrent import StatefulGRU
 
 
 def _extractor(variant: str, frontend: str = "none") -> Callable[[], StreamingModule]:
@@ -242,9 +243,9 @@ class _WindowNet(torch.nn.Module):
 @pytest.mark.parametrize(("window", "hop"), [(16, 16), (7, 3), (48, 47)])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_crossfade_shapes_export(tmp_path, window: int, hop: int, fmt: str) -> None:
+    from sigstream.core.crossfade import OverlapCrossfade
     from sigstream.export.onnx import export_onnx
     from sigstream.export.torchscript import export_torchscript
-    from sigstream.stream.crossfade import OverlapCrossfade
 
     model = OverlapCrossfade(_WindowNet(window), window, hop, in_channels=2).eval()
     path = tmp_path / f"cf.{fmt}"

@@ -15,14 +15,14 @@ import torch
 from onnx import TensorProto, helper
 from scipy import signal
 
+from sigstream.core.contract import StreamingModule
+from sigstream.core.errors import InputError
 from sigstream.export.onnx import export_onnx
 from sigstream.export.runtime import FORMAT, META_KEY, load_runner, read_meta
 from sigstream.export.torchscript import export_torchscript
-from sigstream.models.butterworth import Butterworth, ButterworthConfig
-from sigstream.models.extractor import ExtractorConfig, FrequencyExtractor
-from sigstream.models.savgol import SavgolConfig, savgol_stream
-from sigstream.stream.contract import StreamingModule
-from sigstream.stream.errors import InputError
+from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.baselines.savgol import SavgolConfig, savgol_stream
+from sigstream.models.extractor.model import ExtractorConfig, FrequencyExtractor
 from sigstream.stream.runner import StreamRunner
 
 pytestmark = [

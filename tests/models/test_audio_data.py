@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sigstream.models import audio_data as ad
+from sigstream.models.enhancer import data as ad
 
 SHORT = ad.AudioDataConfig(seconds=0.25, speech=False)
 

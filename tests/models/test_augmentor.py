@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from sigstream.models.augmentor import (
+from sigstream.core.testing import assert_causal, assert_streams_like_offline
+from sigstream.models.augmentor.data import make_splits
+from sigstream.models.augmentor.model import (
     AugmentorConfig,
     AugmentorStream,
     SensorAugmentor,
@@ -17,10 +19,9 @@ from sigstream.models.augmentor import (
     augmentor_stream,
     transfer_encoder,
 )
-from sigstream.models.checkpoint import load_checkpoint, save_checkpoint
+from sigstream.models.checkpoint import save_checkpoint
+from sigstream.models.registry import load_checkpoint
 from sigstream.models.uncertainty import mc_dropout
-from sigstream.models.vibration import make_splits
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline
 
 TINY = AugmentorConfig(window=32, hidden=24, resblocks=1, hop=8, dropout=0.2)
 
@@ -104,7 +105,7 @@ def test_checkpoint_round_trip_keeps_normaliser(tmp_path) -> None:
 
 
 def _train_cfg(**kw):
-    from sigstream.models.train_augmentor import AugmentorTrainConfig
+    from sigstream.models.augmentor.train import AugmentorTrainConfig
 
     base = dict(windows=300, window=32, hidden=24, resblocks=1, hop=8, epochs=6, batch=32,
                 lr=3e-3, patience=50, progress=False, data=(("sample_rate", "100.0"),))
@@ -114,7 +115,7 @@ def _train_cfg(**kw):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from sigstream.models.train_augmentor import train
+    from sigstream.models.augmentor.train import train
 
     out = tmp_path_factory.mktemp("aug")
     torch.set_num_threads(1)
@@ -138,7 +139,7 @@ def test_tiny_training_lowers_the_loss(trained) -> None:
 
 
 def test_freeze_encoder_leaves_it_bit_identical(trained, tmp_path) -> None:
-    from sigstream.models.train_augmentor import train
+    from sigstream.models.augmentor.train import train
 
     src, _, path, _ = trained
     tuned, hist, _ = train(_train_cfg(init=path, freeze="encoder", epochs=3, data_seed=5),
@@ -156,7 +157,7 @@ def test_freeze_encoder_leaves_it_bit_identical(trained, tmp_path) -> None:
 
 
 def test_encoder_transfer_to_another_window_length(trained, tmp_path) -> None:
-    from sigstream.models.train_augmentor import train
+    from sigstream.models.augmentor.train import train
 
     src = trained[0].net
     dst = transfer_encoder(src, 64)
@@ -223,8 +224,8 @@ def test_registry_builds_shipped_weights() -> None:
 
 
 def test_shipped_weights_take_streaming_options_but_refuse_other_ones() -> None:
+    from sigstream.core.errors import ConfigError
     from sigstream.models.registry import build_model
-    from sigstream.stream.errors import ConfigError
 
     base = build_model("augmentor")
     m = build_model("augmentor:actuator=true,hop=16")  # how it streams, same weights
@@ -240,7 +241,7 @@ def test_shipped_weights_take_streaming_options_but_refuse_other_ones() -> None:
 
 
 def test_baselines_signature_and_causality() -> None:
-    from sigstream.models import enhance_baselines as eb
+    from sigstream.models.baselines import enhance as eb
 
     d = make_splits(40, seed=1).test
     rate = 100.0

@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as hs
 from scipy import signal
 
-from sigstream.models.butterworth import Butterworth, ButterworthConfig
-from sigstream.models.savgol import SavgolConfig, savgol_stream
-from sigstream.stream.errors import ConfigError
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.core.errors import ConfigError
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.baselines.savgol import SavgolConfig, savgol_stream
 
 CONFIGS = [
     ButterworthConfig(kind="lowpass", order=4, high=40.0),

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from sigstream.models.causal_enhancer import CausalEnhancer, EnhancerConfig
-from sigstream.stream import state as st
-from sigstream.stream.errors import ConfigError
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline
+from sigstream.core import state as st
+from sigstream.core.errors import ConfigError
+from sigstream.core.testing import assert_causal, assert_streams_like_offline
+from sigstream.models.enhancer.model import CausalEnhancer, EnhancerConfig
 
 TINY = EnhancerConfig(frame=4, window=8, taps=6, hidden=8, dropout=0.0)
 
@@ -154,8 +154,8 @@ def test_registry_entry() -> None:
 
 
 def test_tiny_training_lowers_the_loss(tmp_path) -> None:
-    from sigstream.models.checkpoint import load_checkpoint
-    from sigstream.models.train_causal_enhancer import CausalTrainConfig, train
+    from sigstream.models.enhancer.train import CausalTrainConfig, train
+    from sigstream.models.registry import load_checkpoint
 
     cfg = CausalTrainConfig(epochs=3, clips=16, val_clips=6, batch=8, seconds=0.25, hidden=8,
                             frame=8, window=32, taps=16, speech=False, progress=False,
@@ -176,7 +176,7 @@ def test_tiny_training_lowers_the_loss(tmp_path) -> None:
 
 def test_init_with_fewer_taps_grows_the_filter_without_changing_the_output(tmp_path) -> None:
     from sigstream.models.checkpoint import save_checkpoint
-    from sigstream.models.train_causal_enhancer import _load_init
+    from sigstream.models.enhancer.train import _load_init
 
     torch.manual_seed(3)
     small = CausalEnhancer(EnhancerConfig(frame=8, window=32, taps=16, hidden=8)).eval()
@@ -192,15 +192,15 @@ def test_init_with_fewer_taps_grows_the_filter_without_changing_the_output(tmp_p
         torch.testing.assert_close(big(x), small(x), atol=1e-6, rtol=0)
     assert not big.head.weight[16:40].any() and not big.head.bias[16:40].any()
     smaller = CausalEnhancer(EnhancerConfig(frame=8, window=32, taps=8, hidden=8))
-    from sigstream.stream.errors import InputError
+    from sigstream.core.errors import InputError
 
     with pytest.raises(InputError, match="does not fit"):  # fewer taps: refused, one line
         _load_init(smaller, str(path))
 
 
 def test_ema_training_saves_the_average_not_the_last_weights(tmp_path) -> None:
-    from sigstream.models.checkpoint import load_checkpoint
-    from sigstream.models.train_causal_enhancer import CausalTrainConfig, train
+    from sigstream.models.enhancer.train import CausalTrainConfig, train
+    from sigstream.models.registry import load_checkpoint
 
     common = dict(epochs=2, clips=16, val_clips=6, batch=8, seconds=0.25, hidden=8, frame=8,
                   window=32, taps=16, speech=False, progress=False, lr=5e-3, patience=5)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sigstream.models.ctg_data import (
+from sigstream.core.errors import ConfigError
+from sigstream.models.teb.data import (
     FHR_CENTER,
     FHR_SCALE,
     CtgConfig,
     generate,
     normalise,
 )
-from sigstream.stream.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

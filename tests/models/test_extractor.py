@@ -8,13 +8,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from sigstream.models.extractor import ExtractorConfig, FrequencyExtractor
-from sigstream.models.extractor_data import FREQS, DataConfig, MixtureStream, generate
-from sigstream.models.extractor_eval import evaluate
-from sigstream.models.train_extractor import ExtractorTrainConfig, train
-from sigstream.stream.errors import ConfigError
+from sigstream.core.errors import ConfigError
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.extractor.data import FREQS, DataConfig, MixtureStream, generate
+from sigstream.models.extractor.evaluate import evaluate
+from sigstream.models.extractor.model import ExtractorConfig, FrequencyExtractor
+from sigstream.models.extractor.train import ExtractorTrainConfig, train
 from sigstream.stream.runner import StreamRunner
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
 
 VARIANTS = ["stateful", "sequence", "multi"]
 
@@ -206,7 +206,7 @@ def test_oscillator_frontend_streams_like_offline(variant: str, data) -> None:
 
 
 def test_oscillator_clock_counts_samples_and_wraps() -> None:
-    from sigstream.models.extractor import CLOCK_WRAP
+    from sigstream.models.extractor.model import CLOCK_WRAP
 
     m = FrequencyExtractor(ExtractorConfig(hidden=4, frontend="oscillator")).eval()
     state = m.init_state(3)

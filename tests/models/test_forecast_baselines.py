@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sigstream.models.forecast_baselines import (
+from sigstream.core.errors import ConfigError
+from sigstream.core.testing import assert_causal, assert_streams_like_offline
+from sigstream.models.baselines.forecast import (
     DFTConfig,
     DFTForecaster,
     LinearPredictionConfig,
@@ -17,9 +19,7 @@ from sigstream.models.forecast_baselines import (
     min_norm_least_squares,
     select_order,
 )
-from sigstream.models.harmonics import HarmonicsConfig, windows
-from sigstream.stream.errors import ConfigError
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline
+from sigstream.models.forecaster.data import HarmonicsConfig, windows
 
 
 def sines(periods, n_from: int, n_to: int, seed: int = 0) -> torch.Tensor:
@@ -93,7 +93,7 @@ def test_svd_free_least_squares_equals_the_svd_solution(comps, noise) -> None:
 
 
 def test_eager_and_traceable_solvers_agree() -> None:
-    from sigstream.models.forecast_baselines import _cgs2_eager, _cgs2_traceable
+    from sigstream.models.baselines.forecast import _cgs2_eager, _cgs2_traceable
 
     g = torch.Generator().manual_seed(0)
     lhs = torch.randn(300, 12, 20, generator=g, dtype=torch.float64)

@@ -11,18 +11,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from sigstream.models.forecaster import (
+from sigstream.core.errors import ConfigError
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.forecaster.data import HarmonicsConfig, generate, windows
+from sigstream.models.forecaster.evaluate import ORACLE_LAMBDAS, SCHEMA, evaluate, periods_oracle
+from sigstream.models.forecaster.model import (
     VARIANTS,
     ForecasterConfig,
     HarmonicForecaster,
     default_ls_orders,
 )
-from sigstream.models.forecaster_eval import ORACLE_LAMBDAS, SCHEMA, evaluate, periods_oracle
-from sigstream.models.harmonics import HarmonicsConfig, generate, windows
-from sigstream.models.train_forecaster import ForecasterTrainConfig, train
-from sigstream.stream.errors import ConfigError
+from sigstream.models.forecaster.train import ForecasterTrainConfig, train
 from sigstream.stream.runner import StreamRunner
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
 
 L, H = 24, 3
 
@@ -185,7 +185,7 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path) -> None:
 
 
 def test_clean_weight_weighs_noise_free_windows() -> None:
-    from sigstream.models.train_forecaster import weighted_mse
+    from sigstream.models.forecaster.train import weighted_mse
 
     batch = windows(HarmonicsConfig(num_components=3, noise=0.1, noise_fraction=0.5), 8, L, H, 5)
     assert 0 < int(batch.noisy.sum()) < 8

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from sigstream.models.harmonics import (
+from sigstream.core.errors import ConfigError
+from sigstream.models.forecaster.data import (
     HarmonicsConfig,
     HarmonicsWindows,
     generate,
     parse_components,
     windows,
 )
-from sigstream.stream.errors import ConfigError
 
 
 def test_periods_components_and_amplitudes() -> None:

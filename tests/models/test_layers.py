@@ -7,14 +7,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from sigstream.models.layers import (
-    CausalConv1d,
-    CausalResidualBlock,
-    StatefulGRU,
-    StatefulLSTM,
-)
-from sigstream.stream.contract import StreamSequential
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.core.contract import StreamSequential
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.layers.conv import CausalConv1d, CausalResidualBlock
+from sigstream.models.layers.recurrent import StatefulGRU, StatefulLSTM
 
 T = 60
 
@@ -94,7 +90,7 @@ def test_step_is_pure() -> None:
 def test_state_is_batch_first() -> None:
     for kind in KINDS:
         model = make(kind)
-        from sigstream.stream.state import leaves
+        from sigstream.core.state import leaves
 
         for leaf in leaves(model.init_state(5)):
             assert leaf.shape[0] == 5, kind
@@ -108,7 +104,7 @@ def test_stack_attributes() -> None:
 
 @given(data=hs.data())
 def test_identity_streams_like_offline_and_is_causal(data) -> None:
-    from sigstream.stream.contract import Identity
+    from sigstream.core.contract import Identity
 
     model = Identity(2)
     x = torch.randn(2, T, 2)

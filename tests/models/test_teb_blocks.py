@@ -8,7 +8,8 @@ import torch
 from hypothesis import given
 from torch import nn
 
-from sigstream.models.blocks import (
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.layers.blocks import (
     ChannelReductionBlock,
     FastTemporalSmoother,
     ResidualMLP,
@@ -17,8 +18,7 @@ from sigstream.models.blocks import (
     geometric_schedule,
     init_weights,
 )
-from sigstream.models.layers import CausalResidualBlock, ConvState, ResidualBlockState
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.layers.conv import CausalResidualBlock, ConvState, ResidualBlockState
 
 
 def test_geometric_schedule() -> None:

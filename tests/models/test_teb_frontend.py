@@ -7,9 +7,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from sigstream.models.teb_frontend import FrontEndConfig, TebFrontEnd, wavelet_bank
-from sigstream.stream.errors import ConfigError
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.core.errors import ConfigError
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.teb.frontend import FrontEndConfig, TebFrontEnd, wavelet_bank
 
 SMALL = FrontEndConfig(n_filters=4, max_taps=96, f_max=1.0)
 

@@ -11,15 +11,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from sigstream.models.teb_frontend import FrontEndConfig, TebFrontEnd
-from sigstream.models.teb_plots import (
-    PlotCallback,
-    nan_aware_sum,
-    nan_mean,
-    place_on_timeline,
-    plot_teb_forward,
-)
-from sigstream.models.teb_vae import (
+from sigstream.core.errors import ConfigError, InputError
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.teb.frontend import FrontEndConfig, TebFrontEnd
+from sigstream.models.teb.model import (
     ConditionalEncoder,
     SeqVaeTeb,
     SourceEncoder,
@@ -28,8 +23,13 @@ from sigstream.models.teb_vae import (
     future_targets,
     preset,
 )
-from sigstream.stream.errors import ConfigError, InputError
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.models.teb.plots import (
+    PlotCallback,
+    nan_aware_sum,
+    nan_mean,
+    place_on_timeline,
+    plot_teb_forward,
+)
 
 LOSS_KEYS = {"total_loss", "reconstruction_error", "reconstruction_loss", "kld_loss",
              "classification_loss", "raw_signal_loss"}
@@ -245,7 +245,7 @@ def test_encoders_causal_and_states(cls) -> None:  # noqa: ANN001
 
 
 def _leaves(state):  # noqa: ANN001, ANN202
-    from sigstream.stream.state import leaves
+    from sigstream.core.state import leaves
 
     return leaves(state)
 
@@ -344,7 +344,7 @@ def test_plot_pdf_written(tmp_path) -> None:  # noqa: ANN001
 # -- checkpoint and training ----------------------------------------------------------------
 def test_tiny_training_lowers_loss_and_checkpoint_round_trip(tmp_path) -> None:  # noqa: ANN001
     """20 Adam updates of a tiny model on synthetic CTG lower its (deterministic) loss."""
-    from sigstream.models.train_teb import load_teb, make_data, save_teb
+    from sigstream.models.teb.train import load_teb, make_data, save_teb
 
     fe = TebFrontEnd(FrontEndConfig(max_taps=128))
     data = make_data(fe, 6, 11, minutes=4)
@@ -380,7 +380,7 @@ def test_tiny_training_lowers_loss_and_checkpoint_round_trip(tmp_path) -> None: 
 
 
 def test_plot_callback_frequency(tmp_path) -> None:  # noqa: ANN001
-    from sigstream.models.train_teb import make_data
+    from sigstream.models.teb.train import make_data
 
     fe = TebFrontEnd(FrontEndConfig(max_taps=128))
     data = make_data(fe, 1, 5, minutes=3)
@@ -394,9 +394,9 @@ def test_plot_callback_frequency(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_load_rejects_other_checkpoints_and_bad_train_configs(tmp_path) -> None:  # noqa: ANN001
-    from sigstream.models.butterworth import Butterworth, ButterworthConfig
+    from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig
     from sigstream.models.checkpoint import save_checkpoint
-    from sigstream.models.train_teb import TebTrainConfig, load_teb
+    from sigstream.models.teb.train import TebTrainConfig, load_teb
 
     cfg = ButterworthConfig()
     save_checkpoint(str(tmp_path / "b.pt"), "butterworth", cfg, Butterworth(cfg))
@@ -411,8 +411,8 @@ def test_load_rejects_other_checkpoints_and_bad_train_configs(tmp_path) -> None:
 def test_shipped_weights_stream_like_offline() -> None:
     """models/weights/teb.pt loads and streams a held-out-style record like offline."""
     from sigstream.cli.train_teb import default_checkpoint
-    from sigstream.models.ctg_data import CtgConfig, generate
-    from sigstream.models.train_teb import load_teb
+    from sigstream.models.teb.data import CtgConfig, generate
+    from sigstream.models.teb.train import load_teb
 
     teb = load_teb(default_checkpoint())
     assert teb.model.config.latent == 16 and teb.model.config.horizon == 480

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sigstream.models.vibration import (
+from sigstream.core.errors import ConfigError
+from sigstream.models.augmentor.data import (
     VibrationConfig,
     actuator_targets,
     frame,
@@ -15,7 +16,6 @@ from sigstream.models.vibration import (
     make_splits,
     redraw_noise,
 )
-from sigstream.stream.errors import ConfigError
 
 
 def test_actuator_targets_hand_computed() -> None:

@@ -15,20 +15,18 @@ import soundfile as sf
 import torch
 from scipy import signal
 
-from sigstream.stream.audio import (
-    AudioBridge,
-    AudioConfig,
-    LatencyBudget,
+from sigstream.core.errors import ConfigError, InputError
+from sigstream.stream.audio.bridge import AudioBridge, LatencyBudget
+from sigstream.stream.audio.device import AudioConfig, parse_latency
+from sigstream.stream.audio.endpoints import (
     RecordingSink,
     RecordingSource,
     open_audio,
-    parse_latency,
     rate_adapted,
     warm_up,
 )
-from sigstream.stream.errors import ConfigError, InputError
+from sigstream.stream.io.sinks import WavSink
 from sigstream.stream.pipeline import Pipeline, PipelineConfig
-from sigstream.stream.sinks import WavSink
 from sigstream.stream.stage import ModelStage
 
 _spec = importlib.util.spec_from_file_location(
@@ -168,8 +166,8 @@ def enhancer_stage() -> ModelStage:
     """The causal enhancer (its shipped weights, or random seeded ones while none ship:
     streaming and timing do not depend on them) when the registry has it, else a 16 kHz
     Butterworth; either runs at 16 kHz, so the 48 kHz device goes through the resampler."""
+    from sigstream.core.errors import SigstreamError
     from sigstream.models.registry import MODELS, build_model
-    from sigstream.stream.errors import SigstreamError
 
     torch.manual_seed(0)
     if "enhancer" in MODELS:
@@ -365,8 +363,8 @@ def test_no_device_at_all_is_one_line(jack: str, monkeypatch: pytest.MonkeyPatch
 
 
 def test_recording_wrappers_forward(tmp_path: Path) -> None:
-    from sigstream.stream.sinks import ArraySink
-    from sigstream.stream.sources import ArraySource
+    from sigstream.stream.io.sinks import ArraySink
+    from sigstream.stream.io.sources import ArraySource
 
     x = np.random.default_rng(0).standard_normal((1000, 1)).astype(np.float32)
     src = RecordingSource(ArraySource(x, 8000), WavSink(tmp_path / "in.wav"))

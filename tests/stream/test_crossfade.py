@@ -8,8 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from sigstream.stream.crossfade import OverlapCrossfade, crossfade_weights
-from sigstream.stream.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.core.crossfade import OverlapCrossfade, crossfade_weights
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
 
 SHAPES = [(128, 64), (128, 32), (100, 30), (16, 16), (7, 3), (5, 1), (48, 47)]
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 from scipy import signal
 
-from sigstream.models.butterworth import Butterworth, ButterworthConfig
-from sigstream.models.savgol import SavgolConfig, savgol_stream
-from sigstream.stream.contract import Identity
-from sigstream.stream.errors import ConfigError, InputError
+from sigstream.core.contract import Identity
+from sigstream.core.errors import ConfigError, InputError
+from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.baselines.savgol import SavgolConfig, savgol_stream
+from sigstream.stream.io.sinks import ArraySink, NpySink
+from sigstream.stream.io.sources import ArraySource, Source
 from sigstream.stream.pipeline import Pipeline, PipelineConfig
-from sigstream.stream.sinks import ArraySink, NpySink
-from sigstream.stream.sources import ArraySource, Source
 from sigstream.stream.stage import ModelStage
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from scipy import signal
 
-from sigstream.stream.errors import ConfigError
+from sigstream.core.errors import ConfigError
 from sigstream.stream.resample import (
     ResampledStage,
     Resampler,

@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from sigstream.stream.errors import BufferOverflow, ConfigError, InputError
+from sigstream.core.errors import BufferOverflow, ConfigError, InputError
 from sigstream.stream.ring_buffer import RingBuffer
 
 

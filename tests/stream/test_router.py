@@ -1,4 +1,4 @@
-"""Tests for sigstream.stream.router: consistent hashing, exact routing, failover, security.
+"""Tests for sigstream.stream.net.router: consistent hashing, exact routing, failover, security.
 
 Everything binds loopback; every wait is bounded.
 """
@@ -26,13 +26,13 @@ import zmq
 from scipy import signal as sps
 
 from sigstream.cli.route import add_route_parser, cmd_route
-from sigstream.models.butterworth import Butterworth
-from sigstream.stream import wire
-from sigstream.stream.errors import ConfigError
-from sigstream.stream.router import HashRing, Router, RouterConfig, stream_key
-from sigstream.stream.server import Server
-from sigstream.stream.wire import Header
-from sigstream.stream.zmq_io import Client
+from sigstream.core.errors import ConfigError
+from sigstream.models.baselines.butterworth import Butterworth
+from sigstream.stream.net import wire
+from sigstream.stream.net.router import HashRing, Router, RouterConfig, stream_key
+from sigstream.stream.net.server import Server
+from sigstream.stream.net.wire import Header
+from sigstream.stream.net.zmq_io import Client
 
 LOCAL = "tcp://127.0.0.1:*"
 SOS = Butterworth().sos
@@ -85,7 +85,7 @@ def test_hash_ring_is_stable_even_and_moves_only_what_it_must() -> None:
     before = {k: ring.lookup(k) for k in keys}
     # stable: the same in another order, in another instance, and in another process
     assert {k: HashRing(workers[::-1]).lookup(k) for k in keys} == before
-    code = ("import hashlib; from sigstream.stream.router import HashRing, stream_key; "
+    code = ("import hashlib; from sigstream.stream.net.router import HashRing, stream_key; "
             f"r = HashRing({workers!r}); ks = [stream_key(b'\\x00' + i.to_bytes(4, 'big'), "
             "i % 16) for i in range(3000)]; print(hashlib.sha256('\\n'.join(str(r.lookup(k)) "
             "for k in ks).encode()).hexdigest())")

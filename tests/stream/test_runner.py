@@ -8,11 +8,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from sigstream.models.butterworth import Butterworth, ButterworthConfig
-from sigstream.models.layers import StatefulLSTM
-from sigstream.stream.contract import StreamSequential
+from sigstream.core.contract import StreamSequential
+from sigstream.core.testing import chunkings, stream_in_chunks
+from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig
+from sigstream.models.layers.recurrent import StatefulLSTM
 from sigstream.stream.runner import StreamRunner
-from sigstream.stream.testing import chunkings, stream_in_chunks
 
 
 def model() -> StreamSequential:

@@ -1,4 +1,4 @@
-"""Tests for sigstream.stream.server: many streams, batching, bad input, lifecycle, security.
+"""Tests for sigstream.stream.net.server: many streams, batching, bad input, lifecycle, security.
 
 B: batch (streams), T: time (frames), C: channels.
 """
@@ -24,15 +24,15 @@ import zmq.auth
 from torch import Tensor, nn
 
 from sigstream.cli.serve import add_serve_parser, cmd_serve
-from sigstream.models.butterworth import Butterworth
-from sigstream.models.layers import StatefulGRU
-from sigstream.stream import wire
-from sigstream.stream.contract import StreamingModule
-from sigstream.stream.errors import ConfigError
+from sigstream.core.contract import StreamingModule
+from sigstream.core.errors import ConfigError
+from sigstream.models.baselines.butterworth import Butterworth
+from sigstream.models.layers.recurrent import StatefulGRU
+from sigstream.stream.net import wire
+from sigstream.stream.net.server import Server, ServerConfig
+from sigstream.stream.net.wire import Header
+from sigstream.stream.net.zmq_io import AsyncClient, Client
 from sigstream.stream.runner import StreamRunner
-from sigstream.stream.server import Server, ServerConfig
-from sigstream.stream.wire import Header
-from sigstream.stream.zmq_io import AsyncClient, Client
 
 LOCAL = "tcp://127.0.0.1:*"
 

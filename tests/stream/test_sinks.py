@@ -1,4 +1,4 @@
-"""Tests for sigstream.stream.sinks (N: frames, C: channels)."""
+"""Tests for sigstream.stream.io.sinks (N: frames, C: channels)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sigstream.stream.errors import ConfigError, InputError
-from sigstream.stream.sinks import ArraySink, NpySink, NullSink, Sink, WavSink
-from sigstream.stream.sources import NpySource, Source, WavSource
+from sigstream.core.errors import ConfigError, InputError
+from sigstream.stream.io.sinks import ArraySink, NpySink, NullSink, Sink, WavSink
+from sigstream.stream.io.sources import NpySource, Source, WavSource
 
 
 def blocks_of(x: np.ndarray, size: int) -> list[np.ndarray]:

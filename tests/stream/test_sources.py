@@ -1,4 +1,4 @@
-"""Tests for sigstream.stream.sources (N: frames, C: channels)."""
+"""Tests for sigstream.stream.io.sources (N: frames, C: channels)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sigstream.stream.errors import ConfigError, InputError
-from sigstream.stream.sources import ArraySource, NpySource, Source, WavSource
+from sigstream.core.errors import ConfigError, InputError
+from sigstream.stream.io.sources import ArraySource, NpySource, Source, WavSource
 
 
 def drain(source: Source, size: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from sigstream.stream import state as st
+from sigstream.core import state as st
 
 
 class Inner(NamedTuple):

@@ -1,4 +1,4 @@
-"""Tests for sigstream.stream.wire: the v1 byte layout, round trips, every decode error."""
+"""Tests for sigstream.stream.net.wire: the v1 byte layout, round trips, every decode error."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import zmq
 
-from sigstream.stream import wire
-from sigstream.stream.wire import Header, WireError
+from sigstream.stream.net import wire
+from sigstream.stream.net.wire import Header, WireError
 
 
 def message(x: np.ndarray | None = None, **fields) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""Tests for sigstream.stream.zmq_io: specs, ZmqSource / ZmqSink over real sockets.
+"""Tests for sigstream.stream.net.zmq_io: specs, ZmqSource / ZmqSink over real sockets.
 
 N: frames, C: channels. Everything runs on 127.0.0.1 with bounded waits.
 """
@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 import zmq
 
-from sigstream.stream import wire
-from sigstream.stream.errors import ConfigError, InputError
-from sigstream.stream.pipeline import Pipeline, PipelineConfig
-from sigstream.stream.sinks import ArraySink
-from sigstream.stream.wire import Header
-from sigstream.stream.zmq_io import (
+from sigstream.core.errors import ConfigError, InputError
+from sigstream.stream.io.sinks import ArraySink
+from sigstream.stream.net import wire
+from sigstream.stream.net.wire import Header
+from sigstream.stream.net.zmq_io import (
     ZmqSink,
     ZmqSource,
     check_bind_allowed,
     is_loopback_endpoint,
     parse_zmq_spec,
 )
+from sigstream.stream.pipeline import Pipeline, PipelineConfig
 
 LOCAL = "tcp://127.0.0.1:*"
 

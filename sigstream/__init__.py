@@ -1,0 +1,1 @@
+"""sigstream: real-time streaming signal processing with small neural models."""

@@ -1,0 +1,128 @@
+"""Pipeline overhead: the cost of source -> ring -> stage -> sink around an identity model.
+
+Per-chunk time is the interval between consecutive sink writes, so it covers
+the whole loop (source read, ring write/read, stage call through the runner,
+sink write, stats). The same chunk loop without the pipeline (slice, runner
+step, write) is timed in the same run, and the ratio between the two reported.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+from sigstream.core.contract import Identity
+from sigstream.stream.io.sinks import Sink
+from sigstream.stream.io.sources import ArraySource
+from sigstream.stream.pipeline import Pipeline, PipelineConfig
+from sigstream.stream.runner import StreamRunner
+from sigstream.stream.stage import ModelStage
+
+
+class TimestampSink(Sink):
+    """A null sink that records ``perf_counter()`` at every write into a preallocated array."""
+
+    def __init__(self, capacity: int) -> None:
+        self.stamps = np.zeros(capacity, dtype=np.float64)
+        self.n = 0
+
+    def _write(self, block: np.ndarray) -> None:
+        self.stamps[self.n] = time.perf_counter()
+        self.n += 1
+
+    def intervals_us(self, warmup: int) -> np.ndarray:
+        return np.diff(self.stamps[: self.n])[warmup:] * 1e6
+
+
+def _summary(us: np.ndarray) -> dict[str, float]:
+    q25, p50, q75, p99 = np.percentile(us, [25, 50, 75, 99])
+    return {"p50_us": float(p50), "p99_us": float(p99), "iqr_us": float(q75 - q25),
+            "mean_us": float(us.mean()), "n": int(us.size)}
+
+
+def measure_pipeline(block: int, chunks: int, warmup: int) -> np.ndarray:
+    x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
+    sink = TimestampSink(chunks + 1)
+    pipe = Pipeline(ArraySource(x, sample_rate=1000.0), [ModelStage(Identity(1))], sink,
+                    PipelineConfig(block=block))
+    pipe.run()
+    return sink.intervals_us(warmup)
+
+
+def measure_bare_loop(block: int, chunks: int, warmup: int) -> np.ndarray:
+    """The same chunks through the same runner, without source, ring, stats or pipeline."""
+    x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
+    runner = StreamRunner(Identity(1), batch=1, validate=False)
+    sink = TimestampSink(chunks + 1)
+    sink.open(1000.0, 1)
+    for i in range(chunks):
+        y = runner.step(x[i * block:(i + 1) * block][None])
+        sink.write(y[0])
+    return sink.intervals_us(warmup)
+
+
+def machine() -> dict:
+    try:
+        import torch
+
+        torch_version, threads = torch.__version__, torch.get_num_threads()
+    except ImportError:  # pragma: no cover
+        torch_version, threads = None, None
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "torch": torch_version, "torch_threads": threads,
+            "platform": platform.platform()}
+
+
+def run_overhead(quick: bool = False, progress: bool = False,
+                 blocks: tuple[int, ...] = (1, 256)) -> dict:
+    """Pipeline vs bare loop per block size; medians over chunks, best of a few repetitions."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    chunks = 2000 if quick else 20000
+    reps = 3 if quick else 5
+    rows = []
+    for block in blocks:
+        pipe_runs, bare_runs = [], []
+        for _ in range(reps):  # interleaved, so drift on a shared machine hits both alike
+            pipe_runs.append(measure_pipeline(block, chunks, warmup=100))
+            bare_runs.append(measure_bare_loop(block, chunks, warmup=100))
+        pipe = min((_summary(r) for r in pipe_runs), key=lambda s: s["p50_us"])
+        bare = min((_summary(r) for r in bare_runs), key=lambda s: s["p50_us"])
+        rows.append({
+            "block": block, "pipeline": pipe, "bare_loop": bare,
+            "overhead_p50_us": pipe["p50_us"] - bare["p50_us"],
+            "ratio_p50": pipe["p50_us"] / bare["p50_us"],
+        })
+        if progress:
+            print(f"block {block}: pipeline p50 {pipe['p50_us']:.1f} us", flush=True)
+    return {"schema": "sigstream-bench/overhead/1", "machine": machine(),
+            "chunks": chunks, "repetitions": reps, "pipeline_overhead": rows}
+
+
+def markdown_table(results: dict) -> str:
+    lines = [
+        "| block | pipeline p50 (µs) | pipeline p99 (µs) | bare loop p50 (µs) | "
+        "bare loop p99 (µs) | pipeline / bare (p50) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["pipeline_overhead"]:
+        p, b = r["pipeline"], r["bare_loop"]
+        lines.append(f"| {r['block']} | {p['p50_us']:.1f} | {p['p99_us']:.1f} | "
+                     f"{b['p50_us']:.1f} | {b['p99_us']:.1f} | {r['ratio_p50']:.2f}x |")
+    return "\n".join(lines)

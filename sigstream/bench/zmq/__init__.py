@@ -1,0 +1,1 @@
+"""sigstream.bench.zmq: ZeroMQ transport and serving benchmarks."""

@@ -1,0 +1,72 @@
+"""``sigstream route``: one client endpoint in front of several ``sigstream serve`` workers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sigstream.cli.args import positive_seconds, seconds, sigint_stops
+
+
+def _endpoints(text: str) -> list[str]:
+    items = [e.strip() for e in text.split(",") if e.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected comma-separated endpoints, e.g. "
+                                         "tcp://127.0.0.1:5601,tcp://127.0.0.1:5602")
+    for e in items:
+        if "://" not in e:
+            raise argparse.ArgumentTypeError(f"bad endpoint {e!r}; expected e.g. "
+                                             "tcp://127.0.0.1:5601")
+    return items
+
+
+def add_route_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``route`` to the ``sigstream`` sub-command parsers; returns its parser."""
+    r = sub.add_parser(
+        "route", help="spread remote streams over several serve workers",
+        description="A stream-affine router: clients connect to --bind exactly as to "
+                    "'sigstream serve'; each stream (client, stream id) is placed on one of "
+                    "the --workers by consistent hashing and stays there. A worker that "
+                    "disconnects or stops answering is taken out; its streams continue on "
+                    "another worker from a fresh state (the first reply after the move "
+                    "carries the RESET flag). With no worker alive, requests get an ERROR "
+                    "'no_workers'. Binds loopback only unless --insecure is given. Ctrl-C "
+                    "stops gracefully.")
+    r.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                   help="endpoint clients connect to (default tcp://127.0.0.1:5555)")
+    r.add_argument("--workers", required=True, type=_endpoints, metavar="ENDPOINTS",
+                   help="comma-separated endpoints of running 'sigstream serve' workers")
+    r.add_argument("--worker-timeout", type=positive_seconds, default=1.0, metavar="S",
+                   help="probe a worker whose requests go unanswered this long (1)")
+    r.add_argument("--probe-timeout", type=positive_seconds, default=1.0, metavar="S",
+                   help="a worker that does not answer a probe within S s is dead (1)")
+    r.add_argument("--rejoin-interval", type=seconds, default=1.0, metavar="S",
+                   help="probe dead workers every S s and re-add those that answer; "
+                        "0 = never (1)")
+    r.add_argument("--stats-every", type=seconds, default=10.0, metavar="S",
+                   help="seconds between one-line stats on stderr; 0 = off (10)")
+    r.add_argument("--insecure", action="store_true",
+                   help="allow binding a non-loopback address (unencrypted)")
+    return r
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    """Route until Ctrl-C; errors a user can cause raise SigstreamError."""
+    from sigstream.stream.net.router import Router, RouterConfig
+    from sigstream.stream.net.zmq_io import is_loopback_endpoint
+
+    config = RouterConfig(worker_timeout=args.worker_timeout, probe_timeout=args.probe_timeout,
+                          rejoin_interval=args.rejoin_interval, stats_every=args.stats_every,
+                          insecure=args.insecure, log_events=True)
+    router = Router(args.bind, args.workers, config)
+    if args.insecure and not is_loopback_endpoint(args.bind):
+        print(f"warning: routing {args.bind} unencrypted and unauthenticated; anyone who can "
+              "reach it can send data", file=sys.stderr)
+    with sigint_stops(router):
+        endpoint = router.bind()
+        print(f"routing on {endpoint} to {len(args.workers)} worker(s): "
+              f"{', '.join(args.workers)}; Ctrl-C stops", file=sys.stderr, flush=True)
+        router.serve_forever()
+    print(f"stopped; {router.stats_line()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,73 @@
+"""``sigstream serve``: run a model for remote streams over ZeroMQ (wire format v1)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sigstream.cli.args import positive_int, seconds, sigint_stops
+
+
+def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``serve`` to the ``sigstream`` sub-command parsers; returns its parser."""
+    s = sub.add_parser(
+        "serve", help="serve a model to remote streams over ZeroMQ",
+        description="Serve a model over a ZeroMQ ROUTER socket: clients (DEALER) send chunks "
+                    "of any number of streams in wire format v1 and get the model's output "
+                    "back per chunk; streams are batched into one model call. Binds loopback "
+                    "only unless --curve-secret or --insecure is given. Ctrl-C stops "
+                    "gracefully.")
+    s.add_argument("--model", required=True, help="NAME, NAME:key=value,... or a checkpoint path")
+    s.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
+                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
+    s.add_argument("--threads", type=positive_int, default=1,
+                   help="threads for the model runtime (1)")
+    s.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                   help="endpoint to bind (default tcp://127.0.0.1:5555; port * picks one)")
+    s.add_argument("--max-batch", type=positive_int, default=1024,
+                   help="messages taken per loop iteration, so streams per model call (1024)")
+    s.add_argument("--idle-timeout", type=seconds, default=60.0,
+                   help="free a stream after this many seconds without a message; 0 = never "
+                        "(60)")
+    s.add_argument("--reset-on-gap", action="store_true",
+                   help="reset a stream's state when its sequence numbers jump")
+    s.add_argument("--stats-every", type=seconds, default=10.0,
+                   help="seconds between one-line stats on stderr; 0 = off (10)")
+    s.add_argument("--curve-secret", metavar="FILE",
+                   help="server certificate with secret key (zmq.auth): encrypt with CURVE")
+    s.add_argument("--curve-clients", metavar="DIR",
+                   help="with --curve-secret: only clients whose public certificates are in DIR")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow binding a non-loopback address without encryption")
+    return s
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the server until Ctrl-C; errors a user can cause raise SigstreamError."""
+    from sigstream.cli.commands import make_model
+    from sigstream.stream.net.server import Server, ServerConfig
+    from sigstream.stream.net.zmq_io import is_loopback_endpoint
+
+    config = ServerConfig(
+        max_batch=args.max_batch, idle_timeout=args.idle_timeout,
+        reset_on_gap=args.reset_on_gap, stats_every=args.stats_every,
+        curve_secret_file=args.curve_secret, curve_clients_dir=args.curve_clients,
+        insecure=args.insecure,
+    )
+    # the factory runs after the bind address and keys are checked
+    server = Server(lambda: make_model(args.model, args.backend, args.threads), bind=args.bind,
+                    config=config)
+    if args.insecure and not args.curve_secret and not is_loopback_endpoint(args.bind):
+        print(f"warning: serving {args.bind} unencrypted and unauthenticated; anyone who can "
+              "reach it can send data", file=sys.stderr)
+    with sigint_stops(server):
+        endpoint = server.bind()
+        m = server.runner.model
+        print(f"serving {args.model} on {endpoint}: hop {server.hop}, "
+              f"channels {server.in_channels or 'any'} -> {getattr(m, 'out_channels', '?')}"
+              f"{', CURVE' if args.curve_secret else ''}; Ctrl-C stops", file=sys.stderr,
+              flush=True)
+        server.serve_forever()
+    print(f"stopped; {server.stats_line()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,50 @@
+"""Writing files so that a reader never sees a half-written one.
+
+:func:`write_atomic` writes to a fresh hidden temporary file in the target's folder
+and renames it into place (``os.replace``, atomic on POSIX and Windows); a failure
+or an interruption removes the temporary file and leaves any old file untouched.
+Every file sigstream writes whole (checkpoints, exports, JSON, figures, npz) goes
+through it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from typing import IO
+
+__all__ = ["write_atomic", "temp_name"]
+
+
+def temp_name(path: str | os.PathLike) -> str:
+    """A fresh hidden name in ``path``'s folder for a file that is renamed to ``path`` later.
+
+    The name is unique per process and call (pid and a random token), so concurrent
+    writers of the same target never share a temporary file; it keeps ``path``'s
+    extension, so libraries that choose a format by extension still do.
+    """
+    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
+    ext = os.path.splitext(base)[1]
+    return os.path.join(folder, f".{base}.{os.getpid()}-{secrets.token_hex(4)}.partial{ext}")
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], object]) -> None:
+    """Write ``data`` (bytes, or a function that writes into a binary file object) to
+    ``path`` atomically.
+
+    The file gets the usual permissions (0666 minus the umask), like ``open(path, "wb")``.
+    """
+    path = os.fspath(path)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "xb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

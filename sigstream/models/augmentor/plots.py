@@ -1,0 +1,165 @@
+"""Figures for ``sigstream eval enhancer --arch augmentor --figures DIR`` (PNG, matplotlib Agg).
+
+N: windows, W: window length, T: time.
+
+* ``augmentor_examples.png`` — test windows: low-quality input, high-quality target and the
+  enhanced output (Monte-Carlo dropout mean) with its ±2σ band;
+* ``augmentor_spectrograms.png`` — spectrograms of a long stream: low-quality,
+  high-quality and enhanced (streamed through ``OverlapCrossfade``, latency compensated);
+* ``augmentor_training.png`` — training curves (losses, validation PSNR, learning rate) from
+  the history stored in the checkpoint, when it has one;
+* ``augmentor_baselines.png`` — PSNR and SSIM of the model, the input and every baseline.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from sigstream.models.augmentor.model import AugmentorStream
+from sigstream.models.uncertainty import mc_dropout
+
+__all__ = ["write_augmentor_figures"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _examples(model: AugmentorStream, lq: np.ndarray, hq: np.ndarray, rate: float,
+              passes: int, path: str) -> None:
+    plt = _plt()
+    net = model.net
+    x = torch.from_numpy(np.ascontiguousarray(lq, np.float32))
+    mean, std = mc_dropout(lambda v: net(v).reconstruction, x, max(passes, 1), module=net,
+                           seed=0)
+    mean, std = mean.numpy(), std.numpy()
+    t = np.arange(lq.shape[1]) / rate
+    fig, axes = plt.subplots(len(lq), 1, figsize=(10, 2.6 * len(lq)), sharex=True)
+    for i, ax in enumerate(np.atleast_1d(axes)):
+        ax.plot(t, lq[i], color="0.6", lw=0.8, label="low quality (input)")
+        ax.plot(t, hq[i], color="C0", lw=1.2, label="high quality (target)")
+        ax.plot(t, mean[i], color="C3", lw=1.2, ls="--", label="enhanced (MC mean)")
+        ax.fill_between(t, mean[i] - 2 * std[i], mean[i] + 2 * std[i], color="C3",
+                        alpha=0.25, label=f"±2σ ({passes} MC-dropout passes)")
+        ax.grid(alpha=0.3)
+        ax.set_ylabel("amplitude")
+    np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=7, ncol=2)
+    np.atleast_1d(axes)[-1].set_xlabel("time [s]")
+    fig.suptitle("SensorAugmentor on test windows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _spectrograms(model: AugmentorStream, lq: np.ndarray, hq: np.ndarray, rate: float,
+                  path: str) -> None:
+    from scipy import signal
+
+    plt = _plt()
+    with torch.no_grad():
+        y = model(torch.from_numpy(lq)[None, :, None])[0, :, 0].numpy()
+    lat = model.latency
+    y = y[lat:]
+    n = len(y)
+    sigs = [("low quality (input)", lq[:n]), ("high quality (target)", hq[:n]),
+            (f"enhanced (streamed, latency {lat} samples compensated)", y)]
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    vmin = vmax = None
+    for ax, (title, s) in zip(axes, sigs, strict=True):
+        f, tt, sxx = signal.spectrogram(s, fs=rate, nperseg=128, noverlap=96)
+        db = 10 * np.log10(sxx + 1e-12)
+        if vmin is None:
+            vmax = float(np.max(db))
+            vmin = vmax - 60
+        mesh = ax.pcolormesh(tt, f, db, shading="auto", vmin=vmin, vmax=vmax)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("Hz")
+        fig.colorbar(mesh, ax=ax, label="dB")
+    axes[-1].set_xlabel("time [s]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _training(history: list[dict], path: str) -> None:
+    plt = _plt()
+    ep = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(ep, [r["train_loss"] for r in history], label="train loss")
+    axes[0].plot(ep, [r["val_loss"] for r in history], label="validation loss")
+    if "val_recon" in history[0]:
+        axes[0].plot(ep, [r["val_recon"] for r in history], ls="--", label="val reconstruction")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    axes[0].set_xlabel("epoch")
+    if "val_psnr" in history[0]:
+        axes[1].plot(ep, [r["val_psnr"] for r in history], color="C2")
+    axes[1].set_title("validation PSNR [dB]", fontsize=9)
+    axes[1].set_xlabel("epoch")
+    axes[2].plot(ep, [r["lr"] for r in history], color="C4")
+    axes[2].set_yscale("log")
+    axes[2].set_title("learning rate", fontsize=9)
+    axes[2].set_xlabel("epoch")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _bars(result: dict, path: str) -> None:
+    plt = _plt()
+    names = ["SensorAugmentor", "input"]
+    vals = [result["model"], result["noisy_input"]]
+    for k, v in result["baselines"].items():
+        if "psnr" in v:
+            names.append(k + (" (causal)" if v["causal"] else ""))
+            vals.append(v)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, key, label in ((axes[0], "psnr", "PSNR [dB]"), (axes[1], "ssim", "SSIM")):
+        ax.bar(range(len(names)), [v[key] for v in vals],
+               color=["C3"] + ["0.6"] + ["C0"] * (len(names) - 2))
+        ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("vibration test set")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_augmentor_figures(model: AugmentorStream, folder: str, result: dict | None = None,
+                            passes: int = 20, examples: int = 3) -> list[str]:
+    """Write the figures into ``folder``; returns their paths."""
+    from sigstream.models.augmentor.data import generate_stream
+    from sigstream.models.augmentor.evaluate import test_data
+
+    os.makedirs(folder, exist_ok=True)
+    vib, splits = test_data(model)
+    rate = vib.sample_rate
+    files = []
+    p = os.path.join(folder, "augmentor_examples.png")
+    _examples(model, splits.test.lq[:examples], splits.test.hq[:examples], rate, passes, p)
+    files.append(p)
+    s = generate_stream(60.0, vib, seed=12345)
+    p = os.path.join(folder, "augmentor_spectrograms.png")
+    _spectrograms(model, s.lq, s.hq, rate, p)
+    files.append(p)
+    history = (getattr(model, "meta", {}) or {}).get("history")
+    if history:
+        p = os.path.join(folder, "augmentor_training.png")
+        _training(history, p)
+        files.append(p)
+    if result is not None:
+        p = os.path.join(folder, "augmentor_baselines.png")
+        _bars(result, p)
+        files.append(p)
+    return files

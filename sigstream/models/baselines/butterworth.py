@@ -1,0 +1,248 @@
+"""Causal Butterworth filters as a streamable model: the classical baseline.
+
+B: batch, T: time, C: channels, S: second-order sections.
+
+The filter is designed with ``scipy.signal.butter(output="sos")`` and run with
+``scipy.signal.sosfilt``; its memory (``zi``) is the stream state, so the
+streamed output equals ``sosfilt`` over the whole signal. Filtering runs in
+float64 (IIR memories of low cut-offs need the precision); input and output
+are float32.
+
+Export: ``sosfilt`` cannot be traced, so the model also has a tensor-only path
+(:meth:`Butterworth.step_native`), used while tracing for ONNX / TorchScript, or
+always with ``native=True``. The cascade is one linear state-space system
+``s' = A s + B x``, ``y = C s + D x`` (N = 2S states per channel, in ``zi``'s
+order), computed on blocks of K samples: inside a block a (K, K) Toeplitz
+matrix of the impulse response, across blocks the block start states from a
+block-Toeplitz matrix of the powers ``A^(K d)``. The tables are precomputed in
+float64, so a chunk costs a few matrix products and no per-sample loop; they
+cover chunks of up to ``max_chunk`` samples (eager calls split longer chunks,
+exported runners split them using the file's metadata).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from scipy import signal
+from torch import Tensor
+
+from sigstream.core.contract import StreamingModule
+from sigstream.core.errors import ConfigError
+
+KINDS = ("lowpass", "highpass", "bandpass", "bandstop")
+
+
+@dataclass(frozen=True)
+class ButterworthConfig:
+    """kind: lowpass | highpass | bandpass | bandstop; ``low``/``high`` in Hz.
+
+    Low-pass uses ``high`` as its cut-off, high-pass uses ``low``; band filters use both.
+    """
+
+    kind: str = "lowpass"
+    order: int = 4
+    low: float = 1.0
+    high: float = 40.0
+    sample_rate: float = 1000.0
+    channels: int = 1
+
+    def validate(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown Butterworth kind {self.kind!r}; choose one of {KINDS}")
+        if not 1 <= self.order <= 16:
+            raise ConfigError(f"Butterworth order must be 1..16, got {self.order}")
+        if self.channels < 1:
+            raise ConfigError(f"channels must be >= 1, got {self.channels}")
+        nyq = self.sample_rate / 2
+        edges = self.edges()
+        for e in edges:
+            if not 0 < e < nyq:
+                raise ConfigError(
+                    f"cut-off {e} Hz must lie strictly between 0 and Nyquist ({nyq} Hz)"
+                )
+        if len(edges) == 2 and not edges[0] < edges[1]:
+            raise ConfigError(f"need low < high for a {self.kind} filter, got {edges}")
+
+    def edges(self) -> tuple[float, ...]:
+        if self.kind == "lowpass":
+            return (self.high,)
+        if self.kind == "highpass":
+            return (self.low,)
+        return (self.low, self.high)
+
+    def sos(self) -> np.ndarray:
+        """(S, 6) second-order sections."""
+        self.validate()
+        wn = self.edges()
+        return signal.butter(self.order, wn if len(wn) == 2 else wn[0], btype=self.kind,
+                             fs=self.sample_rate, output="sos")
+
+
+class ButterworthState(NamedTuple):
+    """zi: (B, S, 2, C) float64 filter memory (``sosfilt``'s axis-1 ``zi``, B and S swapped)."""
+
+    zi: Tensor
+
+
+class Butterworth(StreamingModule):
+    """A causal IIR Butterworth filter, applied to every channel independently.
+
+    ``step``/``forward`` run ``scipy.signal.sosfilt``; with ``native=True``, or while
+    being traced for export, they run :meth:`step_native` (tensor ops only, same result).
+    """
+
+    block = 64  # K: samples per block of the native path
+
+    def __init__(self, config: ButterworthConfig | None = None, *, native: bool = False) -> None:
+        super().__init__()
+        self.config = config or ButterworthConfig()
+        self._sos = self.config.sos()
+        self.in_channels = self.out_channels = self.config.channels
+        self.sample_rate = self.config.sample_rate
+        self.hop, self.latency = 1, 0
+        self.native = native
+        self._n = n = 2 * self._sos.shape[0]  # states per channel
+        # blocks per chunk: the block-Toeplitz matrix is (nb * N)^2, kept <= 2048^2
+        self.max_blocks = max(1, min(64, 2048 // n))
+        self.max_chunk = self.block * self.max_blocks
+        for name, table in _native_tables(self._sos, self.block, self.max_blocks).items():
+            self.register_buffer(name, torch.from_numpy(table), persistent=False)
+
+    @property
+    def sos(self) -> np.ndarray:
+        return self._sos.copy()
+
+    def init_state(self, batch: int) -> ButterworthState:
+        s = self._sos.shape[0]
+        return ButterworthState(torch.zeros(batch, s, 2, self.in_channels, dtype=torch.float64))
+
+    def step(self, x: Tensor, state: ButterworthState) -> tuple[Tensor, ButterworthState]:
+        if self.native or _tracing():
+            return self.step_native(x, state)
+        if x.shape[1] == 0:  # sosfilt cannot take an empty signal
+            return x.new_zeros(x.shape), state
+        zi = state.zi.detach().cpu().numpy().transpose(1, 0, 2, 3)  # (S, B, 2, C) for sosfilt
+        xd = x.detach().cpu().numpy().astype(np.float64)
+        y, zf = signal.sosfilt(self._sos, xd, axis=1, zi=zi)
+        zf = np.ascontiguousarray(zf.transpose(1, 0, 2, 3))
+        return torch.from_numpy(y.astype(np.float32)), ButterworthState(torch.from_numpy(zf))
+
+    def step_native(self, x: Tensor, state: ButterworthState) -> tuple[Tensor, ButterworthState]:
+        """``step`` with tensor ops only (traceable with dynamic B and T); equals ``sosfilt``.
+
+        A traced graph takes 1 <= T <= ``max_chunk``; eagerly any T works (longer chunks
+        are split, an empty chunk leaves the state unchanged).
+        """
+        if not _tracing():
+            t = x.shape[1]
+            if t == 0:
+                return x.new_zeros(x.shape), state
+            if t > self.max_chunk:
+                outs = []
+                for start in range(0, t, self.max_chunk):
+                    y, state = self._native_chunk(x[:, start:start + self.max_chunk], state)
+                    outs.append(y)
+                return torch.cat(outs, dim=1), state
+        return self._native_chunk(x, state)
+
+    def _native_chunk(self, x: Tensor, state: ButterworthState) -> tuple[Tensor, ButterworthState]:
+        # B: batch, C: channels, N = 2S states, K: block, nb: blocks in this chunk (dynamic)
+        b, t, c = x.shape
+        k, n = self.block, self._n
+        nb = (t + k - 1) // k
+        xd = x.to(torch.float64)
+        xd = torch.cat([xd, xd.new_zeros(b, k - 1, c)], dim=1)[:, :nb * k]  # to whole blocks
+        xb = xd.transpose(1, 2).reshape(b, c, nb, k)  # (B, C, nb, K)
+        s0 = state.zi.permute(0, 3, 1, 2).reshape(b, c, n)  # (B, C, N)
+        # block start states: s_i = A^(K i) s0 + sum_{j < i} A^(K (i - 1 - j)) z_j, with
+        # z_j the state block j leaves behind from a zero state
+        z = torch.matmul(xb, self.ss_gather.T)  # (B, C, nb, N)
+        idx = torch.arange(nb, device=x.device)
+        lag = idx[:, None] - 1 - idx[None, :]
+        lag = torch.where(lag >= 0, lag, torch.full_like(lag, self.max_blocks + 1))  # -> zeros
+        g = self.ss_block_pow.index_select(0, lag.reshape(-1)).reshape(nb, nb, n, n)
+        g = g.permute(0, 2, 1, 3).reshape(nb * n, nb * n)
+        p0 = self.ss_block_pow[:nb].reshape(nb * n, n)  # A^(K i), stacked over i
+        starts = torch.matmul(z.reshape(b, c, nb * n), g.T) + torch.matmul(s0, p0.T)
+        starts = starts.reshape(b, c, nb, n)
+        # output: zero-state response inside each block + free response of its start state
+        y = torch.matmul(xb, self.ss_toeplitz.T) + torch.matmul(starts, self.ss_observe.T)
+        y = y.reshape(b, c, nb * k)[:, :, :t].transpose(1, 2)
+        # final state, from the last block's start state and its r = T - (nb - 1) K samples
+        r = t - (nb - 1) * k
+        r = (r if isinstance(r, Tensor) else torch.tensor(r)).reshape(1).to(x.device)
+        a_r = self.ss_pow.index_select(0, r)[0]  # A^r (N, N)
+        lag = r - 1 - torch.arange(k, device=x.device)  # sample j of the block: A^(r - 1 - j) B
+        lag = torch.where(lag >= 0, lag, torch.full_like(lag, k))  # j >= r: the zero row
+        q_r = self.ss_impulse_state.index_select(0, lag)  # (K, N)
+        s_end = torch.matmul(starts[:, :, -1], a_r.T) + torch.matmul(xb[:, :, -1], q_r)
+        zi = s_end.reshape(b, c, -1, 2).permute(0, 2, 3, 1)  # (B, S, 2, C)
+        return y.to(x.dtype), ButterworthState(zi)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.native or _tracing():
+            return self.step_native(x, self.init_state(x.shape[0]))[0]
+        y = signal.sosfilt(self._sos, x.detach().numpy().astype(np.float64), axis=1)
+        return torch.from_numpy(y.astype(np.float32))
+
+    def describe(self) -> dict:
+        return asdict(self.config)
+
+
+def _tracing() -> bool:
+    """True while torch.jit.trace / the TorchScript ONNX exporter / torch.export runs."""
+    if torch.jit.is_tracing():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
+def state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(A, B, C, D) of the SOS cascade in ``sosfilt``'s direct form II transposed.
+
+    State ``s[2 i + k]`` is section i's ``zi[i, k]``; ``s' = A s + B x``, ``y = C s + D x``.
+    """
+    n = 2 * sos.shape[0]
+    a_mat, b_vec = np.zeros((n, n)), np.zeros(n)
+    u_s, u_x = np.zeros(n), 1.0  # a section's input as (coefficients on s, on x)
+    for i, (b0, b1, b2, _a0, a1, a2) in enumerate(sos / sos[:, 3:4]):
+        z0, z1 = 2 * i, 2 * i + 1
+        y_s, y_x = b0 * u_s, b0 * u_x  # y = b0 u + z0
+        y_s[z0] += 1.0
+        a_mat[z0] = b1 * u_s - a1 * y_s  # z0' = b1 u - a1 y + z1
+        a_mat[z0, z1] += 1.0
+        b_vec[z0] = b1 * u_x - a1 * y_x
+        a_mat[z1] = b2 * u_s - a2 * y_s  # z1' = b2 u - a2 y
+        b_vec[z1] = b2 * u_x - a2 * y_x
+        u_s, u_x = y_s, y_x
+    return a_mat, b_vec, u_s, float(u_x)
+
+
+def _native_tables(sos: np.ndarray, k: int, max_blocks: int) -> dict[str, np.ndarray]:
+    """float64 tables of the blockwise state-space filter (names of the registered buffers)."""
+    a_mat, b_vec, c_vec, d = state_space(sos)
+    n = a_mat.shape[0]
+    pows = [np.eye(n)]  # A^0 .. A^K
+    for _ in range(k):
+        pows.append(a_mat @ pows[-1])
+    pow_k = np.stack(pows)  # (K + 1, N, N)
+    ab = pow_k @ b_vec  # (K + 1, N): A^j B
+    impulse = np.concatenate([[d], ab[:k - 1] @ c_vec])  # h[0] = D, h[j] = C A^(j - 1) B
+    lag = np.arange(k)[:, None] - np.arange(k)[None, :]
+    toeplitz = np.where(lag >= 0, impulse[np.clip(lag, 0, None)], 0.0)  # (K, K)
+    block_pow = [np.eye(n)]  # A^(K d) for d = 0 .. max_blocks, then a zero matrix
+    for _ in range(max_blocks):
+        block_pow.append(pow_k[k] @ block_pow[-1])
+    block_pow.append(np.zeros((n, n)))
+    return {
+        "ss_toeplitz": toeplitz,  # (K, K): zero-state response inside a block
+        "ss_gather": ab[:k][::-1].T.copy(),  # (N, K): the state a block leaves from zero
+        "ss_observe": pow_k[:k].transpose(0, 2, 1) @ c_vec,  # (K, N): C A^t
+        "ss_block_pow": np.stack(block_pow),  # (max_blocks + 2, N, N)
+        "ss_pow": pow_k,  # (K + 1, N, N): A^r
+        "ss_impulse_state": np.concatenate([ab[:k], np.zeros((1, n))]),  # (K + 1, N): A^j B
+    }

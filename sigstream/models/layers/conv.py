@@ -1,0 +1,222 @@
+"""Causal convolutions with explicit, batch-first state.
+
+``CausalConv1d`` and ``CausalResidualBlock``.
+
+B: batch (streams), T: time, C: channels. Every block takes and returns
+``(B, T, C)`` float32 and implements the streaming contract of
+:mod:`sigstream.core.contract`: ``forward`` computes the whole signal in one
+pass, ``step`` carries state across chunks, and the two agree exactly.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sigstream.core.contract import StreamingModule
+
+__all__ = ["CausalConv1d", "CausalResidualBlock", "ConvState", "ResidualBlockState"]
+
+
+class ConvState(NamedTuple):
+    """State of a :class:`CausalConv1d`.
+
+    buf: (B, C_in, context + stride - 1) the most recent input frames, newest last.
+    rem: (B,) int64, input frames received since the last output (0 <= rem < stride).
+    """
+
+    buf: Tensor
+    rem: Tensor
+
+
+class CausalConv1d(StreamingModule):
+    """Causal 1-D convolution with dilation, groups and stride (decimation).
+
+    Output frame ``j`` depends on input frames ``<= (j + 1) * stride - 1``: it is
+    emitted as soon as the last frame of its group of ``stride`` inputs arrives,
+    so any chunk length works (``hop = 1``); inputs that do not complete a group
+    wait in the state (``rem``). Offline, T inputs give ``T // stride`` outputs.
+    The left context is ``(kernel_size - 1) * dilation`` frames of zeros at the
+    start of a stream.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        dilation: int = 1,
+        groups: int = 1,
+        stride: int = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if kernel_size < 1 or dilation < 1 or stride < 1:
+            raise ValueError("kernel_size, dilation and stride must be >= 1")
+        self.conv = nn.Conv1d(
+            in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
+            groups=groups, bias=bias,
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride = self.decimation = stride
+        self.context = (kernel_size - 1) * dilation  # frames of history each output needs
+        self.hop, self.latency = 1, 0
+
+    def init_state(self, batch: int) -> ConvState:
+        w = self.conv.weight
+        buf = torch.zeros(batch, self.in_channels, self.context + self.stride - 1,
+                          dtype=w.dtype, device=w.device)
+        return ConvState(buf, torch.zeros(batch, dtype=torch.long, device=w.device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xc = x.transpose(1, 2)  # (B, C, T)
+        xc = F.pad(xc, (self.context, 0))[..., self.stride - 1:]
+        if xc.shape[-1] < self.context + 1:  # fewer than `stride` inputs: no output yet
+            return x.new_zeros(x.shape[0], 0, self.out_channels)
+        return self.conv(xc).transpose(1, 2)  # (B, T // stride, C_out)
+
+    def step(self, x: Tensor, state: ConvState) -> tuple[Tensor, ConvState]:
+        s = self.stride
+        r = 0
+        if s > 1:
+            r = int(state.rem[0])
+            if bool((state.rem != r).any()):
+                raise ValueError(
+                    "streams batched into one step must be at the same decimation phase; "
+                    "reset streams only at multiples of the stride"
+                )
+        full = torch.cat([state.buf, x.transpose(1, 2)], dim=-1)  # (B, C, ctx + s - 1 + T)
+        n_out = (r + x.shape[1]) // s
+        if n_out:
+            # the valid history starts at s - 1 - r; group ends are s - 1 further on
+            y = self.conv(full[..., 2 * (s - 1) - r:]).transpose(1, 2)[:, :n_out]
+        else:
+            y = x.new_zeros(x.shape[0], 0, self.out_channels)
+        keep = self.context + s - 1
+        buf = full[..., full.shape[-1] - keep:] if keep else full[..., :0]
+        rem = torch.full_like(state.rem, (r + x.shape[1]) % s)
+        return y, ConvState(buf, rem)
+
+
+class ResidualBlockState(NamedTuple):
+    """State of a two-convolution (``mode="standard"``) :class:`CausalResidualBlock`.
+
+    conv1, conv2: the :class:`ConvState` of the first and second causal convolution.
+    """
+
+    conv1: ConvState
+    conv2: ConvState
+
+
+class CausalResidualBlock(StreamingModule):
+    """A causal residual block; (B, T, C_in) -> (B, T, C_out).
+
+    B: batch, T: time, C_in: ``channels``, C_out: ``out_channels`` (default ``channels``).
+
+    Three modes, all causal (output frame t uses input frames <= t only):
+
+    * ``"pointwise"`` (default, the original block): ``x + pointwise(act(conv(x)))``, one
+      dilated causal conv ``channels -> hidden``; state: the conv's :class:`ConvState`.
+    * ``"standard"``: pre-norm ``LayerNorm -> conv1 -> LayerNorm -> act -> conv2``, two
+      dilated causal convs ``channels -> hidden -> out``; state: :class:`ResidualBlockState`.
+    * ``"depthwise"``: pre-norm ``LayerNorm -> depthwise conv -> LayerNorm -> act ->
+      pointwise (hidden) -> act -> pointwise (out)``; state: the depthwise conv's
+      :class:`ConvState`.
+
+    In the new modes ``hidden`` defaults to ``round(channels * expansion)`` (expansion > 1
+    widens, < 1 contracts), ``gated=True`` doubles the last layer and applies a GLU-style
+    sigmoid gate (``a * sigmoid(b)``), and the skip path is a linear projection when
+    ``out_channels != channels``.
+    """
+
+    MODES = ("pointwise", "standard", "depthwise")
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        *,
+        dilation: int = 1,
+        hidden: int | None = None,
+        groups: int = 1,
+        activation: type[nn.Module] = nn.GELU,
+        mode: str = "pointwise",
+        out_channels: int | None = None,
+        expansion: float = 1.0,
+        gated: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {self.MODES}")
+        out = out_channels or channels
+        if mode == "pointwise" and (out != channels or gated):
+            raise ValueError("mode 'pointwise' keeps the channel count and has no gate; "
+                             "use mode 'standard' or 'depthwise'")
+        if expansion <= 0:
+            raise ValueError("expansion must be > 0")
+        self.mode, self.gated = mode, gated
+        self.act = activation()
+        self.in_channels, self.out_channels = channels, out
+        self.hop, self.latency = 1, 0
+        if mode == "pointwise":
+            hidden = hidden or channels
+            self.conv = CausalConv1d(channels, hidden, kernel_size, dilation=dilation,
+                                     groups=groups)
+            self.pointwise = nn.Linear(hidden, channels)
+            return
+        hidden = hidden or max(1, round(channels * expansion))
+        last = 2 * out if gated else out
+        self.norm1 = nn.LayerNorm(channels)
+        self.drop = nn.Dropout(dropout)
+        self.skip = nn.Linear(channels, out) if out != channels else nn.Identity()
+        if mode == "standard":
+            self.conv = CausalConv1d(channels, hidden, kernel_size, dilation=dilation,
+                                     groups=groups)
+            self.norm2 = nn.LayerNorm(hidden)
+            self.conv2 = CausalConv1d(hidden, last, kernel_size, dilation=dilation,
+                                      groups=groups if last % groups == 0 else 1)
+        else:
+            self.conv = CausalConv1d(channels, channels, kernel_size, dilation=dilation,
+                                     groups=channels)
+            self.norm2 = nn.LayerNorm(channels)
+            self.pw1 = nn.Linear(channels, hidden)
+            self.pw2 = nn.Linear(hidden, last)
+
+    def init_state(self, batch: int) -> ConvState | ResidualBlockState:
+        if self.mode == "standard":
+            return ResidualBlockState(self.conv.init_state(batch), self.conv2.init_state(batch))
+        return self.conv.init_state(batch)
+
+    def _gate(self, h: Tensor) -> Tensor:
+        if not self.gated:
+            return h
+        a, b = h.chunk(2, dim=-1)
+        return a * torch.sigmoid(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "pointwise":
+            return x + self.pointwise(self.act(self.conv(x)))
+        h = self.act(self.norm2(self.conv(self.norm1(x))))
+        if self.mode == "standard":
+            h = self.conv2(self.drop(h))
+        else:
+            h = self.pw2(self.drop(self.act(self.pw1(h))))
+        return self.skip(x) + self.drop(self._gate(h))
+
+    def step(self, x: Tensor, state: ConvState | ResidualBlockState
+             ) -> tuple[Tensor, ConvState | ResidualBlockState]:
+        if self.mode == "pointwise":
+            h, state = self.conv.step(x, state)
+            return x + self.pointwise(self.act(h)), state
+        if self.mode == "standard":
+            h, s1 = self.conv.step(self.norm1(x), state.conv1)
+            h, s2 = self.conv2.step(self.drop(self.act(self.norm2(h))), state.conv2)
+            return self.skip(x) + self.drop(self._gate(h)), ResidualBlockState(s1, s2)
+        h, state = self.conv.step(self.norm1(x), state)
+        h = self.pw2(self.drop(self.act(self.pw1(self.act(self.norm2(h))))))
+        return self.skip(x) + self.drop(self._gate(h)), state

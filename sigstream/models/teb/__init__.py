@@ -1,0 +1,4 @@
+"""sigstream.models.teb: the TEB-VAE for CTG signals.
+
+Model, front-end, data, training, evaluation and plots.
+"""

@@ -1,0 +1,1 @@
+"""sigstream.models.training: the training loop."""

@@ -1,0 +1,1 @@
+"""sigstream.stream.io: file, array and synthetic sources and sinks."""

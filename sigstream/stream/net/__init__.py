@@ -1,0 +1,1 @@
+"""sigstream.stream.net: ZeroMQ wire format, sockets, clients, server and router."""
