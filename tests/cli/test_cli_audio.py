@@ -3,7 +3,6 @@ private JACK dummy server; a missing PortAudio library or device is one error li
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,11 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-_spec = importlib.util.spec_from_file_location(
-    "jack_fixture", Path(__file__).resolve().parents[1] / "jack_fixture.py")
-jf = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(jf)
+from _support import jack as jf
 
 EXE = Path(sys.executable).with_name("sigstream")
 CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]

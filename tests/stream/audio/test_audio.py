@@ -5,7 +5,6 @@ stated ring depth; an overloaded worker makes the counters rise."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _support import jack as jf
 from scipy import signal
 
 from sigstream.core.errors import ConfigError, InputError
@@ -28,11 +28,6 @@ from sigstream.stream.audio.endpoints import (
 from sigstream.stream.io.sinks import WavSink
 from sigstream.stream.pipeline import Pipeline, PipelineConfig
 from sigstream.stream.stage import ModelStage
-
-_spec = importlib.util.spec_from_file_location(
-    "jack_fixture", Path(__file__).resolve().parents[1] / "jack_fixture.py")
-jf = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(jf)
 
 
 class Flags:
