@@ -110,6 +110,60 @@ def select(state: State, index: Any) -> State:
     return map_state(_sel, state)
 
 
+def assign(state: State, rows: Any, new: State) -> None:
+    """In place: ``state[rows] = new`` leaf by leaf (``rows`` an index array of len(new's B)).
+
+    The caller owns ``state``'s leaves (no one else holds views of them); torch leaves of an
+    inference-mode state are written inside inference mode.
+    """
+    def _put(a: Any, b: Any) -> None:
+        if _is_torch(a):
+            import torch
+
+            idx = torch.as_tensor(rows, dtype=torch.long, device=a.device)
+            with torch.inference_mode(a.is_inference()):
+                a.index_copy_(0, idx, b.to(a.dtype))
+        else:
+            a[rows] = b
+
+    def _walk(a: Any, b: Any) -> None:
+        if isinstance(a, tuple):
+            for x, y in zip(a, b, strict=True):
+                _walk(x, y)
+        else:
+            _put(a, b)
+
+    _walk(state, new)
+
+
+def private(state: State, *others: Any) -> State:
+    """``state`` with every leaf that shares memory with one of ``others`` (arrays or tensors,
+    e.g. the chunk a step read and the output it returned) replaced by a copy, so that the
+    state can be written in place without touching them. Cheap: pointer comparisons only."""
+    def _span(x: Any) -> tuple[int, int] | None:
+        if _is_torch(x):
+            storage = x.untyped_storage()
+            return storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+        if isinstance(x, np.ndarray):
+            lo = hi = x.__array_interface__["data"][0]
+            for n, stride in zip(x.shape, x.strides, strict=True):
+                lo, hi = lo + min(0, (n - 1) * stride), hi + max(0, (n - 1) * stride)
+            return lo, hi + x.itemsize
+        return None
+
+    spans = [s for s in (_span(o) for o in others) if s is not None]
+
+    def _own(leaf: Any) -> Any:
+        mine = _span(leaf)
+        if mine is None or not any(mine[0] < hi and lo < mine[1] for lo, hi in spans):
+            if isinstance(leaf, np.ndarray) and not leaf.flags.writeable:
+                return leaf.copy()
+            return leaf
+        return leaf.clone() if _is_torch(leaf) else np.array(leaf, copy=True)
+
+    return map_state(_own, state)
+
+
 def where(mask: Any, if_true: State, if_false: State) -> State:
     """Per-stream select: leaf-wise ``mask[b] ? if_true[b] : if_false[b]``; mask has shape (B,)."""
     def _where(a: Any, b: Any) -> Any:

@@ -13,6 +13,7 @@ ONNX Runtime session wrapper, which works on numpy arrays.
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ class StreamRunner:
         self._torch = _is_torch_model(model)
         self.state = self._init(batch)
         self._batch = batch
+        self._exposed: tuple[weakref.ref, weakref.ref] | None = None
 
     # -- streams -----------------------------------------------------------------
     @property
@@ -56,15 +58,20 @@ class StreamRunner:
         return self.model.init_state(batch)
 
     def reset(self, streams: int | Sequence[int] | Sequence[bool] | np.ndarray) -> None:
-        """Return the chosen streams (indices or a (B,) boolean mask) to their initial state."""
-        mask = np.zeros(self._batch, dtype=bool)
+        """Return the chosen streams (indices or a (B,) boolean mask) to their initial state.
+
+        An empty selection is a no-op.
+        """
         idx = np.asarray(streams)
         if idx.dtype == bool:
             if idx.shape != (self._batch,):
                 raise ValueError(f"reset mask must have shape ({self._batch},), got {idx.shape}")
             mask = idx
         else:
-            mask[idx] = True
+            if idx.size == 0:
+                return
+            mask = np.zeros(self._batch, dtype=bool)
+            mask[self._rows(idx)] = True
         if not mask.any():
             return
         self.state = st.where(mask, self._init(self._batch), self.state)
@@ -85,22 +92,64 @@ class StreamRunner:
         self._batch = int(keep.sum())
 
     # -- stepping ----------------------------------------------------------------
-    def step(self, x: Any) -> Any:
-        """Advance every stream by one chunk ``x`` (B, T, C); returns (B, T', C')."""
-        if self.validate:
-            check_chunk(x, self.in_channels, self.hop)
-            if x.shape[0] != self._batch:
-                raise ValueError(f"chunk has {x.shape[0]} streams, the runner holds {self._batch}")
-        if not self._torch:
-            y, self.state = self.model.step(x, self.state)
+    def step(self, x: Any, rows: Sequence[int] | np.ndarray | None = None) -> Any:
+        """Advance streams by one chunk ``x`` (B, T, C); returns (B, T', C').
+
+        ``rows=None``: every stream, B == :attr:`batch`. ``rows``: only those streams (distinct
+        indices, B == len(rows), row i of ``x`` belongs to stream ``rows[i]``); the others keep
+        their state untouched. The stepped rows are written into the runner's state in
+        place, so a step of k streams costs O(k x state), not O(all streams).
+        """
+        if rows is None:
+            if self.validate:
+                self._check(x, self._batch)
+            y, self.state = self._step(x, self.state)
+            # the new state may share memory with x or y, which the caller holds: remember
+            # them, so that an in-place write (a ``rows`` step) copies such leaves first
+            self._exposed = (weakref.ref(x), weakref.ref(y))
             return y
+        idx = self._rows(rows)
+        if self.validate:
+            self._check(x, len(idx))
+            if len(np.unique(idx)) != len(idx):
+                raise ValueError(f"rows must be distinct stream indices, got {idx.tolist()}")
+        if len(idx) == self._batch and (idx == np.arange(self._batch)).all():
+            return self.step(x)
+        y, new = self._step(x, st.select(self.state, idx))
+        if self._exposed is not None:
+            alive = [a for a in (ref() for ref in self._exposed) if a is not None]
+            self.state = st.private(self.state, *alive)
+            self._exposed = None
+        st.assign(self.state, idx, new)
+        return y
+
+    def _rows(self, rows: Any) -> np.ndarray:
+        idx = np.asarray(rows)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise ValueError(f"rows must be a 1-D list of stream indices, got {rows!r}")
+        idx = idx.astype(np.intp, copy=False)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._batch):
+            raise ValueError(f"stream index out of range: the runner holds {self._batch} "
+                             f"streams, got {idx.tolist()}")
+        return idx
+
+    def _check(self, x: Any, streams: int) -> None:
+        check_chunk(x, self.in_channels, self.hop)
+        if x.shape[0] != streams:
+            raise ValueError(f"chunk has {x.shape[0]} streams, the step takes {streams}"
+                             + ("" if streams == self._batch else
+                                f" (rows of the {self._batch} the runner holds)"))
+
+    def _step(self, x: Any, state: Any) -> tuple[Any, Any]:
+        if not self._torch:
+            return self.model.step(x, state)
         import torch
 
         as_numpy = isinstance(x, np.ndarray)
         with torch.inference_mode():
             xt = torch.from_numpy(x) if as_numpy else x
-            y, self.state = self.model.step(xt, self.state)
-        return y.numpy() if as_numpy else y
+            y, new = self.model.step(xt, state)
+        return (y.numpy() if as_numpy else y), new
 
 
 def _is_torch_model(model: Any) -> bool:

@@ -8,7 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from sigstream.core.contract import StreamSequential
+from sigstream.core import state as st
+from sigstream.core.contract import StreamingModule, StreamSequential
 from sigstream.core.testing import chunkings, stream_in_chunks
 from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig
 from sigstream.models.layers.recurrent import StatefulLSTM
@@ -109,3 +110,84 @@ def test_runner_streamed_equals_offline_any_chunking(data) -> None:
     with torch.inference_mode():
         offline = m(x).numpy()
     np.testing.assert_allclose(np.concatenate(outs, axis=1), offline, atol=1e-5, rtol=1e-5)
+
+
+# -- stepping a subset of the streams (rows=) ----------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_rows_steps_only_those_streams(backend: str) -> None:
+    """Streams stepped at different times (any subset per step) equal each stream alone."""
+    from sigstream.export.backends import on_backend
+
+    m = model()
+    runner = StreamRunner(on_backend(m, backend, name="lstm"), batch=4)
+    x = np.random.default_rng(1).standard_normal((4, 40, 2)).astype(np.float32)
+    pos = [0, 0, 0, 0]
+    outs: list[list[np.ndarray]] = [[], [], [], []]
+    for rows, n in [([0, 2], 5), ([1], 3), ([3, 1, 0], 4), ([0, 1, 2, 3], 6), ([2], 10),
+                    ([], 0), ([3], 1)]:
+        chunk = np.stack([x[r, pos[r]:pos[r] + n] for r in rows]) if rows else \
+            np.zeros((0, n, 2), np.float32)
+        y = runner.step(chunk, rows=rows)
+        assert y.shape == (len(rows), n, 8)
+        for i, r in enumerate(rows):
+            outs[r].append(y[i])
+            pos[r] += n
+    with torch.inference_mode():
+        for r in range(4):
+            offline = m(torch.from_numpy(x[r:r + 1, :pos[r]])).numpy()[0]
+            np.testing.assert_allclose(np.concatenate(outs[r]), offline, atol=1e-5, rtol=1e-5)
+
+
+def test_rows_leave_other_streams_untouched_and_write_in_place() -> None:
+    runner = StreamRunner(model(), batch=3)
+    runner.step(np.random.default_rng(2).standard_normal((3, 7, 2)).astype(np.float32))
+    before = [leaf.clone() for leaf in st.leaves(runner.state)]
+    runner.step(np.ones((1, 4, 2), np.float32), rows=[1])
+    after = st.leaves(runner.state)
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a[[0, 2]], b[[0, 2]], atol=0, rtol=0)
+        assert not torch.equal(a[1], b[1])
+    ids = [id(leaf) for leaf in after]
+    runner.step(np.ones((2, 4, 2), np.float32), rows=[2, 0])
+    assert [id(leaf) for leaf in st.leaves(runner.state)] == ids  # written in place
+
+
+class _KeepsLastInput(StreamingModule):
+    """y = x; the state is a view of the input's last frame (an aliasing model)."""
+
+    in_channels = out_channels = 1
+
+    def init_state(self, batch: int) -> tuple:
+        return (torch.zeros(batch, 1, 1),)
+
+    def step(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        return x, (x[:, -1:],)
+
+
+def test_rows_never_write_into_the_callers_arrays() -> None:
+    """A state that is a view of the caller's chunk (or of the output it was given) is copied
+    before a rows step writes into it."""
+    runner = StreamRunner(_KeepsLastInput(), batch=2)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3, 1)
+    y = runner.step(x)
+    kept_x, kept_y = x.copy(), y.copy()
+    runner.step(np.full((1, 2, 1), -9.0, np.float32), rows=[0])
+    np.testing.assert_array_equal(x, kept_x)
+    np.testing.assert_array_equal(y, kept_y)
+    assert runner.state[0][:, 0, 0].tolist() == [-9.0, 5.0]
+
+
+def test_rows_and_reset_validation() -> None:
+    runner = StreamRunner(model(), batch=3)
+    runner.reset([])  # an empty selection is a no-op
+    runner.reset(np.array([], dtype=int))
+    with pytest.raises(ValueError, match="out of range"):
+        runner.step(np.zeros((1, 2, 2), np.float32), rows=[3])
+    with pytest.raises(ValueError, match="distinct"):
+        runner.step(np.zeros((2, 2, 2), np.float32), rows=[1, 1])
+    with pytest.raises(ValueError, match="step takes 2"):
+        runner.step(np.zeros((1, 2, 2), np.float32), rows=[0, 1])
+    with pytest.raises(ValueError, match="out of range"):
+        runner.reset([5])

@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 import zmq
 
-from sigstream.core import state as st
 from sigstream.core.errors import ConfigError
 from sigstream.stream.net import wire
 from sigstream.stream.net.service import ThreadedService
@@ -148,23 +147,6 @@ class _Item:
         self.header, self.data, self.error, self.envelope = header, data, error, envelope
 
 
-def _scatter(full: Any, rows: list[int], sub: Any) -> Any:
-    """A copy of the state ``full`` with the rows ``rows`` replaced by ``sub``."""
-    def put(a: Any, b: Any) -> Any:
-        if isinstance(a, np.ndarray):
-            out = a.copy()
-            out[rows] = b
-            return out
-        import torch
-
-        with torch.inference_mode():
-            out = a.clone()
-            out[torch.as_tensor(rows)] = b.to(out.dtype)
-        return out
-
-    return st.map_state(put, full, sub)
-
-
 def _bucket(b: int) -> str:
     """Power-of-two histogram bucket label of a batch size: 1, 2, 3-4, 5-8, ..."""
     if b <= 2:
@@ -219,7 +201,7 @@ class Server(ThreadedService):
         self.bind_address = bind
         self.endpoint: str | None = None
         self.runner = _make_runner(model)
-        self._stepper = StreamRunner(self.runner.model, batch=0, validate=False)
+        self.runner.validate = False  # every message is validated on arrival
         self.hop = self.runner.hop
         self.in_channels = self.runner.in_channels
         rate = getattr(self.runner.model, "sample_rate", None)
@@ -658,17 +640,7 @@ class Server(ThreadedService):
 
     def _step_rows(self, rows: list[int], x: np.ndarray) -> np.ndarray:
         """Step only the runner rows ``rows`` (sorted) with the (len(rows), T, C) chunk ``x``."""
-        runner = self.runner
-        if len(rows) == runner.batch and rows[-1] == len(rows) - 1:
-            return runner.step(x)  # every stream, in row order
-        stepper = self._stepper
-        stepper.state = st.select(runner.state, rows)
-        try:
-            y = stepper.step(x)
-            runner.state = _scatter(runner.state, rows, stepper.state)
-        finally:
-            stepper.state = None
-        return y
+        return self.runner.step(x, rows=rows)
 
     def _free(self, streams: list[_Stream]) -> None:
         rows = sorted(s.row for s in streams)
