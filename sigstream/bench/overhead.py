@@ -113,16 +113,3 @@ def run_overhead(quick: bool = False, progress: bool = False,
             print(f"block {block}: pipeline p50 {pipe['p50_us']:.1f} us", flush=True)
     return {"schema": "sigstream-bench/overhead/1", "machine": machine(),
             "chunks": chunks, "repetitions": reps, "pipeline_overhead": rows}
-
-
-def markdown_table(results: dict) -> str:
-    lines = [
-        "| block | pipeline p50 (µs) | pipeline p99 (µs) | bare loop p50 (µs) | "
-        "bare loop p99 (µs) | pipeline / bare (p50) |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results["pipeline_overhead"]:
-        p, b = r["pipeline"], r["bare_loop"]
-        lines.append(f"| {r['block']} | {p['p50_us']:.1f} | {p['p99_us']:.1f} | "
-                     f"{b['p50_us']:.1f} | {b['p99_us']:.1f} | {r['ratio_p50']:.2f}x |")
-    return "\n".join(lines)

@@ -199,7 +199,7 @@ def _load(arch: str, checkpoint: str | None) -> Any:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from sigstream.cli.main import write_json
+    from sigstream.cli.output import write_json
 
     torch.set_num_threads(args.threads)
     if args.arch == "both" and args.checkpoint:

@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from sigstream.cli.main import write_json
+    from sigstream.cli.output import write_json
     from sigstream.models.extractor.evaluate import evaluate, table
     from sigstream.models.extractor.model import FrequencyExtractor
     from sigstream.models.registry import build_model, load_checkpoint

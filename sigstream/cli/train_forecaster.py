@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from sigstream.cli.main import write_json
+    from sigstream.cli.output import write_json
     from sigstream.models.forecaster.evaluate import evaluate, table
     from sigstream.models.forecaster.model import PRESETS, HarmonicForecaster
     from sigstream.models.registry import build_model, load_checkpoint

@@ -95,7 +95,7 @@ def default_checkpoint() -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from sigstream.cli.main import write_json
+    from sigstream.cli.output import write_json
     from sigstream.models.teb.evaluate import evaluate, table, write_figures
     from sigstream.models.teb.train import load_teb
 

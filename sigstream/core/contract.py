@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
 from torch import Tensor, nn
 
-from sigstream.core.protocol import State, Streamable, check_chunk
+from sigstream.core.protocol import State, Streamable, chain, check_chunk
 
 __all__ = ["NoState", "State", "Streamable", "StreamingModule", "Identity", "StreamSequential",
            "check_chunk"]
@@ -99,13 +98,7 @@ class StreamSequential(StreamingModule):
         if not modules:
             raise ValueError("StreamSequential needs at least one module")
         self.layers = nn.ModuleList(modules)
-        hop, latency, dec = 1, 0, 1
-        for m in modules:
-            if m.hop > 1:  # a hop-1 child takes whatever a decimating parent lets through
-                hop = _lcm(hop, m.hop * dec)
-            latency += m.latency * dec
-            dec *= m.decimation
-        self.hop, self.latency, self.decimation = hop, latency, dec
+        self.hop, self.latency, self.decimation = chain(modules)
         self.in_channels = modules[0].in_channels
         self.out_channels = modules[-1].out_channels
 
@@ -123,14 +116,3 @@ class StreamSequential(StreamingModule):
         for m in self.layers:
             x = m(x)
         return x
-
-
-def _lcm(a: int, b: int) -> int:
-    from math import gcd
-
-    return a * b // gcd(a, b)
-
-
-def empty_like_time(x: Tensor, channels: int) -> Tensor:
-    """A (B, 0, channels) tensor matching ``x``'s batch, dtype and device."""
-    return torch.zeros(x.shape[0], 0, channels, dtype=x.dtype, device=x.device)

@@ -20,13 +20,13 @@ __all__ = ["write_atomic", "temp_name"]
 def temp_name(path: str | os.PathLike) -> str:
     """A fresh hidden name in ``path``'s folder for a file that is renamed to ``path`` later.
 
-    The name is unique per process and call (pid and a random token), so concurrent
-    writers of the same target never share a temporary file; it keeps ``path``'s
-    extension, so libraries that choose a format by extension still do.
+    The name (``.<name>.<pid>-<random>.part``) is unique per process and call, so
+    concurrent writers of the same target never share a temporary file. Writers open it
+    exclusively (``"xb"`` / ``O_EXCL``) and hand libraries the open file, never the name,
+    so no library picks a format from its ending.
     """
     folder, base = os.path.split(os.path.abspath(os.fspath(path)))
-    ext = os.path.splitext(base)[1]
-    return os.path.join(folder, f".{base}.{os.getpid()}-{secrets.token_hex(4)}.partial{ext}")
+    return os.path.join(folder, f".{base}.{os.getpid()}-{secrets.token_hex(4)}.part")
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], object]) -> None:

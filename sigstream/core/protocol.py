@@ -6,9 +6,11 @@ for the full contract and the torch base class.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
-State = Any  # a NamedTuple (possibly nested) of batch-first tensors or arrays
+from sigstream.core.state import State
 
 
 @runtime_checkable
@@ -21,6 +23,23 @@ class Streamable(Protocol):
     def init_state(self, batch: int) -> State: ...
 
     def step(self, x: Any, state: State) -> tuple[Any, State]: ...
+
+
+def chain(parts: Iterable[Any]) -> tuple[int, int, int]:
+    """``(hop, latency, decimation)`` of streamable parts in series, in input samples.
+
+    ``hop`` is the smallest chunk every part can take (parts after a decimating part see
+    ``decimation`` times fewer samples; a hop-1 part takes whatever reaches it);
+    ``latency`` adds up in input samples; ``decimation`` multiplies.
+    """
+    hop, latency, dec = 1, 0, 1
+    for part in parts:
+        h = int(part.hop)
+        if h > 1:
+            hop = math.lcm(hop, h * dec)
+        latency += int(part.latency) * dec
+        dec *= int(getattr(part, "decimation", 1))
+    return hop, latency, dec
 
 
 def check_chunk(x: Any, channels: int, hop: int) -> None:

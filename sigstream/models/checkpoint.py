@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Any
 
 import torch
 
 from sigstream.core.contract import StreamingModule
 from sigstream.core.errors import InputError
+from sigstream.core.files import write_atomic
 
 FORMAT = "sigstream-checkpoint"
 VERSION = 1
@@ -38,17 +38,7 @@ def save_checkpoint(path: str, name: str, config: Any, model: StreamingModule,
             **(meta or {}),
         },
     }
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a checkpoint is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda fh: torch.save(payload, fh))
 
 
 def read_checkpoint(path: str) -> dict:

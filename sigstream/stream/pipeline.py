@@ -14,7 +14,6 @@ complete.
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sigstream.core.errors import ConfigError, InputError
+from sigstream.core.protocol import chain
 from sigstream.stream.io.sinks import Sink
 from sigstream.stream.io.sources import Source
 from sigstream.stream.ring_buffer import RingBuffer
@@ -46,18 +46,6 @@ class PipelineConfig:
     status_interval: float = 0.5
 
 
-def chain_hop(stages: Sequence[Stage]) -> tuple[int, int, int]:
-    """(hop, latency, decimation) of stages in series, in input samples."""
-    hop, latency, dec = 1, 0, 1
-    for s in stages:
-        if int(s.hop) > 1:
-            h = int(s.hop) * dec
-            hop = hop * h // math.gcd(hop, h)
-        latency += int(s.latency) * dec
-        dec *= int(getattr(s, "decimation", 1))
-    return hop, latency, dec
-
-
 class Pipeline:
     """Wire a source through stages into a sink; :meth:`run` returns the :class:`Stats`."""
 
@@ -66,7 +54,7 @@ class Pipeline:
         self.source, self.stages, self.sink = source, list(stages), sink
         self.config = config or PipelineConfig()
         block = self.config.block
-        self.hop, self.latency, self.decimation = chain_hop(self.stages)
+        self.hop, self.latency, self.decimation = chain(self.stages)
         if block < 1:
             raise ConfigError(f"block must be >= 1, got {block}")
         if block % self.hop:

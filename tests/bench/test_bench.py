@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from sigstream.bench.overhead import measure_bare_loop, measure_pipeline
-from sigstream.bench.suite import default_model, summarise_us, time_calls
+from sigstream.bench.timing import default_model, summarise_us, time_calls
 from sigstream.models.registry import MODELS
 
 EXE = Path(sys.executable).with_name("sigstream")

@@ -171,7 +171,7 @@ def test_causal_enhancer_any_length(tmp_path) -> None:
 def test_internal_failure_is_a_json_500_and_the_app_survives() -> None:
     from fastapi.testclient import TestClient
 
-    from sigstream.cli.http import Enhancer, HttpConfig, create_app
+    from sigstream.cli.commands.http import Enhancer, HttpConfig, create_app
     from sigstream.models.registry import build_model
 
     enh = Enhancer(build_model("augmentor"), "augmentor")

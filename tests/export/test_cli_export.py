@@ -8,7 +8,9 @@ import os
 import pytest
 import torch
 
-from sigstream.cli.export import add_export_parser, check_parity, cmd_export
+from sigstream.cli.commands.export import add_parser as add_export_parser
+from sigstream.cli.commands.export import check_parity
+from sigstream.cli.commands.export import run as cmd_export
 from sigstream.core.errors import ConfigError, InputError, SigstreamError
 from sigstream.export import runtime
 from sigstream.export.runtime import load_runner

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from sigstream.bench.suite import default_model, summarise_us
+from sigstream.bench.timing import default_model, summarise_us
 from sigstream.stream.net import wire
 
 __all__ = ["SCHEMA", "transport_hop", "served_extractor", "serve_capacity", "run_zmq",

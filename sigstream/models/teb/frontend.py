@@ -32,7 +32,6 @@ equals ``forward`` for any chunking.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -194,7 +193,3 @@ class TebFrontEnd(StreamingModule):
         n = cfg.per_signal
         fhr, up = feats[..., :n], feats[..., n:2 * n]
         return fhr[..., :cfg.st_channels], fhr[..., cfg.st_channels:], up
-
-    def group_delay_s(self) -> list[float]:
-        """Envelope peak delay of each band-pass filter in seconds (for documentation)."""
-        return [3.0 / (2 * math.pi * self.config.bandwidth * f) for f in self.config.centres()]

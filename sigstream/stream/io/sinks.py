@@ -23,13 +23,13 @@ import contextlib
 import math
 import operator
 import os
-import secrets
 from types import TracebackType
 
 import numpy as np
 import soundfile as sf
 
 from sigstream.core.errors import ConfigError, InputError
+from sigstream.core.files import temp_name
 
 __all__ = ["Sink", "ArraySink", "NullSink", "NpySink", "WavSink"]
 
@@ -279,9 +279,8 @@ def _create_temp(path: PathLike) -> str:
         )
     if os.path.isdir(final):
         raise InputError(f"cannot write '{shown}': is a directory; give a file name")
-    base = os.path.basename(final)
     for _ in range(100):
-        temp = os.path.join(directory, f".{os.fsdecode(base)}.{secrets.token_hex(4)}.part")
+        temp = temp_name(final)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

@@ -7,8 +7,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as hs
 
+from sigstream.core import state as st
 from sigstream.core.contract import StreamSequential
-from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
+from sigstream.core.testing import (
+    assert_causal,
+    assert_streams_like_offline,
+    chunkings,
+    stream_in_chunks,
+)
 from sigstream.models.layers.conv import CausalConv1d, CausalResidualBlock
 from sigstream.models.layers.recurrent import StatefulGRU, StatefulLSTM
 
@@ -75,6 +81,49 @@ def test_conv_output_lengths_and_decimation_phase() -> None:
     mixed = state._replace(rem=torch.tensor([1, 0]))
     with pytest.raises(ValueError, match="decimation phase"):
         conv.step(torch.randn(2, 1, 3), mixed)
+
+
+STRIDED = ["conv_stride2", "conv_stride3_dil2", "conv_k1_stride4", "stack"]
+
+
+def _step_at_phases(model, x: torch.Tensor, prefixes: list[int], sizes: list[int]):
+    """Stream b of ``x`` (B, T, C) steps its first ``prefixes[b]`` frames alone, then all
+    streams step together over ``sizes``; returns each stream's outputs, offline included."""
+    outs, states = [], []
+    with torch.inference_mode():
+        for b, p in enumerate(prefixes):
+            y, s = model.step(x[b:b + 1, :p], model.init_state(1))
+            outs.append([y])
+            states.append(s)
+        state, pos = st.concat(states), 0
+        for n in sizes:
+            y, state = model.step(x[:, pos:pos + n], state)
+            for b in range(len(prefixes)):
+                outs[b].append(y[b:b + 1])
+            pos += n
+    return [torch.cat(o, dim=1) for o in outs], state
+
+
+@pytest.mark.parametrize("kind", STRIDED)
+@given(data=hs.data())
+def test_streams_at_different_phases_stream_like_offline(kind: str, data) -> None:
+    """Streams batched at different decimation phases, stepped in chunks that are multiples
+    of the decimation: each stream equals the offline output of its own signal."""
+    model = make(kind)
+    d = model.decimation
+    prefixes = data.draw(hs.lists(hs.integers(0, 3 * d - 1), min_size=3, max_size=3),
+                         label="prefixes")
+    rest = 10 * d
+    sizes = data.draw(chunkings(rest, d), label="sizes")
+    x = torch.randn(3, max(prefixes) + rest, model.in_channels,
+                    generator=torch.Generator().manual_seed(5))
+    xs = [torch.cat([x[b:b + 1, :p], x[b:b + 1, p:p + rest]], dim=1)
+          for b, p in enumerate(prefixes)]  # (1, p + rest, C) each stream's whole signal
+    got, _ = _step_at_phases(model, torch.cat([x[:, :max(prefixes)], x[:, :rest]], dim=1)
+                             if False else _aligned(x, prefixes, rest), prefixes, sizes)
+    with torch.inference_mode():
+        for b, xb in enumerate(xs):
+            torch.testing.assert_close(got[b], model(xb), atol=1e-5, rtol=1e-5)
 
 
 def test_step_is_pure() -> None:

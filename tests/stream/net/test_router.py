@@ -25,7 +25,8 @@ import pytest
 import zmq
 from scipy import signal as sps
 
-from sigstream.cli.route import add_route_parser, cmd_route
+from sigstream.cli.commands.route import add_parser as add_route_parser
+from sigstream.cli.commands.route import run as cmd_route
 from sigstream.core.errors import ConfigError
 from sigstream.models.baselines.butterworth import Butterworth
 from sigstream.stream.net import wire

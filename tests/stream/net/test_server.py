@@ -23,7 +23,8 @@ import zmq.asyncio
 import zmq.auth
 from torch import Tensor, nn
 
-from sigstream.cli.serve import add_serve_parser, cmd_serve
+from sigstream.cli.commands.serve import add_parser as add_serve_parser
+from sigstream.cli.commands.serve import run as cmd_serve
 from sigstream.core.contract import StreamingModule
 from sigstream.core.errors import ConfigError
 from sigstream.models.baselines.butterworth import Butterworth

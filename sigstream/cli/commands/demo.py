@@ -18,7 +18,27 @@ import sys
 
 import numpy as np
 
+from sigstream.cli.args import positive_float, positive_int
 from sigstream.core.errors import ConfigError, InputError
+from sigstream.core.files import write_atomic
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("demo", help="enhance a synthetic noisy stream in real time",
+                       description="The main job on an embedded default: a built-in model "
+                                   "cleans a synthetic noisy stream in real time, with live "
+                                   "stats.")
+    d.add_argument("--seconds", type=positive_float, default=10.0,
+                   help="length of the stream (default 10)")
+    d.add_argument("--no-realtime", action="store_true", help="run as fast as possible")
+    d.add_argument("--out", metavar="PATH", help="PATH.npz: save input, output, clean "
+                                                 "reference and sample rate; PATH.png or "
+                                                 ".pdf: a before/after figure")
+    d.add_argument("--block", type=positive_int, default=32, help="frames per chunk (32)")
+    d.add_argument("--model", default="enhancer",
+                   help="model name or checkpoint (default: the shipped causal enhancer)")
+    d.set_defaults(func=run)
+
 
 _OUT_KINDS = (".npz", ".png", ".pdf")
 DEMO_SNR_DB = 5.0
@@ -57,8 +77,8 @@ def _stream(model, seconds: float):
     return gen, total, GENERATORS["sines"].description
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from sigstream.cli.commands import status_printer
+def run(args: argparse.Namespace) -> int:
+    from sigstream.cli.output import status_printer
     from sigstream.models.metrics import aligned_snr_db, snr_db
     from sigstream.models.registry import build_model
     from sigstream.stream.io.sinks import ArraySink
@@ -141,13 +161,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _save_npz(path: str, **arrays: np.ndarray) -> None:
-    tmp = path + ".partial.npz"
     try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))
     except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise InputError(f"cannot write {path!r}: {exc.strerror}") from None
 
 
@@ -187,13 +203,10 @@ def _save_figure(path: str, noisy: np.ndarray, out: np.ndarray, clean: np.ndarra
             ax.pcolormesh(tt, f, 10 * np.log10(s + 1e-12), shading="auto")
         ax.set(title=title, xlabel="time (s)", ylabel="Hz")
     fig.tight_layout()
-    tmp = path + ".partial" + os.path.splitext(path)[1]
+    kind = os.path.splitext(path)[1].lstrip(".").lower()
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        write_atomic(path, lambda fh: fig.savefig(fh, dpi=100, format=kind))
     except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise InputError(f"cannot write {path!r}: {exc.strerror}") from None
     finally:
         plt.close(fig)

@@ -21,7 +21,7 @@ def _endpoints(text: str) -> list[str]:
     return items
 
 
-def add_route_parser(sub: Any) -> argparse.ArgumentParser:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``route`` to the ``sigstream`` sub-command parsers; returns its parser."""
     r = sub.add_parser(
         "route", help="spread remote streams over several serve workers",
@@ -48,10 +48,11 @@ def add_route_parser(sub: Any) -> argparse.ArgumentParser:
                    help="seconds between one-line stats on stderr; 0 = off (10)")
     r.add_argument("--insecure", action="store_true",
                    help="allow binding a non-loopback address (unencrypted)")
+    r.set_defaults(func=run)
     return r
 
 
-def cmd_route(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Route until Ctrl-C; errors a user can cause raise SigstreamError."""
     from sigstream.stream.net.router import Router, RouterConfig
     from sigstream.stream.net.zmq_io import is_loopback_endpoint

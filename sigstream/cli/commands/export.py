@@ -24,7 +24,7 @@ _SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pts": "torchscript", ".ts"
              ".torchscript": "torchscript"}
 
 
-def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``export`` sub-command to ``sub`` (the parser's sub-parsers); returns it."""
     e = sub.add_parser(
         "export", help="export a model to ONNX or TorchScript (parity-checked)",
@@ -40,6 +40,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     e.add_argument("--out", required=True, metavar="PATH", help="the file to write")
     e.add_argument("--threads", type=positive_int, default=1,
                    help="runtime threads for the parity check (1)")
+    e.set_defaults(func=run)
     return e
 
 
@@ -93,7 +94,7 @@ def check_parity(model: Any, runner: Any, *, chunks: int = PARITY_CHUNKS, batch:
     return err, total
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Export, check parity, then move the file into place; raises SigstreamError on failure."""
     from sigstream.core.files import temp_name
     from sigstream.export.runtime import load_runner

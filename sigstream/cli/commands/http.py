@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "{\"signal\": [...], \"uncertainty\": N}; OpenAPI docs at "
                                    "/docs. Binds 127.0.0.1 unless --host says otherwise. Needs "
                                    "the optional extra: pip install 'sigstream[http]'.")
-    p.set_defaults(func=cmd_http)
+    p.set_defaults(func=run)
     p.add_argument("--model", default="augmentor",
                    help="augmentor | enhancer | NAME[:key=val,...] | checkpoint path (augmentor)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
@@ -303,7 +303,7 @@ def create_app(enhancer: Enhancer, cfg: HttpConfig = HttpConfig()) -> Any:
     return app
 
 
-def cmd_http(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import torch
 
     from sigstream.models.registry import build_model

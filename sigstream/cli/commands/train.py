@@ -19,7 +19,7 @@ TRAINERS = (
 )
 
 
-def add_train_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a model (progress, validation, early stopping)",
                        description="Train a built-in model. Deterministic for a given --seed.")
     e = sub.add_parser("eval", help="evaluate a model against the classical baselines",

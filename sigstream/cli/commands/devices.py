@@ -11,10 +11,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "sounddevice`: '>' marks the default input, '<' the default "
                                    "output. Use the index or a name substring in mic:DEVICE "
                                    "and speaker:DEVICE.")
-    p.set_defaults(func=cmd_devices)
+    p.set_defaults(func=run)
 
 
-def cmd_devices(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from sigstream.stream.audio.device import list_devices
 
     print(list_devices())

@@ -1,81 +1,66 @@
-"""``sigstream models``, ``run`` and ``bench``."""
+"""``sigstream run``: any source -> model -> sink pipeline, files or live audio."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from sigstream.cli.main import write_json
+from sigstream.cli.args import positive_float, positive_int
+from sigstream.cli.output import status_printer, summary_line, write_json
+from sigstream.export.backends import load_model
 from sigstream.stream.stats import Stats
 
 
-def status_printer(enabled: bool):
-    """A callback drawing one live status line on a terminal (nothing when not a TTY)."""
-    live = enabled and sys.stderr.isatty()
-
-    def show(stats: Stats) -> None:
-        if live:
-            print("\r" + stats.line(), end="", file=sys.stderr, flush=True)
-
-    def done() -> None:
-        if live:
-            print(file=sys.stderr)
-
-    return show, done
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from sigstream.core import state as st
-    from sigstream.models.registry import MODELS, shipped_weights
-
-    rows = [("model", "hop", "latency", "state/stream", "rate Hz", "in->out", "pretrained",
-             "description")]
-    for name, entry in MODELS.items():
-        m = entry.build(entry.config_type())
-        size = st.state_size(m.init_state(1))
-        rate = f"{m.sample_rate:g}" if m.sample_rate else "any"
-        if entry.weights:
-            files = shipped_weights(entry)
-            weights = ("yes: " + ", ".join(files)) if files else "not yet (train it)"
-        else:
-            weights = "none needed"
-        rows.append((name, str(m.hop), str(m.latency), str(size), rate,
-                     f"{m.in_channels}->{m.out_channels}", weights, entry.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    return 0
-
-
-def make_model(spec: str, backend: str = "torch", threads: int = 1):
-    """A streamable model for ``--model`` on ``--backend``: an exported file (.onnx / .ts) is
-    loaded as it is; a registry spec or checkpoint is built in torch and put on the backend."""
-    import os
-
-    from sigstream.export.backends import on_backend
-
-    if os.path.isfile(spec) and os.path.splitext(spec)[1] in (".onnx", ".ts"):
-        from sigstream.export.runtime import load_runner
-
-        return load_runner(spec, threads=threads)
-    from sigstream.models.registry import build_model
-
-    model = build_model(spec)
-    return on_backend(model, backend, name=os.path.basename(spec).split(":")[0],
-                      threads=threads)
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="run any source -> model -> sink pipeline",
+                       description="Run a pipeline. Sources: npy:PATH[,rate=HZ], wav:PATH, "
+                                   "synth:NAME[,seconds=S,rate=HZ,channels=C,seed=N,snr=DB], "
+                                   "mic[:DEVICE]. "
+                                   "Sinks: npy:PATH (.npy/.npz), wav:PATH[,subtype=PCM_16], "
+                                   "null, speaker[:DEVICE].")
+    r.add_argument("--model", required=True,
+                   help="NAME, NAME:key=value,... or a checkpoint path")
+    r.add_argument("--source", required=True, help="source spec")
+    r.add_argument("--sink", required=True, help="sink spec")
+    r.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
+                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
+    r.add_argument("--threads", type=positive_int, default=1,
+                   help="threads for the torchscript/onnx runtimes, and for torch with "
+                        "mic/speaker (1)")
+    r.add_argument("--block", type=positive_int, default=256,
+                   help="frames per chunk; a multiple of the model's hop (256)")
+    r.add_argument("--realtime", action="store_true",
+                   help="pace file and synthetic sources at their sample rate")
+    r.add_argument("--seconds", type=positive_float, help="stop after this much input")
+    r.add_argument("--stats-json", metavar="PATH", help="write the run's stats as JSON")
+    r.add_argument("--quiet", action="store_true", help="no live status line")
+    r.add_argument("--rate", type=positive_float,
+                   help="live audio: device sample rate in Hz (default: the device's); a model "
+                        "at another rate is resampled")
+    r.add_argument("--latency", default="low",
+                   help="live audio: PortAudio latency, low | high | SECONDS (low)")
+    r.add_argument("--channels", type=positive_int,
+                   help="live audio: input channels (default: the model's)")
+    r.add_argument("--buffer", type=positive_int, default=1, metavar="BLOCKS",
+                   help="live audio: output buffering in blocks (1): each more block adds one "
+                        "block of latency and gives the worker one more block period to deliver")
+    r.add_argument("--record", metavar="DIR",
+                   help="write the raw input (input.wav), the processed output (output.wav) "
+                        "and, with a speaker, what was played (played.wav) to DIR")
+    r.set_defaults(func=run)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if _is_audio(args):  # before the model and torch load: a missing device fails at once
         _probe_audio(args)
     from sigstream.cli.specs import make_sink, make_source
     from sigstream.stream.pipeline import Pipeline, PipelineConfig
     from sigstream.stream.stage import ModelStage
 
-    model = make_model(args.model, args.backend, args.threads)
+    model = load_model(args.model, args.backend, threads=args.threads)
     stage = ModelStage(model)
     if _is_audio(args):
-        return cmd_run_live(args, stage)
+        return run_live(args, stage)
     live_only = [o for o, v in (("--rate", args.rate), ("--channels", args.channels),
                                 ("--latency", args.latency != "low")) if v]
     if live_only:
@@ -109,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     done()
     summary = stats.summary()
     if not args.quiet:
-        print(_summary_line(summary), file=sys.stderr)
+        print(summary_line(summary), file=sys.stderr)
     if args.stats_json:
         write_json(args.stats_json, summary)
     return 0
@@ -146,7 +131,7 @@ def _recording(folder: str, source, sink):
             RecordingSink(sink, WavSink(os.path.join(folder, "output.wav"))))
 
 
-def cmd_run_live(args: argparse.Namespace, stage) -> int:
+def run_live(args: argparse.Namespace, stage) -> int:
     """``run`` with ``mic`` and/or ``speaker``: one PortAudio stream (duplex for both), the
     model in the pipeline's (worker) thread, resampled when the device runs at another rate."""
     import torch
@@ -234,7 +219,7 @@ def cmd_run_live(args: argparse.Namespace, stage) -> int:
                              if counters["callback_span_s"] > 0 else None),
     }
     if not args.quiet:
-        print(_summary_line(summary), file=sys.stderr)
+        print(summary_line(summary), file=sys.stderr)
         print(f"audio: {counters['callbacks']} callbacks, xruns {counters['xruns']} "
               f"({100 * counters['xrun_fraction']:.3f}%): input overflow "
               f"{counters['input_overflow']}, output underflow {counters['output_underflow']}, "
@@ -258,41 +243,3 @@ def audio_status_line(stats: Stats, device, budget) -> str:
             f"early {c.early_callbacks})"
             f"  latency {budget.total * 1e3:.2f} ms "
             f"(added {budget.added * 1e3:.2f})")
-
-
-def _summary_line(s: dict) -> str:
-    c = s["compute"]
-    return (f"done: {s['samples_in']} samples in, {s['samples_out']} out, {s['chunks']} chunks; "
-            f"compute p50 {c['p50_us']:.0f} us, p99 {c['p99_us']:.0f} us; "
-            f"overruns {s['overruns']}, underruns {s['underruns']}, dropped {s['dropped']}")
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from sigstream.bench.suite import BenchConfig, markdown, plot, run_suite
-    from sigstream.core.errors import ConfigError, InputError
-    from sigstream.export.backends import BACKENDS
-    from sigstream.models.registry import MODELS
-
-    models = tuple(args.models.split(",")) if args.models else BenchConfig().models
-    for m in models:
-        if m.partition(":")[0] not in MODELS:
-            raise ConfigError(f"unknown model {m!r}; built-in models: {', '.join(MODELS)}")
-    backends = tuple(args.backends.split(",")) if args.backends else BACKENDS
-    for b in backends:
-        if b not in BACKENDS:
-            raise ConfigError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
-    cfg = BenchConfig(quick=args.quick, threads=args.threads, models=models, backends=backends,
-                      zmq=not args.no_zmq, lsl=args.lsl)
-    result = run_suite(cfg, progress=not args.quiet)
-    table = markdown(result)
-    print(table)
-    if args.json:
-        write_json(args.json, result)
-    for path, write in ((args.markdown, lambda p: open(p, "w").write(table + "\n")),
-                        (args.plot, lambda p: plot(result, p))):
-        if path:
-            try:
-                write(path)
-            except OSError as exc:
-                raise InputError(f"cannot write {path!r}: {exc.strerror}") from None
-    return 0

@@ -9,7 +9,7 @@ from typing import Any
 from sigstream.cli.args import positive_int, seconds, sigint_stops
 
 
-def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``sigstream`` sub-command parsers; returns its parser."""
     s = sub.add_parser(
         "serve", help="serve a model to remote streams over ZeroMQ",
@@ -40,12 +40,13 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                    help="with --curve-secret: only clients whose public certificates are in DIR")
     s.add_argument("--insecure", action="store_true",
                    help="allow binding a non-loopback address without encryption")
+    s.set_defaults(func=run)
     return s
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the server until Ctrl-C; errors a user can cause raise SigstreamError."""
-    from sigstream.cli.commands import make_model
+    from sigstream.export.backends import load_model
     from sigstream.stream.net.server import Server, ServerConfig
     from sigstream.stream.net.zmq_io import is_loopback_endpoint
 
@@ -56,8 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
     )
     # the factory runs after the bind address and keys are checked
-    server = Server(lambda: make_model(args.model, args.backend, args.threads), bind=args.bind,
-                    config=config)
+    server = Server(lambda: load_model(args.model, args.backend, threads=args.threads),
+                    bind=args.bind, config=config)
     if args.insecure and not args.curve_secret and not is_loopback_endpoint(args.bind):
         print(f"warning: serving {args.bind} unencrypted and unauthenticated; anyone who can "
               "reach it can send data", file=sys.stderr)
