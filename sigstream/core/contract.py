@@ -21,7 +21,8 @@ after t (beyond ``latency`` samples).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple, cast
 
 from torch import Tensor, nn
 
@@ -102,12 +103,17 @@ class StreamSequential(StreamingModule):
         self.in_channels = modules[0].in_channels
         self.out_channels = modules[-1].out_channels
 
+    @property
+    def _stages(self) -> Iterable[StreamingModule]:
+        """``layers``, typed: an ``nn.ModuleList`` iterates as plain ``nn.Module``."""
+        return cast("Iterable[StreamingModule]", self.layers)
+
     def init_state(self, batch: int) -> tuple:
-        return tuple(m.init_state(batch) for m in self.layers)
+        return tuple(m.init_state(batch) for m in self._stages)
 
     def step(self, x: Tensor, state: tuple) -> tuple[Tensor, tuple]:
         new = []
-        for m, s in zip(self.layers, state, strict=True):
+        for m, s in zip(self._stages, state, strict=True):
             x, s = m.step(x, s)
             new.append(s)
         return x, tuple(new)

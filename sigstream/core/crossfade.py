@@ -59,6 +59,8 @@ class OverlapCrossfade(StreamingModule):
     ``window - hop`` samples.
     """
 
+    weights: Tensor  # (W,) crossfade weights, a non-persistent buffer
+
     def __init__(self, model: nn.Module, window: int, hop: int, *,
                  in_channels: int | None = None, out_channels: int | None = None) -> None:
         super().__init__()
@@ -67,8 +69,9 @@ class OverlapCrossfade(StreamingModule):
         self.latency = self.window - self.hop
         w = torch.from_numpy(crossfade_weights(self.window, self.hop)).float()
         self.register_buffer("weights", w, persistent=False)
-        self.in_channels = in_channels or getattr(model, "in_channels", 1)
-        self.out_channels = out_channels or getattr(model, "out_channels", self.in_channels)
+        self.in_channels = in_channels if in_channels else getattr(model, "in_channels", 1)
+        self.out_channels = (out_channels if out_channels
+                             else getattr(model, "out_channels", self.in_channels))
         self.sample_rate = getattr(model, "sample_rate", None)
 
     def init_state(self, batch: int) -> CrossfadeState:

@@ -11,14 +11,18 @@ eager torch model and an ONNX Runtime session (which never imports torch).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 
 State = Any  # a NamedTuple / tuple tree of batch-first tensors or arrays
 
 
-def _is_namedtuple(obj: Any) -> bool:
+class _NamedTupleLike(Protocol):
+    _fields: tuple[str, ...]
+
+
+def _is_namedtuple(obj: Any) -> TypeGuard[_NamedTupleLike]:
     return isinstance(obj, tuple) and hasattr(obj, "_fields")
 
 

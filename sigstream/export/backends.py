@@ -19,14 +19,16 @@ BACKENDS = ("torch", *FORMATS)
 def export_file(model: Any, path: str, fmt: str, *, name: str, meta: dict | None = None) -> dict:
     """Export ``model``'s step to ``path`` as ``fmt`` (onnx | torchscript); returns its metadata."""
     if fmt == "onnx":
-        from sigstream.export.onnx import export_onnx as export
-    elif fmt == "torchscript":
-        from sigstream.export.torchscript import export_torchscript as export
-    else:
-        from sigstream.core.errors import ConfigError
+        from sigstream.export.onnx import export_onnx
 
-        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return export(model, path, name=name, meta=meta)
+        return export_onnx(model, path, name=name, meta=meta)
+    if fmt == "torchscript":
+        from sigstream.export.torchscript import export_torchscript
+
+        return export_torchscript(model, path, name=name, meta=meta)
+    from sigstream.core.errors import ConfigError
+
+    raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def on_backend(model: Any, backend: str, *, name: str, threads: int = 1) -> Any:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from sigstream.core import state as st
+from sigstream.core.contract import StreamingModule
 from sigstream.export.runtime import FORMAT, VERSION, onnx_name
 
 __all__ = ["StepWrapper", "example_inputs", "build_meta", "eval_no_grad", "EXAMPLE_BATCH"]
@@ -30,7 +31,7 @@ EXAMPLE_BATCH = 2
 class StepWrapper(nn.Module):
     """``forward(x, *leaves) -> (y, *new_leaves)``: a model's ``step`` on flat tensors."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: StreamingModule) -> None:
         super().__init__()
         self.model = model
         self.template = model.init_state(1)  # structure only; the values are never used
@@ -41,7 +42,7 @@ class StepWrapper(nn.Module):
         return (y, *st.leaves(new))
 
 
-def example_inputs(model: nn.Module, batch: int = EXAMPLE_BATCH) -> tuple[Tensor, ...]:
+def example_inputs(model: StreamingModule, batch: int = EXAMPLE_BATCH) -> tuple[Tensor, ...]:
     """A random (B, T, C) chunk (T >= 100, a multiple of the hop) and ``init_state(B)``'s leaves."""
     hop = int(model.hop)
     t = hop * -(-100 // hop)
@@ -69,7 +70,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def build_meta(model: nn.Module, name: str, kind: str, meta: dict | None = None,
+def build_meta(model: StreamingModule, name: str, kind: str, meta: dict | None = None,
                **extra: Any) -> dict:
     """The metadata dict both formats store (JSON-ready)."""
     init = model.init_state(1)
@@ -79,6 +80,7 @@ def build_meta(model: nn.Module, name: str, kind: str, meta: dict | None = None,
         raise ValueError(f"state leaf names {names} clash with each other or with 'x'/'y'")
     zeros = all(not bool(torch.any(leaf != 0)) for leaf in leaves)
     config = getattr(model, "config", None)
+    max_chunk = getattr(model, "max_chunk", None)
     out = {
         "format": FORMAT,
         "version": VERSION,
@@ -90,7 +92,7 @@ def build_meta(model: nn.Module, name: str, kind: str, meta: dict | None = None,
         "sample_rate": None if model.sample_rate is None else float(model.sample_rate),
         "in_channels": int(model.in_channels),
         "out_channels": int(model.out_channels),
-        "max_chunk": int(model.max_chunk) if getattr(model, "max_chunk", None) else None,
+        "max_chunk": int(max_chunk) if max_chunk else None,
         "state": {
             "names": names,
             "shapes": [list(leaf.shape[1:]) for leaf in leaves],
@@ -98,7 +100,9 @@ def build_meta(model: nn.Module, name: str, kind: str, meta: dict | None = None,
             # per-stream initial values (of B = 1), or None when every leaf starts at zero
             "init": None if zeros else [leaf[0].detach().cpu().tolist() for leaf in leaves],
         },
-        "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else None,
+        "config": (dataclasses.asdict(config)
+                   if dataclasses.is_dataclass(config) and not isinstance(config, type)
+                   else None),
         "norm": getattr(model, "norm", {}) or {},
         "meta": {**(getattr(model, "meta", None) or {}), **(meta or {})},
         "torch": torch.__version__,

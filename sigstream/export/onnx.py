@@ -23,9 +23,9 @@ import warnings
 
 import onnx
 import torch
-from torch import nn
 
 from sigstream.core import state as st
+from sigstream.core.contract import StreamingModule
 from sigstream.core.files import write_atomic
 from sigstream.export.common import StepWrapper, build_meta, eval_no_grad, example_inputs
 from sigstream.export.runtime import META_KEY, onnx_name
@@ -42,7 +42,7 @@ _DEPRECATIONS = (
 )
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, *, name: str,
+def export_onnx(model: StreamingModule, path: str | os.PathLike, *, name: str,
                 meta: dict | None = None, opset: int = DEFAULT_OPSET) -> dict:
     """Export ``model.step`` to ONNX at ``path`` (written atomically); returns the metadata.
 
@@ -65,8 +65,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, name: str,
         # torch's own RNN code checks the hidden size with a Python comparison while traced
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
                                 module=r"torch\.nn\.modules\.rnn")
+        # torch.onnx.export annotates ``f`` as a path only, but its (legacy, dynamo=False)
+        # exporter writes to a binary buffer too (torch.serialization._open_file_like)
         torch.onnx.export(
-            StepWrapper(model), example_inputs(model), buf, dynamo=False,
+            StepWrapper(model), example_inputs(model), buf,  # type: ignore[arg-type]
+            dynamo=False,
             input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
             opset_version=int(opset), do_constant_folding=True,
         )

@@ -33,7 +33,8 @@ import os
 import re
 import warnings
 import zipfile
-from typing import IO, Any
+from collections.abc import Iterable
+from typing import IO, Any, Protocol, cast
 
 import numpy as np
 
@@ -162,6 +163,16 @@ def _onnx_session(data: bytes, label: str, threads: int) -> tuple[Any, str | Non
 _F32 = np.dtype(np.float32)
 
 
+class _StateClass(Protocol):
+    """The NamedTuple class of a runner's state, made at load time from the leaf names."""
+
+    _fields: tuple[str, ...]
+
+    def __call__(self, *leaves: Any) -> tuple[Any, ...]: ...
+
+    def _make(self, leaves: Iterable[Any]) -> tuple[Any, ...]: ...
+
+
 # -- runners --------------------------------------------------------------------------------
 class ExportedRunner:
     """Common surface of the exported runners: contract attributes, state, checks, splitting."""
@@ -189,7 +200,9 @@ class ExportedRunner:
         state = meta["state"]
         self.state_names: list[str] = list(state["names"])
         self.state_fields = [_field_name(n) for n in self.state_names]
-        self.State = collections.namedtuple("State", self.state_fields)
+        # the fields are only known at run time, so mypy sees a plain tuple type, without
+        # the NamedTuple class methods the protocol names
+        self.State = cast(_StateClass, collections.namedtuple("State", self.state_fields))
         self._shapes = [tuple(int(d) for d in s) for s in state["shapes"]]
         self._dtypes = [np.dtype(d) for d in state["dtypes"]]
         init = state.get("init")
@@ -218,8 +231,9 @@ class ExportedRunner:
         """One chunk ``x`` (B, T, C_in) float32 -> ``(y (B, T', C_out), new_state)``; pure."""
         # fast path: the common, valid call costs a handful of attribute reads
         shape = getattr(x, "shape", None)
-        if (type(x) is np.ndarray and x.dtype is _F32 and len(shape) == 3 and shape[1]
-                and shape[1] % self.hop == 0 and shape[2] == self.in_channels
+        if (type(x) is np.ndarray and shape is not None and x.dtype is _F32
+                and len(shape) == 3 and shape[1] and shape[1] % self.hop == 0
+                and shape[2] == self.in_channels
                 and len(state) == self._n_leaves
                 and (not self._n_leaves or state[0].shape[0] == shape[0])
                 and (self._limit is None or shape[1] <= self._limit)):

@@ -20,8 +20,8 @@ import warnings
 from typing import IO
 
 import torch
-from torch import nn
 
+from sigstream.core.contract import StreamingModule
 from sigstream.core.files import write_atomic
 from sigstream.export.common import StepWrapper, build_meta, eval_no_grad, example_inputs
 from sigstream.export.runtime import TS_META_FILE
@@ -31,7 +31,7 @@ __all__ = ["export_torchscript", "trace_step"]
 _TS_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
 
 
-def trace_step(model: nn.Module) -> torch.jit.ScriptModule:
+def trace_step(model: StreamingModule) -> torch.jit.ScriptModule:
     """The traced :class:`StepWrapper` of ``model`` (eval mode, B = 2 example)."""
     wrapper = StepWrapper(model)
     with eval_no_grad(model), warnings.catch_warnings():
@@ -42,7 +42,7 @@ def trace_step(model: nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.trace(wrapper, example_inputs(model), check_trace=False)
 
 
-def export_torchscript(model: nn.Module, path_or_buffer: str | os.PathLike | IO[bytes], *,
+def export_torchscript(model: StreamingModule, path_or_buffer: str | os.PathLike | IO[bytes], *,
                        name: str, meta: dict | None = None) -> dict:
     """Trace ``model.step`` and save it with its metadata; returns the metadata.
 

@@ -45,6 +45,29 @@ class XrunCounters:
                  "ring_underrun_frames", "late_frames", "monitor_dropped", "errors", "xruns",
                  "late_callbacks", "early_callbacks", "interval_max_s", "t_first", "t_last")
 
+    callbacks: int
+    frames_in: int
+    frames_out: int
+    max_frames: int
+    min_frames: int
+    input_overflow: int
+    input_underflow: int
+    output_underflow: int
+    output_overflow: int
+    ring_overruns: int
+    ring_overrun_frames: int
+    ring_underruns: int
+    ring_underrun_frames: int
+    late_frames: int
+    monitor_dropped: int
+    errors: int
+    xruns: int
+    late_callbacks: int
+    early_callbacks: int
+    interval_max_s: float
+    t_first: float
+    t_last: float
+
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
@@ -165,6 +188,7 @@ class AudioBridge:
         c = self.counters
         if not self.capturing:
             return
+        assert ring is not None  # only the callbacks of a device with input capture
         if ring.free >= frames:  # free only grows meanwhile, so the write cannot overflow
             ring.write(indata)
             c.frames_in += frames
@@ -174,6 +198,7 @@ class AudioBridge:
 
     def _play(self, outdata: np.ndarray, frames: int) -> None:
         ring = self.out_ring
+        assert ring is not None  # only the callbacks of a device with output play
         c = self.counters
         if self.delay is None:
             self.delay = max(self.prefill, frames)

@@ -133,6 +133,7 @@ class AudioDevice:
         in_dev = find_device(sd, config.input_device, "input") if input else None
         out_dev = find_device(sd, config.output_device, "output") if output else None
         info = in_dev or out_dev
+        assert info is not None  # input or output (checked above) found its device
         self.device_names = tuple(d["name"] for d in (in_dev, out_dev) if d)
         self.rate = float(config.rate or info["default_samplerate"])
         for dev, kind, ch in ((in_dev, "input", self.in_channels),
@@ -152,13 +153,16 @@ class AudioDevice:
                       latency=parse_latency(config.latency))
         try:
             if input and output:
+                assert in_dev is not None and out_dev is not None
                 self.stream = sd.Stream(device=(in_dev["index"], out_dev["index"]),
                                         channels=(self.in_channels, self.out_channels),
                                         callback=self.bridge.duplex, **kwargs)
             elif input:
+                assert in_dev is not None
                 self.stream = sd.InputStream(device=in_dev["index"], channels=self.in_channels,
                                              callback=self.bridge.capture, **kwargs)
             else:
+                assert out_dev is not None
                 self.stream = sd.OutputStream(device=out_dev["index"],
                                               channels=self.out_channels,
                                               callback=self.bridge.playback, **kwargs)

@@ -41,7 +41,9 @@ class MicSource(Source):
         self.channels = device.in_channels
         self.frames_read = 0
         self._stop = threading.Event()
-        self._ring = device.bridge.in_ring
+        ring = device.bridge.in_ring
+        assert ring is not None  # a device opened with input has an input ring
+        self._ring = ring
         self._poll = device.config.poll_s
         self.priority = "normal"
         """The worker's scheduling while reading: "normal", "fifo:N" or "normal (why)"."""
@@ -128,7 +130,9 @@ class SpeakerSink(Sink):
         if not device.has_output:
             raise ConfigError("SpeakerSink needs a device opened with output")
         self.device = device
-        self._ring = device.bridge.out_ring
+        ring = device.bridge.out_ring
+        assert ring is not None  # a device opened with output has an output ring
+        self._ring = ring
         self._monitor = monitor
         self._written = 0
 
@@ -306,6 +310,7 @@ def open_audio(config: AudioConfig, *, mic: bool, speaker: bool,
     monitor = speaker and record_dir is not None
     device = AudioDevice(config, input=mic, output=speaker, monitor=monitor)
     source = MicSource(device) if mic else None
-    played = WavSink(os.path.join(os.fspath(record_dir), "played.wav")) if monitor else None
+    played = (WavSink(os.path.join(os.fspath(record_dir), "played.wav"))
+              if monitor and record_dir is not None else None)
     sink = SpeakerSink(device, monitor=played) if speaker else None
     return device, source, sink

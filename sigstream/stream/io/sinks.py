@@ -355,10 +355,10 @@ class NpySink(Sink):
         try:
             with open(self._temp, "wb") as fh:
                 if self._npz:
-                    arrays = {"x": data}
-                    if self.sample_rate is not None:
-                        arrays["sample_rate"] = np.float64(self.sample_rate)
-                    np.savez(fh, **arrays)
+                    if self.sample_rate is None:
+                        np.savez(fh, x=data)
+                    else:
+                        np.savez(fh, x=data, sample_rate=np.float64(self.sample_rate))
                 else:
                     np.save(fh, data, allow_pickle=False)
         except OSError as err:

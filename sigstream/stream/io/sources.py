@@ -22,6 +22,7 @@ import operator
 import os
 import zipfile
 from types import TracebackType
+from typing import IO
 
 import numpy as np
 import soundfile as sf
@@ -352,7 +353,7 @@ class NpySource(ArraySource):
         super().__init__(data, rate, name=f"cannot use '{shown}'")
 
     @staticmethod
-    def _load_npy(fh: object, shown: str) -> np.ndarray:
+    def _load_npy(fh: IO[bytes], shown: str) -> np.ndarray:
         try:
             return np.load(fh, allow_pickle=False)
         except ValueError as err:
