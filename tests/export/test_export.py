@@ -10,9 +10,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from sigstream.core import state as st
 from sigstream.core.contract import Identity, StreamingModule, StreamSequential
+from sigstream.core.testing import chunkings
 from sigstream.export.common import example_inputs
 from sigstream.export.runtime import (
     META_KEY,
@@ -49,6 +52,17 @@ def _sequential() -> StreamingModule:
     )
 
 
+def _decimating() -> StreamingModule:
+    """Decimation 6 = 3 * 2, with stride-1 layers after each strided conv (they see T' = 0)."""
+    torch.manual_seed(3)
+    return StreamSequential(
+        CausalConv1d(2, 6, 3, dilation=2, stride=3),
+        CausalResidualBlock(6, 3, dilation=2),
+        CausalConv1d(6, 4, 2, stride=2),
+        CausalResidualBlock(4, 3, mode="standard"),
+    )
+
+
 CASES: dict[str, Callable[[], StreamingModule]] = {
     "butterworth-lowpass": lambda: Butterworth(ButterworthConfig()),
     "butterworth-bandpass-2ch": lambda: Butterworth(
@@ -62,6 +76,7 @@ CASES: dict[str, Callable[[], StreamingModule]] = {
     "extractor-multi": _extractor("multi"),
     "extractor-oscillator": _extractor("multi", "oscillator"),
     "sequential": _sequential,
+    "decimating": _decimating,
 }
 FORMATS = ("onnx", "torchscript")
 
@@ -259,3 +274,119 @@ def test_crossfade_shapes_export(tmp_path, window: int, hop: int, fmt: str) -> N
         y_ref, s_eager = _eager_step(model, x, s_eager)
         np.testing.assert_allclose(y, y_ref, atol=ATOL, rtol=0)
     _assert_state_close(s_run, s_eager)
+
+
+# -- decimation: output counts follow each stream's phase in the graphs too ----------------
+# 30 chunks: single samples, chunks that leave partial groups of 3 and of 6, whole groups
+DECIMATING_SIZES = [1, 1, 1, 2, 5, 5, 5, 1, 7, 4, 6, 11, 1, 3, 2, 13, 8, 1, 1, 6, 17, 9, 1,
+                    5, 12, 2, 23, 1, 4, 10]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_decimating_export_streams_like_eager_and_offline(exported, fmt: str) -> None:
+    model, path, _ = exported("decimating", fmt)
+    runner = load_runner(path)
+    x = np.random.default_rng(6).standard_normal((2, sum(DECIMATING_SIZES), 2)).astype(
+        np.float32)
+    s_run, s_eager, outs, pos = runner.init_state(2), model.init_state(2), [], 0
+    for n in DECIMATING_SIZES:
+        y, s_run = runner.step(x[:, pos:pos + n], s_run)
+        y_ref, s_eager = _eager_step(model, x[:, pos:pos + n], s_eager)
+        assert y.shape == y_ref.shape  # 0, 1 or more frames, as the phase says
+        np.testing.assert_allclose(y, y_ref, atol=1e-5, rtol=0)
+        outs.append(y)
+        pos += n
+    _assert_state_close(s_run, s_eager)
+    with torch.inference_mode():
+        offline = model(torch.from_numpy(x)).numpy()
+    assert offline.shape[1] == sum(DECIMATING_SIZES) // 6
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), offline, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def traced_decimating():
+    from sigstream.export.torchscript import trace_step
+
+    model = build_case("decimating")
+    return model, trace_step(model)
+
+
+def _traced_steps(traced, x: torch.Tensor, state: list, sizes: list[int]):
+    """Concatenated outputs of the traced step over ``sizes``; returns (y, state leaves)."""
+    outs, pos = [], 0
+    with torch.inference_mode():
+        for n in sizes:
+            y, *state = traced(x[:, pos:pos + n], *state)
+            outs.append(y)
+            pos += n
+    return torch.cat(outs, dim=1), state
+
+
+@given(data=hs.data())
+def test_traced_decimation_streams_like_offline(traced_decimating, data) -> None:
+    """The traced step, over any chunking (empty and 1-sample chunks included)."""
+    model, traced = traced_decimating
+    batch = data.draw(hs.integers(1, 3), label="batch")
+    sizes = data.draw(chunkings(60), label="sizes")
+    x = torch.randn(batch, 60, 2, generator=torch.Generator().manual_seed(batch))
+    y, _ = _traced_steps(traced, x, st.leaves(model.init_state(batch)), sizes)
+    with torch.inference_mode():
+        torch.testing.assert_close(y, model(x), atol=1e-5, rtol=1e-5)
+
+
+@given(data=hs.data())
+def test_traced_decimation_at_different_phases(traced_decimating, data) -> None:
+    """Streams brought to their own phases one by one, then stepped together by the traced
+    graph in chunks that are multiples of the decimation: each equals its offline output."""
+    model, traced = traced_decimating
+    prefixes = data.draw(hs.lists(hs.integers(0, 17), min_size=3, max_size=3), label="prefixes")
+    sizes = data.draw(chunkings(48, 6), label="sizes")
+    x = torch.randn(3, 18 + 48, 2, generator=torch.Generator().manual_seed(7))
+    heads, states = [], []
+    for b, p in enumerate(prefixes):
+        y, leaves = _traced_steps(traced, x[b:b + 1], st.leaves(model.init_state(1)), [p])
+        heads.append(y)
+        states.append(leaves)
+    tail = torch.stack([x[b, p:p + 48] for b, p in enumerate(prefixes)])  # (3, 48, 2)
+    state = [torch.cat(leaf, dim=0) for leaf in zip(*states, strict=True)]
+    y, _ = _traced_steps(traced, tail, state, sizes)
+    with torch.inference_mode():
+        for b, p in enumerate(prefixes):
+            want = model(x[b:b + 1, :p + 48])
+            torch.testing.assert_close(torch.cat([heads[b], y[b:b + 1]], dim=1), want,
+                                       atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", *FORMATS])
+def test_runner_reset_off_the_stride_grid(backend: str) -> None:
+    """A stream reset at a sample that is not a multiple of the stride: stepped on with chunks
+    that are multiples of the decimation, every stream equals its own offline output; a chunk
+    that would give the streams different frame counts is refused, and nothing changes."""
+    from sigstream.export.backends import on_backend
+    from sigstream.stream.runner import StreamRunner
+
+    model = build_case("decimating")
+    runner = StreamRunner(on_backend(model, backend, name="decimating"), batch=3)
+    x = np.random.default_rng(8).standard_normal((3, 10 + 60, 2)).astype(np.float32)
+    before = [runner.step(x[:, a:b]) for a, b in ((0, 4), (4, 5), (5, 10))]
+    runner.reset([1])  # at sample 10: phase 1 of the stride-3 conv, 1 of the stride-2 one
+    after, pos = [], 10
+    for n in (6, 12, 6, 18, 6, 12):
+        if pos == 34:
+            refused = (ValueError, "multiple of the stride") if backend == "torch" else (
+                Exception, "(?i)out of (data )?(range|bounds)")
+            with pytest.raises(refused[0], match=refused[1]):
+                runner.step(x[:, pos:pos + 5])
+        after.append(runner.step(x[:, pos:pos + n]))
+        pos += n
+    head, tail = np.concatenate(before, axis=1), np.concatenate(after, axis=1)
+    assert tail.shape == (3, 10, 4)
+    with torch.inference_mode():
+        for b in (0, 2):
+            want = model(torch.from_numpy(x[b:b + 1])).numpy()[0]
+            np.testing.assert_allclose(np.concatenate([head[b], tail[b]]), want, atol=1e-5,
+                                       rtol=0)
+        np.testing.assert_allclose(head[1], model(torch.from_numpy(x[1:2, :10])).numpy()[0],
+                                   atol=1e-5, rtol=0)
+        np.testing.assert_allclose(tail[1], model(torch.from_numpy(x[1:2, 10:])).numpy()[0],
+                                   atol=1e-5, rtol=0)

@@ -25,7 +25,8 @@ class ConvState(NamedTuple):
     """State of a :class:`CausalConv1d`.
 
     buf: (B, C_in, context + stride - 1) the most recent input frames, newest last.
-    rem: (B,) int64, input frames received since the last output (0 <= rem < stride).
+    rem: (B,) int64, each stream's decimation phase: input frames it received since its
+    last output (0 <= rem < stride; always 0 when stride == 1).
     """
 
     buf: Tensor
@@ -35,12 +36,28 @@ class ConvState(NamedTuple):
 class CausalConv1d(StreamingModule):
     """Causal 1-D convolution with dilation, groups and stride (decimation).
 
+    B: batch (streams), T: time, C: channels; (B, T, C_in) -> (B, T', C_out).
+
     Output frame ``j`` depends on input frames ``<= (j + 1) * stride - 1``: it is
     emitted as soon as the last frame of its group of ``stride`` inputs arrives,
     so any chunk length works (``hop = 1``); inputs that do not complete a group
     wait in the state (``rem``). Offline, T inputs give ``T // stride`` outputs.
     The left context is ``(kernel_size - 1) * dilation`` frames of zeros at the
     start of a stream.
+
+    Every stream keeps its own phase (``rem``), so a batch may hold streams at
+    different phases (a stream reset off the stride grid, a stream added later).
+    The (B, T', C_out) output must stay rectangular, so one ``step`` takes any T
+    when all the phases are equal, and T a multiple of ``stride`` at any phases.
+    Anything else raises ``ValueError`` in eager mode: step such streams separately.
+
+    While traced (``torch.jit.trace``, the ONNX export) ``step`` reads no state value
+    into Python: the phases and the output count T' stay tensors, so an exported
+    graph matches eager for every chunking. T' may be 0; the layers of this module
+    take an empty chunk inside a graph too. A graph cannot raise: a call the rule
+    above refuses fails with the runtime's index error instead (TorchScript
+    ``RuntimeError`` "index out of range", ONNX Runtime "indices element out of data
+    bounds"), and the caller's state is untouched.
     """
 
     def __init__(
@@ -80,26 +97,86 @@ class CausalConv1d(StreamingModule):
         return self.conv(xc).transpose(1, 2)  # (B, T // stride, C_out)
 
     def step(self, x: Tensor, state: ConvState) -> tuple[Tensor, ConvState]:
-        s = self.stride
-        r = 0
-        if s > 1:
-            r = int(state.rem[0])
-            if bool((state.rem != r).any()):
-                raise ValueError(
-                    "streams batched into one step must be at the same decimation phase; "
-                    "reset streams only at multiples of the stride"
-                )
-        full = torch.cat([state.buf, x.transpose(1, 2)], dim=-1)  # (B, C, ctx + s - 1 + T)
-        n_out = (r + x.shape[1]) // s
-        if n_out:
-            # the valid history starts at s - 1 - r; group ends are s - 1 further on
-            y = self.conv(full[..., 2 * (s - 1) - r:]).transpose(1, 2)[:, :n_out]
-        else:
-            y = x.new_zeros(x.shape[0], 0, self.out_channels)
+        s, t = self.stride, x.shape[1]
         keep = self.context + s - 1
+        if s > 1:
+            rem = (state.rem + t) % s  # (B,) the phases after the chunk
+            if _tracing():
+                return self._decimate(x, state.buf, state.rem, rem, check=True)
+            # eager: read the phases (a graph cannot: see _decimate)
+            lo, hi = (int(v) for v in torch.aminmax(state.rem)) if x.shape[0] else (0, 0)
+            if lo != hi:
+                if t % s:
+                    raise ValueError(
+                        f"streams at different decimation phases need chunks that are a "
+                        f"multiple of the stride {s} (got {t}); step them separately")
+                return self._decimate(x, state.buf, state.rem, rem, check=False)
+        full = torch.cat([state.buf, x.transpose(1, 2)], dim=-1)  # (B, C, ctx + s - 1 + T)
         buf = full[..., full.shape[-1] - keep:] if keep else full[..., :0]
-        rem = torch.full_like(state.rem, (r + x.shape[1]) % s)
-        return y, ConvState(buf, rem)
+        if s > 1:  # one phase r = lo
+            n_out = (lo + t) // s
+            if not n_out:
+                return x.new_zeros(x.shape[0], 0, self.out_channels), ConvState(buf, rem)
+            # the valid history starts at s - 1 - r; group ends are s - 1 further on
+            y = self.conv(full[..., 2 * (s - 1) - lo:])[..., :n_out]  # (B, C_out, T')
+            return y.transpose(1, 2), ConvState(buf, rem)
+        # no phase: every input frame completes an output
+        if _tracing():  # a graph also takes T = 0 (which a decimating layer before this one
+            # passes on): a zero frame at each end, whose two outputs are dropped
+            conv = self.conv
+            y = F.conv1d(full, conv.weight, conv.bias, 1, 1, conv.dilation, conv.groups)
+            y = y[..., 1:t + 1]  # (B, C_out, T)
+        elif t:
+            y = self.conv(full)  # (B, C_out, T)
+        else:
+            y = full.new_zeros(x.shape[0], self.out_channels, 0)
+        return y.transpose(1, 2), ConvState(buf, torch.zeros_like(state.rem))
+
+    def _decimate(self, x: Tensor, buf: Tensor, rem: Tensor, new_rem: Tensor, *,
+                  check: bool) -> tuple[Tensor, ConvState]:
+        """A strided step with a phase per stream, in tensor ops only.
+
+        x: (B, T, C_in) the chunk; buf: (B, C_in, ctx + s - 1) the history; rem, new_rem: (B,)
+        the phases before and after the chunk. Returns (y (B, T', C_out), new state).
+
+        Stream b completes ``(rem[b] + T) // s`` groups; its first one ends ``s - 1 - rem[b]``
+        frames into the chunk, so its first window starts ``2 (s - 1) - rem[b]`` frames into
+        history + chunk. One gather of whole frames aligns every stream's windows and one
+        strided conv computes them. T' is stream 0's count as a 0-d tensor, so a traced
+        graph keeps it dynamic; it is every stream's count when all phases are equal or
+        ``T % s == 0``. ``check``: when neither holds (phases differ and ``new_rem != rem``),
+        the gather indices are pushed out of range, so that a traced graph, which cannot
+        raise, fails as eager does.
+        """
+        s, ctx = self.stride, self.context
+        b, t, c = x.shape
+        full = torch.cat([buf.transpose(1, 2), x], dim=1)  # (B, L, C_in), L = ctx + s - 1 + T
+        length = full.shape[1]
+        r0 = rem[:1]  # (1,) stream 0's phase, or (0,) when B == 0
+        n_out = torch.div(r0 + t, s, rounding_mode="trunc").sum()  # 0-d tensor (0 when B == 0)
+        # ctx + 1 + s (T' - 1) frames give T' outputs; at least one window, as conv needs
+        width = ctx + 1 + s * (n_out - 1).clamp(min=0)
+        start = 2 * (s - 1) - rem  # (B,)
+        # (B, width) frame indices; only the dropped window of T' = 0 can run past the end
+        idx = (start.unsqueeze(1) + torch.arange(width, device=x.device)).clamp(max=length - 1)
+        rows = idx + torch.arange(b, device=x.device).unsqueeze(1) * length  # rows of (B L, C)
+        if check:
+            refused = ((rem != r0) & (new_rem[:1] != r0)).any()
+            rows = rows + refused.long() * (b * length)
+        win = full.flatten(0, 1).index_select(0, rows.flatten())  # (B * width, C_in)
+        win = win.reshape(b, -1, c).transpose(1, 2)  # (B, C_in, width)
+        y = self.conv(win)[..., :n_out].transpose(1, 2)  # (B, T', C_out)
+        new_buf = full[:, -(ctx + s - 1):].transpose(1, 2)  # (B, C_in, ctx + s - 1)
+        return y, ConvState(new_buf, new_rem)
+
+
+def _tracing() -> bool:
+    """True while torch.jit.trace, the TorchScript-based ONNX exporter or torch.compile runs:
+    then ``step`` must not read state values into Python."""
+    if torch.jit.is_tracing():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
 
 
 class ResidualBlockState(NamedTuple):

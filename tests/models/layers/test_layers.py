@@ -9,12 +9,7 @@ from hypothesis import strategies as hs
 
 from sigstream.core import state as st
 from sigstream.core.contract import StreamSequential
-from sigstream.core.testing import (
-    assert_causal,
-    assert_streams_like_offline,
-    chunkings,
-    stream_in_chunks,
-)
+from sigstream.core.testing import assert_causal, assert_streams_like_offline, chunkings
 from sigstream.models.layers.conv import CausalConv1d, CausalResidualBlock
 from sigstream.models.layers.recurrent import StatefulGRU, StatefulLSTM
 
@@ -86,44 +81,69 @@ def test_conv_output_lengths_and_decimation_phase() -> None:
 STRIDED = ["conv_stride2", "conv_stride3_dil2", "conv_k1_stride4", "stack"]
 
 
-def _step_at_phases(model, x: torch.Tensor, prefixes: list[int], sizes: list[int]):
-    """Stream b of ``x`` (B, T, C) steps its first ``prefixes[b]`` frames alone, then all
-    streams step together over ``sizes``; returns each stream's outputs, offline included."""
+def step_at_phases(model, x: torch.Tensor, prefixes: list[int], sizes: list[int]
+                   ) -> list[torch.Tensor]:
+    """Stream b of ``x`` (B, T, C) steps its first ``prefixes[b]`` frames alone, then the B
+    streams step together over the next ``sizes`` frames of each; returns every stream's
+    concatenated output (1, T_b', C_out)."""
     outs, states = [], []
     with torch.inference_mode():
         for b, p in enumerate(prefixes):
             y, s = model.step(x[b:b + 1, :p], model.init_state(1))
             outs.append([y])
             states.append(s)
-        state, pos = st.concat(states), 0
+        tail = torch.stack([x[b, p:p + sum(sizes)] for b, p in enumerate(prefixes)])
+        state, pos = st.concat(states), 0  # tail: (B, sum(sizes), C)
         for n in sizes:
-            y, state = model.step(x[:, pos:pos + n], state)
-            for b in range(len(prefixes)):
-                outs[b].append(y[b:b + 1])
+            y, state = model.step(tail[:, pos:pos + n], state)
+            for b, out in enumerate(outs):
+                out.append(y[b:b + 1])
             pos += n
-    return [torch.cat(o, dim=1) for o in outs], state
+    return [torch.cat(out, dim=1) for out in outs]
 
 
 @pytest.mark.parametrize("kind", STRIDED)
 @given(data=hs.data())
 def test_streams_at_different_phases_stream_like_offline(kind: str, data) -> None:
-    """Streams batched at different decimation phases, stepped in chunks that are multiples
+    """Streams batched at different decimation phases and stepped in chunks that are multiples
     of the decimation: each stream equals the offline output of its own signal."""
     model = make(kind)
     d = model.decimation
     prefixes = data.draw(hs.lists(hs.integers(0, 3 * d - 1), min_size=3, max_size=3),
                          label="prefixes")
-    rest = 10 * d
-    sizes = data.draw(chunkings(rest, d), label="sizes")
-    x = torch.randn(3, max(prefixes) + rest, model.in_channels,
+    sizes = data.draw(chunkings(10 * d, d), label="sizes")
+    x = torch.randn(3, max(prefixes) + 10 * d, model.in_channels,
                     generator=torch.Generator().manual_seed(5))
-    xs = [torch.cat([x[b:b + 1, :p], x[b:b + 1, p:p + rest]], dim=1)
-          for b, p in enumerate(prefixes)]  # (1, p + rest, C) each stream's whole signal
-    got, _ = _step_at_phases(model, torch.cat([x[:, :max(prefixes)], x[:, :rest]], dim=1)
-                             if False else _aligned(x, prefixes, rest), prefixes, sizes)
+    got = step_at_phases(model, x, prefixes, sizes)
     with torch.inference_mode():
-        for b, xb in enumerate(xs):
-            torch.testing.assert_close(got[b], model(xb), atol=1e-5, rtol=1e-5)
+        for b, p in enumerate(prefixes):
+            want = model(x[b:b + 1, :p + 10 * d])
+            assert got[b].shape == want.shape
+            torch.testing.assert_close(got[b], want, atol=1e-5, rtol=1e-5)
+
+
+def test_mixed_phases_take_stride_multiples_only() -> None:
+    conv = make("conv_stride3_dil2")
+    x = torch.randn(3, 40, 3, generator=torch.Generator().manual_seed(6))
+    # phases 0, 1, 2: chunks of 3, 6, 0 and 12 give every stream its own offline output
+    got = step_at_phases(conv, x, [3, 4, 5], [3, 6, 0, 12])
+    with torch.inference_mode():
+        for b, p in enumerate([3, 4, 5]):
+            torch.testing.assert_close(got[b], conv(x[b:b + 1, :p + 21]), atol=1e-5, rtol=1e-5)
+    state = st.concat([conv.step(x[b:b + 1, :p], conv.init_state(1))[1] for b, p in
+                       enumerate([3, 4, 5])])
+    assert state.rem.tolist() == [0, 1, 2]
+    before = [leaf.clone() for leaf in st.leaves(state)]
+    for t in (1, 4, 5):  # the streams would complete different numbers of groups
+        with pytest.raises(ValueError, match=rf"decimation phases need chunks that are a "
+                                             rf"multiple of the stride 3 \(got {t}\); step "
+                                             rf"them separately"):
+            conv.step(x[:, :t], state)
+    for a, b in zip(st.leaves(state), before, strict=True):  # a refused step changes nothing
+        assert torch.equal(a, b)
+    # equal phases take any chunk length, and stay equal
+    y, same = conv.step(x[:, :4], state._replace(rem=torch.tensor([2, 2, 2])))
+    assert y.shape == (3, 2, 2) and same.rem.tolist() == [0, 0, 0]
 
 
 def test_step_is_pure() -> None:
