@@ -41,10 +41,13 @@ class BenchConfig:
     chunks: tuple[int, ...] = CHUNKS
     zmq: bool = True
     lsl: bool = False
+    budget: float | None = None  # seconds per latency measurement; None: by ``quick``
 
     @property
     def budget_s(self) -> float:
-        """Rough time budget per latency measurement."""
+        """Rough time budget per latency measurement (0.15 s quick, 1 s otherwise)."""
+        if self.budget is not None:
+            return self.budget
         return 0.15 if self.quick else 1.0
 
 

@@ -1,42 +1,58 @@
-"""The benchmark runs end to end and writes valid JSON (its figures are not asserted)."""
+"""The benchmark runs end to end and writes valid JSON (its figures are not asserted).
+
+The end-to-end ``sigstream bench --quick`` run covers two models (the extractor, whose five
+chunk sizes stay five, and savgol, whose hop of 16 folds chunks 1 and 16 into one) with every
+section of the report; a separate, cheaper run of the latency table proves every built-in
+model benches on every backend.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _support.cli import sigstream
 
 from sigstream.bench.overhead import measure_bare_loop, measure_pipeline
+from sigstream.bench.suite import BenchConfig, bench_latency, speedups
 from sigstream.bench.timing import default_model, summarise_us, time_calls
+from sigstream.export.backends import BACKENDS
 from sigstream.models.registry import MODELS
 
-EXE = Path(sys.executable).with_name("sigstream")
-CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]
+E2E_MODELS = ("extractor", "savgol")
 
 
-def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
-    p = subprocess.run(
-        [*CMD, "bench", "--quick", "--quiet", "--json", str(tmp_path / "b.json"),
-         "--markdown", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png")],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert p.returncode == 0, p.stderr
-    r = json.loads((tmp_path / "b.json").read_text())
-    assert r["schema"] == "sigstream-bench/2" and r["quick"] is True
-    models = {row["model"] for row in r["latency"]}
-    assert models == set(MODELS)  # every built-in model
-    for row in r["latency"]:
+def _check_latency_rows(rows: list[dict], models: set[str]) -> list[tuple[str, str, int]]:
+    """Every row sane, every model on every backend, no (model, backend, chunk) twice."""
+    assert {row["model"] for row in rows} == models
+    for row in rows:
         assert "error" not in row, row
         assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"] and row["rtf"] > 0
         assert row["chunk"] % (16 if row["model"] == "savgol" else 1) == 0
-    backends = {(row["model"], row["backend"]) for row in r["latency"]}
-    assert len(backends) == 3 * len(MODELS)  # every model on torch, torchscript and onnx
-    keys = [(row["model"], row["backend"], row["chunk"]) for row in r["latency"]]
+    backends = {(row["model"], row["backend"]) for row in rows}
+    assert backends == set(itertools.product(models, BACKENDS))
+    assert len(backends) == 3 * len(models)  # torch, torchscript and onnx
+    keys = [(row["model"], row["backend"], row["chunk"]) for row in rows]
     assert len(keys) == len(set(keys))
-    per_model = {m: sum(1 for k in keys if k[0] == m and k[1] == "onnx") for m in MODELS}
+    return keys
+
+
+def _onnx_chunks(keys: list[tuple[str, str, int]], model: str) -> int:
+    return sum(1 for k in keys if k[0] == model and k[1] == "onnx")
+
+
+def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
+    p = sigstream("bench", "--quick", "--quiet", "--models", ",".join(E2E_MODELS),
+                  "--json", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md"),
+                  "--plot", str(tmp_path / "b.png"))
+    assert p.returncode == 0, p.stderr
+    r = json.loads((tmp_path / "b.json").read_text())
+    assert r["schema"] == "sigstream-bench/2" and r["quick"] is True
+    keys = _check_latency_rows(r["latency"], set(E2E_MODELS))
+    per_model = {m: _onnx_chunks(keys, m) for m in E2E_MODELS}
     assert per_model["extractor"] == 5 and per_model["savgol"] == 4  # savgol: 1 and 16 are one
     assert {s["backend"] for s in r["speedups"]} == {"torchscript", "onnx"}
     assert {(s["backend"], s["chunk"]) for s in r["streams"]} == {
@@ -47,11 +63,27 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
                       "serve_capacity_frames"}
     assert z["serve_capacity_frames"]["chunk"] == 256
     assert [lv["streams"] for lv in z["serve_capacity_frames"]["levels"]] == [1000]
-    assert "chunk 256" in (tmp_path / "b.md").read_text()
+    md = (tmp_path / "b.md").read_text()
+    assert "chunk 256" in md
     assert z["transport_hop"]["sigstream"]["p50_us"] > 0
     assert "skipped" in z["transport_hop"]["lsl"]  # only with --lsl
-    assert "| extractor | onnx |" in (tmp_path / "b.md").read_text()
+    assert "| extractor | onnx |" in md and "| savgol | torchscript |" in md
+    assert p.stdout == md  # the table is printed too
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_builtin_model_benches_on_every_backend() -> None:
+    """The latency table for every model in the registry, on torch, TorchScript and ONNX
+    Runtime: two chunk sizes and a short budget (the figures are not asserted)."""
+    lines: list[str] = []
+    rows = bench_latency(BenchConfig(quick=True, chunks=(1, 16), budget=0.01), lines.append)
+    keys = _check_latency_rows(rows, set(MODELS))
+    assert len(lines) == len(rows)  # one progress line per measurement
+    assert _onnx_chunks(keys, "extractor") == 2 and _onnx_chunks(keys, "savgol") == 1
+    ups = speedups(rows)
+    assert {(s["model"], s["backend"], s["chunk"]) for s in ups} == {
+        k for k in keys if k[1] != "torch"}  # every other backend against torch, same chunk
+    assert all(s["speedup_vs_torch_p50"] > 0 for s in ups)
 
 
 def test_models_may_carry_options() -> None:

@@ -1,5 +1,9 @@
-"""``sigstream run`` with mic / speaker and ``sigstream devices``, in subprocesses, on a
-private JACK dummy server; a missing PortAudio library or device is one error line."""
+"""``sigstream run`` with mic / speaker and ``sigstream devices`` on a private JACK dummy
+server; a missing PortAudio library or device is one error line.
+
+The commands run in this process (``_support.cli.sigstream``; the ``jack`` fixture points
+this process's PortAudio at the server), except the missing-PortAudio case, which needs a
+fresh interpreter."""
 
 from __future__ import annotations
 
@@ -13,24 +17,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 from _support import jack as jf
-
-EXE = Path(sys.executable).with_name("sigstream")
-CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]
+from _support.cli import sigstream as sig
 
 
 @pytest.fixture(scope="module")
 def jack():
+    """The server's name; while it runs, this process's PortAudio (and JACK clients) use it
+    and never start a server of their own (JACK_DEFAULT_SERVER, JACK_NO_START_SERVER)."""
     with jf.jack_server(period=jf.PERIOD) as name:
+        assert os.environ["JACK_DEFAULT_SERVER"] == name
+        assert os.environ["JACK_NO_START_SERVER"] == "1"
         yield name
-
-
-def sig(*args: str, server: str | None = None, timeout: float = 120,
-        prefix: list[str] | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JACK_NO_START_SERVER="1")
-    if server is not None:
-        env["JACK_DEFAULT_SERVER"] = server
-    return subprocess.run([*(prefix or CMD), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
 
 def one_error_line(p: subprocess.CompletedProcess) -> str:
@@ -41,7 +38,7 @@ def one_error_line(p: subprocess.CompletedProcess) -> str:
 
 
 def test_devices_lists_the_jack_device(jack: str) -> None:
-    p = sig("devices", server=jack)
+    p = sig("devices")
     assert p.returncode == 0, p.stderr
     assert "system" in p.stdout and "JACK Audio Connection Kit" in p.stdout
 
@@ -52,7 +49,7 @@ def test_run_mic_to_speaker_resampled_with_record(jack: str, tmp_path: Path) -> 
     rec = tmp_path / "rec"
     p = sig("run", "--model", "butterworth:sample_rate=16000,high=3000", "--source", "mic",
             "--sink", "speaker", "--block", "256", "--seconds", "2", "--record", str(rec),
-            "--buffer", "2", "--stats-json", str(stats), server=jack)
+            "--buffer", "2", "--stats-json", str(stats))
     assert p.returncode == 0, p.stderr
     assert "audio:" in p.stderr and "latency" in p.stderr
     s = json.loads(stats.read_text())
@@ -84,7 +81,7 @@ def test_run_file_to_speaker_plays_it_delayed(jack: str, tmp_path: Path, buffer:
     p = sig("run", "--model", "identity:sample_rate=48000", "--source",
             f"wav:{tmp_path / 'in.wav'}", "--sink", "speaker", "--block", "256",
             "--record", str(rec), "--stats-json", str(tmp_path / "s.json"), "--quiet",
-            "--buffer", str(buffer), server=jack)
+            "--buffer", str(buffer))
     assert p.returncode == 0, p.stderr
     a = json.loads((tmp_path / "s.json").read_text())["audio"]
     played, _ = sf.read(rec / "played.wav", dtype="float32")
@@ -99,7 +96,7 @@ def test_run_file_to_speaker_plays_it_delayed(jack: str, tmp_path: Path, buffer:
 
 def test_unknown_device_is_one_line(jack: str) -> None:
     err = one_error_line(sig("run", "--model", "identity:sample_rate=48000", "--source",
-                             "mic:no-such-device-xyz", "--sink", "null", server=jack))
+                             "mic:no-such-device-xyz", "--sink", "null"))
     assert "no-such-device-xyz" in err and "sigstream devices" in err
 
 
@@ -108,10 +105,21 @@ def test_missing_portaudio_is_one_line() -> None:
     from ctypes' search in a fresh interpreter); the CLI says what to install, exit 2."""
     shim = ("import ctypes.util, sys; ctypes.util.find_library = lambda name: None; "
             "from sigstream.cli.main import main; sys.exit(main(sys.argv[1:]))")
-    prefix = [sys.executable, "-c", shim]
-    for args in (["devices"], ["run", "--model", "identity", "--source", "mic",
-                               "--sink", "null"]):
-        err = one_error_line(sig(*args, prefix=prefix))
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    procs = [subprocess.Popen([sys.executable, "-c", shim, *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                              env=env)
+             for args in (["devices"], ["run", "--model", "identity", "--source", "mic",
+                                        "--sink", "null"])]  # both at once
+    try:
+        outputs = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        err = one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
         assert "PortAudio library" in err and "apt-get install libportaudio2" in err
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -22,40 +23,68 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(model: str, *extra: str):
+def _spawn(model: str, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     cmd = [sys.executable, "-m", "sigstream.cli.main", "http", "--model", model, "--port",
            str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait_up(proc: subprocess.Popen, url: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {proc.stderr.read()}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
+                return
         except httpx.HTTPError:
             time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGTERM)
     raise AssertionError("server did not come up")
 
 
 def _stop(proc) -> None:
-    os.kill(proc.pid, signal.SIGTERM)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        pipe.close()
 
 
 @pytest.fixture(scope="module")
-def augmentor_server():
-    proc, url = _start("augmentor", "--max-samples", "4096", "--max-body", "200000",
-                       "--max-passes", "16")
-    yield url
-    _stop(proc)
+def servers(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Both servers this module talks to, started at once (each pays its own start-up):
+    the shipped augmentor with tight limits, and an enhancer checkpoint with random weights
+    (the endpoint is tested, not the model)."""
+    import torch
+
+    from sigstream.models.checkpoint import save_checkpoint
+    from sigstream.models.enhancer.model import CausalEnhancer, EnhancerConfig
+
+    torch.manual_seed(0)
+    cfg = EnhancerConfig()
+    path = str(tmp_path_factory.mktemp("http") / "enhancer.pt")
+    save_checkpoint(path, "enhancer", cfg, CausalEnhancer(cfg))
+    started = {"augmentor": _spawn("augmentor", "--max-samples", "4096", "--max-body",
+                                   "200000", "--max-passes", "16"),
+               "enhancer": _spawn(path)}
+    try:
+        for proc, url in started.values():
+            _wait_up(proc, url)
+        yield {name: url for name, (_, url) in started.items()}
+    finally:
+        for proc, _ in started.values():
+            _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def augmentor_server(servers) -> str:
+    return servers["augmentor"]
 
 
 def _post(url: str, body) -> httpx.Response:
@@ -143,28 +172,16 @@ def test_huge_but_finite_values_give_a_4xx_not_a_500(augmentor_server) -> None:
     assert _post(augmentor_server, {"signal": [0.0] * 128}).status_code == 200  # still serving
 
 
-def test_causal_enhancer_any_length(tmp_path) -> None:
-    import torch
-
-    from sigstream.models.checkpoint import save_checkpoint
-    from sigstream.models.enhancer.model import CausalEnhancer, EnhancerConfig
-
-    torch.manual_seed(0)
-    cfg = EnhancerConfig()
-    path = str(tmp_path / "enhancer.pt")  # random weights: the endpoint, not the model
-    save_checkpoint(path, "enhancer", cfg, CausalEnhancer(cfg))
-    proc, url = _start(path)
-    try:
-        x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 0.1
-        r = _post(url, {"signal": x.tolist(), "uncertainty": 2})
-        assert r.status_code == 200, r.text
-        out = r.json()
-        assert len(out["enhanced"]) == 1000 and "actuator_commands" not in out
-        assert len(out["uncertainty"]["std"]) == 1000
-        assert _post(url, {"signal": [0.5]}).status_code == 200  # one sample is fine
-        assert _post(url, b'{"signal": [NaN]}').status_code == 422
-    finally:
-        _stop(proc)
+def test_causal_enhancer_any_length(servers) -> None:
+    url = servers["enhancer"]
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 0.1
+    r = _post(url, {"signal": x.tolist(), "uncertainty": 2})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out["enhanced"]) == 1000 and "actuator_commands" not in out
+    assert len(out["uncertainty"]["std"]) == 1000
+    assert _post(url, {"signal": [0.5]}).status_code == 200  # one sample is fine
+    assert _post(url, b'{"signal": [NaN]}').status_code == 422
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with")
