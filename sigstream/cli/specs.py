@@ -70,7 +70,7 @@ def make_source(spec: str, *, default_rate: float | None = None,
         _no_leftovers(spec, opts)
         return WavSource(target)
     if kind == "zmq":
-        from sigstream.stream.net.zmq_io import parse_zmq_spec
+        from sigstream.stream.net.pipes import parse_zmq_spec
 
         return parse_zmq_spec(spec, role="source").make_source(
             default_channels=default_channels, default_rate=default_rate)
@@ -105,7 +105,7 @@ def make_sink(spec: str) -> Sink:
         _no_leftovers(spec, opts)
         return NullSink()
     if kind == "zmq":
-        from sigstream.stream.net.zmq_io import parse_zmq_spec
+        from sigstream.stream.net.pipes import parse_zmq_spec
 
         return parse_zmq_spec(spec, role="sink").make_sink()
     if kind == "npy":

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
+import zmq.auth
 from scipy import signal as sps
 
-from sigstream.stream.net.zmq_io import Client, ZmqSink
+from sigstream.stream.net.client import Client
+from sigstream.stream.net.pipes import ZmqSink
 
 EXE = Path(sys.executable).with_name("sigstream")
 CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]
@@ -91,6 +94,54 @@ def test_run_zmq_source_to_npy(tmp_path: Path) -> None:
         for pos in range(0, 5000, 100):
             sink.write(x[pos:pos + 100])
         sink.close()  # sends END: the pipeline drains and exits
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        np.testing.assert_array_equal(np.load(out), x)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+def test_run_zmq_source_with_curve(tmp_path: Path) -> None:
+    """``run --source zmq:...,curve_secret=...,curve_clients=...``: a sink with a key the
+    source does not admit delivers nothing; the admitted one delivers everything."""
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    server, server_secret = zmq.auth.create_certificates(str(keys), "server")
+    client, client_secret = zmq.auth.create_certificates(str(keys), "client")
+    _, stranger_secret = zmq.auth.create_certificates(str(keys), "stranger")
+    (allowed / "client.key").write_bytes(Path(client).read_bytes())
+    port = free_port()
+    out = tmp_path / "y.npy"
+    proc = subprocess.Popen(
+        [*CMD, "run", "--model", "identity", "--source",
+         f"zmq:tcp://127.0.0.1:{port},mode=bind,pattern=pull,curve_secret={server_secret},"
+         f"curve_clients={allowed}", "--sink", f"npy:{out}", "--block", "64", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        x = np.random.default_rng(2).standard_normal((3000, 1)).astype(np.float32)
+        deadline = time.monotonic() + 60
+        while True:  # the run is bound once a TCP connect succeeds
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.1)
+        stranger = ZmqSink(f"tcp://127.0.0.1:{port}", curve_server=server,
+                           curve_secret=stranger_secret, linger=0.0)
+        stranger.open(1000.0, 1)
+        stranger.write(np.full((500, 1), 7.0, np.float32))  # refused: never arrives
+        time.sleep(0.5)  # time for the handshake to be refused
+        stranger.close()  # its END never arrives either: the run goes on
+        sink = ZmqSink(f"tcp://127.0.0.1:{port}", curve_server=server,
+                       curve_secret=client_secret, linger=30.0)
+        sink.open(1000.0, 1)
+        for pos in range(0, 3000, 100):
+            sink.write(x[pos:pos + 100])
+        sink.close()
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
         np.testing.assert_array_equal(np.load(out), x)
     finally:

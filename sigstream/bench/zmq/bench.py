@@ -7,7 +7,7 @@ bounded in count and time:
 
 - :func:`transport_hop`: round trip of one 256-sample float32 frame through a
   :class:`~sigstream.stream.net.server.Server` (identity model, served from a thread of
-  this process) and a :class:`~sigstream.stream.net.zmq_io.Client`, next to the bare
+  this process) and a :class:`~sigstream.stream.net.client.Client`, next to the bare
   pyzmq floor (a DEALER <-> ROUTER echo of the same two frames, no sigstream code)
   and, when ``pylsl`` imports, Lab Streaming Layer (an outlet -> inlet each way,
   echoed by a thread). The three are measured in the same run, interleaved in
@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import struct
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,6 @@ HOST = "127.0.0.1"
 FRAME = 256
 RATE = 1000.0
 _LOCAL = f"tcp://{HOST}:*"
-_HEADER = struct.Struct(wire.HEADER_FORMAT)
 _TIMEOUT_S = 5.0  # longest wait for any single reply before a measurement gives up
 
 
@@ -257,8 +255,8 @@ def transport_hop(quick: bool = False, *, round_trips: int | None = None,
     frames) and ``lsl`` (or ``{"skipped": reason}``), and their ratios.
     """
     from sigstream.core.contract import Identity
+    from sigstream.stream.net.client import Client
     from sigstream.stream.net.server import Server, ServerConfig
-    from sigstream.stream.net.zmq_io import Client
 
     n = round_trips or (500 if quick else 2000)
     w = warmup if warmup is not None else (50 if quick else 200)
@@ -494,7 +492,7 @@ def served_extractor(quick: bool = False, backend: str = "onnx", *,
     reply, and repeats, consecutive chunks of one continuous signal. Also reports
     the server's own compute time per model call (from its STATS reply).
     """
-    from sigstream.stream.net.zmq_io import Client
+    from sigstream.stream.net.client import Client
 
     n = round_trips or (500 if quick else 2000)
     w = warmup if warmup is not None else (20 if quick else 100)
@@ -563,8 +561,8 @@ def _capacity_level(endpoint: str, streams: int, chunk: int, seconds: float, soc
     # every stream plays the same 1 kHz signal from its own offset, pre-encoded per chunk
     bank_len = 1024
     bank = [c.tobytes() for c in _signal(bank_len * chunk, seed=1).reshape(bank_len, chunk)]
-    pack, unpack = _HEADER.pack, _HEADER.unpack_from
-    magic, version, f32 = wire.MAGIC, wire.VERSION, wire.DTYPE_FLOAT32
+    pack, unpack = wire.pack_header, wire.unpack_fields
+    f32 = wire.DTYPE_FLOAT32
     start_flag, end_flag, error_flag = wire.START, wire.END, wire.ERROR
     sndmore, noblock = zmq.SNDMORE, zmq.NOBLOCK
 
@@ -588,8 +586,7 @@ def _capacity_level(endpoint: str, streams: int, chunk: int, seconds: float, soc
                 if len(parts) != 2 or len(parts[0]) != wire.HEADER_SIZE:
                     counts["mismatched"] += 1
                     continue
-                head = unpack(parts[0])
-                flags, sid, seq = head[2], head[8], head[9]
+                _, _, flags, _, _, _, sid, seq, _, _ = unpack(parts[0])
                 if flags & error_flag:
                     counts["errors"] += 1
                     try:
@@ -633,8 +630,7 @@ def _capacity_level(endpoint: str, streams: int, chunk: int, seconds: float, soc
         for sid in order:  # the burst: every stream's chunk k
             sock = socks[sid % nsock]
             try:
-                sock.send(pack(magic, version, flags, f32, 0, 1, 0, chunk, sid, k, RATE, stamp),
-                          sndmore | noblock)
+                sock.send(pack(flags, f32, 1, chunk, sid, k, RATE, stamp), sndmore | noblock)
                 sock.send(bank[(k + sid) % bank_len], noblock)
             except zmq.Again:
                 counts["send_failed"] += 1

@@ -31,8 +31,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     "disconnects or stops answering is taken out; its streams continue on "
                     "another worker from a fresh state (the first reply after the move "
                     "carries the RESET flag). With no worker alive, requests get an ERROR "
-                    "'no_workers'. Binds loopback only unless --insecure is given. Ctrl-C "
-                    "stops gracefully.")
+                    "'no_workers'. Binds loopback only unless --curve-secret or --insecure is "
+                    "given; --worker-key encrypts the connections to the workers (each runs "
+                    "'sigstream serve --curve-secret ...'). Ctrl-C stops gracefully.")
     r.add_argument("--bind", default="tcp://127.0.0.1:5555",
                    help="endpoint clients connect to (default tcp://127.0.0.1:5555)")
     r.add_argument("--workers", required=True, type=_endpoints, metavar="ENDPOINTS",
@@ -46,8 +47,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "0 = never (1)")
     r.add_argument("--stats-every", type=seconds, default=10.0, metavar="S",
                    help="seconds between one-line stats on stderr; 0 = off (10)")
+    r.add_argument("--curve-secret", metavar="FILE",
+                   help="router certificate with secret key (zmq.auth): encrypt the client "
+                        "socket with CURVE; also the router's key pair towards the workers")
+    r.add_argument("--curve-clients", metavar="DIR",
+                   help="with --curve-secret: only clients whose public certificates are in DIR")
+    r.add_argument("--worker-key", metavar="FILE|KEY",
+                   help="the workers' public certificate (or Z85 key): connect to them with "
+                        "CURVE; a worker with --curve-clients must hold the router's public "
+                        "certificate")
     r.add_argument("--insecure", action="store_true",
-                   help="allow binding a non-loopback address (unencrypted)")
+                   help="allow binding a non-loopback address without encryption")
     r.set_defaults(func=run)
     return r
 
@@ -55,19 +65,28 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Route until Ctrl-C; errors a user can cause raise SigstreamError."""
     from sigstream.stream.net.router import Router, RouterConfig
-    from sigstream.stream.net.zmq_io import is_loopback_endpoint
+    from sigstream.stream.net.sockets import is_loopback_endpoint
 
     config = RouterConfig(worker_timeout=args.worker_timeout, probe_timeout=args.probe_timeout,
                           rejoin_interval=args.rejoin_interval, stats_every=args.stats_every,
-                          insecure=args.insecure, log_events=True)
+                          insecure=args.insecure, curve_secret_file=args.curve_secret,
+                          curve_clients_dir=args.curve_clients,
+                          curve_worker_key=args.worker_key, log_events=True)
     router = Router(args.bind, args.workers, config)
-    if args.insecure and not is_loopback_endpoint(args.bind):
+    if args.insecure and not args.curve_secret and not is_loopback_endpoint(args.bind):
         print(f"warning: routing {args.bind} unencrypted and unauthenticated; anyone who can "
               "reach it can send data", file=sys.stderr)
+    remote = [w for w in args.workers if not is_loopback_endpoint(w)]
+    if remote and not args.worker_key:
+        print(f"warning: talking to {', '.join(remote)} unencrypted; give --worker-key to "
+              "connect with CURVE", file=sys.stderr)
+    curve = [part for part, on in (("CURVE clients", args.curve_secret),
+                                   ("CURVE workers", args.worker_key)) if on]
     with sigint_stops(router):
         endpoint = router.bind()
         print(f"routing on {endpoint} to {len(args.workers)} worker(s): "
-              f"{', '.join(args.workers)}; Ctrl-C stops", file=sys.stderr, flush=True)
+              f"{', '.join(args.workers)}{''.join(', ' + c for c in curve)}; Ctrl-C stops",
+              file=sys.stderr, flush=True)
         router.serve_forever()
     print(f"stopped; {router.stats_line()}", file=sys.stderr)
     return 0

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the server until Ctrl-C; errors a user can cause raise SigstreamError."""
     from sigstream.export.backends import load_model
     from sigstream.stream.net.server import Server, ServerConfig
-    from sigstream.stream.net.zmq_io import is_loopback_endpoint
+    from sigstream.stream.net.sockets import is_loopback_endpoint
 
     config = ServerConfig(
         max_batch=args.max_batch, idle_timeout=args.idle_timeout,

@@ -57,32 +57,47 @@ answered by the router with JSON: per-worker alive flags, stream counts,
 requests in flight, failovers, and forwarded / replied counts.
 
 Security: like ``serve``, the router binds only loopback (127.0.0.0/8, ::1,
-localhost, ipc://, inproc://) unless ``insecure=True``; the check runs before any
-socket exists. The router speaks plain (unencrypted) ZeroMQ to its workers.
+localhost, ipc://, inproc://) unless CURVE is configured (``curve_secret_file``,
+optionally ``curve_clients_dir``) or ``insecure=True``; the check runs before any
+socket exists. Towards the workers the router is a CURVE client when
+``curve_worker_key`` (the workers' public certificate or Z85 key) is given: it
+connects with its own certificate (``curve_secret_file``; else a fresh key pair),
+so a worker running ``serve --curve-secret ... --curve-clients DIR`` admits the
+router when DIR holds the router's public certificate. A worker whose CURVE
+handshake fails (a wrong key on either side) never receives a message: it is
+declared dead with the reason ``CURVE handshake failed``. The client socket, its
+options, CURVE and the reply accounting are
+:class:`~sigstream.stream.net.service.Front`'s, shared with ``serve``.
 """
 
 from __future__ import annotations
 
-import bisect
 import collections
-import hashlib
-import struct
+import errno
 import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from sigstream.core.errors import ConfigError
 from sigstream.stream.net import wire
-from sigstream.stream.net.service import ThreadedService
+from sigstream.stream.net.ring import HashRing, stream_key
+from sigstream.stream.net.service import Front, ServiceStats, ThreadedService, split_envelope
+from sigstream.stream.net.sockets import (
+    HANDSHAKE_FAILED,
+    CurveClient,
+    CurveServer,
+    SocketOptions,
+    connect_socket,
+    load_public_key,
+    make_socket,
+)
 from sigstream.stream.net.wire import Header, WireError
-from sigstream.stream.net.zmq_io import bind_socket, check_bind_allowed, endpoint_host
 
-__all__ = ["RouterConfig", "Router", "HashRing", "stream_key", "ROUTER_REASONS"]
+__all__ = ["RouterConfig", "Router", "RouterStats", "HashRing", "stream_key", "ROUTER_REASONS"]
 
 ROUTER_REASONS = {
     "no_workers": "no worker is alive to serve the stream; retry later",
@@ -95,77 +110,13 @@ ROUTER_REASONS = {
 """Reason codes the router adds to the server's
 (:data:`sigstream.stream.net.server.SERVER_REASONS`)."""
 
-_STREAM_ID = struct.Struct("<Q")
-_STREAM_ID_OFFSET = 16
-_FLAGS_OFFSET = 5
 _PROBE_ID = 0
+# a worker counts as connected once it can receive: after the TCP connect, or with CURVE
+# after the handshake (a wrong key fails it, and nothing sent would ever arrive)
 _MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
-
-
-# -- consistent hashing ---------------------------------------------------------------------------
-
-
-def _hash64(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
-
-
-def stream_key(identity: bytes, stream_id: int) -> bytes:
-    """The ring key of a stream: the client identity followed by the u64 stream id."""
-    return bytes(identity) + _STREAM_ID.pack(int(stream_id))
-
-
-class HashRing:
-    """A consistent-hash ring: ``vnodes`` points per node, 64-bit BLAKE2b positions.
-
-    :meth:`lookup` maps a key to the node owning the first point at or after the
-    key's hash (clockwise). Positions depend only on the node names and keys, so
-    the mapping is identical across processes (unlike Python's ``hash()``).
-    """
-
-    def __init__(self, nodes: Iterable[str] = (), vnodes: int = 64) -> None:
-        if isinstance(vnodes, bool) or not isinstance(vnodes, int) or vnodes < 1:
-            raise ConfigError(f"vnodes must be a positive integer, got {vnodes!r}")
-        self.vnodes = vnodes
-        self._points: list[tuple[int, str]] = []
-        self._hashes: list[int] = []
-        self._nodes: set[str] = set()
-        for node in nodes:
-            self.add(node)
-
-    @property
-    def nodes(self) -> list[str]:
-        """The nodes on the ring, sorted."""
-        return sorted(self._nodes)
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    def __contains__(self, node: object) -> bool:
-        return node in self._nodes
-
-    def add(self, node: str) -> None:
-        """Put ``node`` on the ring (no-op if it is there)."""
-        if node in self._nodes:
-            return
-        self._nodes.add(node)
-        for i in range(self.vnodes):
-            bisect.insort(self._points, (_hash64(f"{node}#{i}".encode()), node))
-        self._hashes = [h for h, _ in self._points]
-
-    def remove(self, node: str) -> None:
-        """Take ``node`` off the ring (no-op if it is not there)."""
-        if node not in self._nodes:
-            return
-        self._nodes.discard(node)
-        self._points = [p for p in self._points if p[1] != node]
-        self._hashes = [h for h, _ in self._points]
-
-    def lookup(self, key: bytes) -> str | None:
-        """The node owning ``key``; None when the ring is empty."""
-        if not self._points:
-            return None
-        i = bisect.bisect_right(self._hashes, _hash64(key))
-        return self._points[i % len(self._points)][1]
+_MONITOR_EVENTS_CURVE = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED
+_CURVE_FAILED = ("CURVE handshake failed (a wrong --worker-key, or the worker does not admit "
+                 "the router's key)")
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -188,11 +139,17 @@ class RouterConfig:
     max_streams: streams held at once; max_batch: messages taken per socket and
     loop iteration; max_message_bytes: ZMQ_MAXMSGSIZE of the client socket (keep
     it <= the workers', else a worker drops the router's connection); hwm:
-    high-water marks; insecure: allow a non-loopback bind; stats_every: seconds
-    between one-line stats on stderr (0: off); log_events: print worker deaths and
-    rejoins on stderr; poll_interval: seconds between health checks when idle;
-    drain_timeout: how long a graceful stop waits for replies in flight; linger:
-    seconds to flush replies at close.
+    high-water marks; insecure: allow a non-loopback bind without CURVE;
+    curve_secret_file: a ``zmq.auth`` certificate with the router's secret key (CURVE
+    on the client socket, and the router's own key pair towards CURVE workers);
+    curve_clients_dir: directory of authorised client public certificates (without it
+    any client knowing the router's key may connect); curve_worker_key: the workers'
+    public certificate file or Z85 key (the router connects to every worker as a
+    CURVE client; without it, plain ZeroMQ); stats_every: seconds between one-line
+    stats on stderr (0: off); log_events: print worker deaths and rejoins on stderr;
+    poll_interval: seconds between health checks when idle; drain_timeout: how long
+    a graceful stop waits for replies in flight; linger: seconds to flush replies at
+    close.
     """
 
     vnodes: int = 64
@@ -207,6 +164,9 @@ class RouterConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     hwm: int = 10000
     insecure: bool = False
+    curve_secret_file: str | None = None
+    curve_clients_dir: str | None = None
+    curve_worker_key: str | None = None
     stats_every: float = 0.0
     log_events: bool = False
     poll_interval: float = 0.05
@@ -229,6 +189,27 @@ class RouterConfig:
                 raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
         if self.max_message_bytes < wire.HEADER_SIZE:
             raise ConfigError(f"max_message_bytes must be >= {wire.HEADER_SIZE}")
+
+
+@dataclass
+class RouterStats(ServiceStats):
+    """The router's counters: the service's plus its own.
+
+    forwarded / replied: requests sent to workers and replies passed back; resent:
+    requests re-sent after a failover; failovers: workers that died after serving;
+    streams_moved: streams re-homed by a failover; streams_expired: streams
+    forgotten after idle_timeout; stale_replies: replies of a worker or assignment
+    given up on (dropped); bad_replies: replies that are not wire format (dropped).
+    """
+
+    forwarded: int = 0
+    replied: int = 0
+    resent: int = 0
+    failovers: int = 0
+    streams_moved: int = 0
+    streams_expired: int = 0
+    stale_replies: int = 0
+    bad_replies: int = 0
 
 
 # -- bookkeeping ----------------------------------------------------------------------------------
@@ -308,7 +289,8 @@ class Router(ThreadedService):
     :meth:`start` (binds, then routes in a background thread) / :meth:`stop`.
 
     Raises ConfigError before any socket is created for a non-loopback ``bind``
-    without ``insecure``, for a bad config, or a bad worker list.
+    without CURVE or ``insecure``, for a bad config, a bad worker list, or an
+    unreadable key.
     """
 
     _thread_name = "sigstream-router"
@@ -317,17 +299,21 @@ class Router(ThreadedService):
                  workers: Iterable[str] | str = (), config: RouterConfig | None = None) -> None:
         cfg = config or RouterConfig()
         cfg.validate()
-        check_bind_allowed(bind, insecure=cfg.insecure)
+        curve = CurveServer.configure(cfg.curve_secret_file, cfg.curve_clients_dir, "router")
+        self.counters = RouterStats()
+        self.front = Front(bind, SocketOptions(hwm=cfg.hwm, linger=cfg.linger,
+                                               max_message_bytes=cfg.max_message_bytes,
+                                               router_mandatory=True),
+                           self.counters, curve=curve, insecure=cfg.insecure)
+        self._worker_curve = _worker_curve(cfg.curve_worker_key, curve)
         endpoints = _parse_workers(workers)
         self.config = cfg
         self.bind_address = bind
-        self.endpoint: str | None = None
         self.ring = HashRing(endpoints, cfg.vnodes)
         self._workers = [_Worker(e) for e in endpoints]
         self._by_endpoint = {w.endpoint: w for w in self._workers}
 
         self._ctx: zmq.Context | None = None
-        self._front: zmq.Socket | None = None
         self._poller = zmq.Poller()
         self._init_lifecycle()
 
@@ -336,44 +322,23 @@ class Router(ThreadedService):
         self._next_rid = 1
         self._next_token = 1
         self._probe_seq = 0
-        self._t0 = time.monotonic()
-        self._next_sweep = 0.0
-        self._next_print = 0.0
-        # counters
-        self.requests = 0
-        self.forwarded = 0
-        self.replied = 0
-        self.resent = 0
-        self.failovers = 0
-        self.streams_moved = 0
-        self.streams_expired = 0
-        self.errors: collections.Counter = collections.Counter()
-        self.stale_replies = 0
-        self.bad_replies = 0
-        self.replies_dropped = 0
-        self.unroutable = 0
+
+    @property
+    def endpoint(self) -> str | None:
+        """The bound client endpoint (None before :meth:`bind`)."""
+        return self.front.endpoint
 
     # -- sockets ----------------------------------------------------------------------------------
     def bind(self) -> str:
         """Bind the client socket and connect to the workers; returns the bound endpoint."""
-        if self._front is not None:
-            return self.endpoint or self.bind_address
+        if self.front.sock is not None:
+            return self.front.endpoint or self.bind_address
         cfg = self.config
-        check_bind_allowed(self.bind_address, insecure=cfg.insecure)
         ctx = zmq.Context()
         self._ctx = ctx
         try:
-            front = ctx.socket(zmq.ROUTER)
-            self._front = front
-            front.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
-            front.setsockopt(zmq.SNDHWM, cfg.hwm)
-            front.setsockopt(zmq.RCVHWM, cfg.hwm)
-            front.setsockopt(zmq.LINGER, int(cfg.linger * 1000))
-            front.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            if ":" in (endpoint_host(self.bind_address) or ""):
-                front.setsockopt(zmq.IPV6, 1)
-            self.endpoint = bind_socket(front, self.bind_address)
-            self._poller.register(front, zmq.POLLIN)
+            endpoint = self.front.open(ctx)
+            self._poller.register(self.front.sock, zmq.POLLIN)
             now = time.monotonic()
             for w in self._workers:
                 self._open(w)
@@ -382,27 +347,24 @@ class Router(ThreadedService):
         except BaseException:
             self._close()
             raise
-        return self.endpoint
+        return endpoint
 
     def _open(self, w: _Worker) -> None:
         """A fresh DEALER (and monitor) connected to worker ``w``; closes any previous one."""
         self._close_worker(w)
         assert self._ctx is not None
-        sock = self._ctx.socket(zmq.DEALER)
+        curve = self._worker_curve
+        sock = make_socket(self._ctx, zmq.DEALER, w.endpoint,
+                           SocketOptions(hwm=self.config.hwm, linger=0), curve)
         try:
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, self.config.hwm)
-            sock.setsockopt(zmq.RCVHWM, self.config.hwm)
-            if ":" in (endpoint_host(w.endpoint) or ""):
-                sock.setsockopt(zmq.IPV6, 1)
-            monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+            monitor = sock.get_monitor_socket(_MONITOR_EVENTS if curve is None
+                                              else _MONITOR_EVENTS_CURVE)
             try:
-                sock.connect(w.endpoint)
-            except zmq.ZMQError as err:
+                connect_socket(sock, w.endpoint, "worker")
+            except ConfigError:
                 sock.disable_monitor()
                 monitor.close(0)
-                raise ConfigError(f"cannot connect to worker {w.endpoint}: "
-                                  f"{err.strerror}") from None
+                raise
         except BaseException:
             sock.close(0)
             raise
@@ -429,13 +391,12 @@ class Router(ThreadedService):
     def _close(self) -> None:
         for w in self._workers:
             self._close_worker(w)
-        if self._front is not None:
+        if self.front.sock is not None:
             try:
-                self._poller.unregister(self._front)
+                self._poller.unregister(self.front.sock)
             except KeyError:
                 pass
-            self._front.close()
-            self._front = None
+        self.front.close()
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
@@ -446,9 +407,7 @@ class Router(ThreadedService):
         self.bind()
         cfg = self.config
         poll_ms = max(1, int(cfg.poll_interval * 1000))
-        now = time.monotonic()
-        self._next_sweep = now + self._sweep_interval()
-        self._next_print = now + cfg.stats_every if cfg.stats_every else float("inf")
+        self._start_housekeeping()
         self._serving.set()
         try:
             while not self._stop.is_set():
@@ -473,7 +432,7 @@ class Router(ThreadedService):
         try:
             events = dict(self._poller.poll(poll_ms))
         except zmq.ZMQError as err:  # pragma: no cover - EINTR from a signal
-            if err.errno != zmq.EINTR:
+            if err.errno != errno.EINTR:
                 raise
             events = {}
         n = 0
@@ -482,24 +441,14 @@ class Router(ThreadedService):
                 n += self._drain_worker(w)
             if w.monitor is not None and w.monitor in events:
                 self._drain_monitor(w)
-        if self._front is not None and self._front in events:
+        if self.front.sock is not None and self.front.sock in events:
             n += self._drain_front()
-        now = time.monotonic()
-        self._check_workers(now)
-        if now >= self._next_sweep:
-            self._sweep(now)
-            self._next_sweep = now + self._sweep_interval()
-        if now >= self._next_print:
-            print(self.stats_line(), file=sys.stderr, flush=True)
-            self._next_print = now + self.config.stats_every
+        self._check_workers(time.monotonic())
+        self._housekeeping()
         return n
 
-    def _sweep_interval(self) -> float:
-        idle = self.config.idle_timeout
-        return min(1.0, idle / 4) if idle > 0 else 1.0
-
     def _drain_front(self) -> int:
-        front = self._front
+        front = self.front.sock
         assert front is not None
         n = 0
         while n < self.config.max_batch:
@@ -511,7 +460,7 @@ class Router(ThreadedService):
             try:
                 self._on_request(parts)
             except Exception as err:  # never let one message stop the router
-                self._reply_error(parts[:1], None, "internal", f"router error: {err}")
+                self.front.reply_error(parts[:1], None, "internal", f"router error: {err}")
         return n
 
     def _drain_worker(self, w: _Worker) -> int:
@@ -525,7 +474,7 @@ class Router(ThreadedService):
             try:
                 self._on_reply(w, parts)
             except Exception:  # a reply we cannot route is dropped, never fatal
-                self.bad_replies += 1
+                self.counters.bad_replies += 1
         return n
 
     def _drain_monitor(self, w: _Worker) -> None:
@@ -534,30 +483,36 @@ class Router(ThreadedService):
                 event = recv_monitor_message(w.monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if event["event"] == zmq.EVENT_CONNECTED:
+            kind = event["event"]
+            if kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
                 w.connected = w.ever_connected = True
-            elif event["event"] == zmq.EVENT_DISCONNECTED:
+            elif kind & HANDSHAKE_FAILED:
+                w.connected = False
+                if w.alive:
+                    self._declare_dead(w, _CURVE_FAILED, time.monotonic())
+                    return
+            elif kind == zmq.EVENT_DISCONNECTED:
+                curve_never_up = self._worker_curve is not None and not w.connected
                 w.connected = False
                 if w.alive:
                     self._drain_worker(w)  # replies that arrived before the drop still count
-                    self._declare_dead(w, "connection lost", time.monotonic())
+                    self._declare_dead(w, _CURVE_FAILED if curve_never_up else "connection lost",
+                                       time.monotonic())
                     return
 
     # -- requests ---------------------------------------------------------------------------------
     def _on_request(self, parts: list[bytes]) -> None:
-        self.requests += 1
-        envelope, body = parts[:1], parts[1:]
-        if len(body) == 3 and len(body[0]) == 0:  # a REQ socket's empty delimiter
-            envelope, body = parts[:2], parts[2:]
+        self.counters.received += 1
+        envelope, body = split_envelope(parts)
         if len(body) != 2:
-            self._reply_error(envelope, None, "frame_count",
-                              f"message has {len(body)} frame(s), expected 2")
+            self.front.reply_error(envelope, None, "frame_count",
+                                   f"message has {len(body)} frame(s), expected 2")
             return
         try:
             h = wire.decode_header(body[0])
         except WireError as err:
             if err.header is None or err.header.is_stats:
-                self._reply_error(envelope, err.header, err.reason, err.message)
+                self.front.reply_error(envelope, err.header, err.reason, err.message)
                 return
             h = err.header  # the worker answers with the same error, in the stream's order
         else:
@@ -565,9 +520,9 @@ class Router(ThreadedService):
                 try:
                     wire.decode(body)
                 except WireError as err:
-                    self._reply_error(envelope, err.header, err.reason, err.message)
+                    self.front.reply_error(envelope, err.header, err.reason, err.message)
                     return
-                self._send_front(envelope + wire.encode_json(h, self.stats(), wire.STATS))
+                self.front.reply_stats(envelope, h, self.stats())
                 return
         self._forward(envelope, h, body[0], body[1])
 
@@ -577,9 +532,9 @@ class Router(ThreadedService):
         stream = self._streams.get(key)
         if stream is None:
             if len(self._streams) >= self.config.max_streams:
-                self._reply_error(envelope, h, "too_many_streams",
-                                  f"the router holds {self.config.max_streams} streams; end "
-                                  "some (END flag) or try later")
+                self.front.reply_error(envelope, h, "too_many_streams",
+                                       f"the router holds {self.config.max_streams} streams; "
+                                       "end some (END flag) or try later")
                 return
             stream = self._streams[key] = _Stream(envelope[0], h.stream_id, now)
         stream.last_seen = now
@@ -589,7 +544,8 @@ class Router(ThreadedService):
             if w is None:
                 if stream.reset_next:  # its state is gone: say so on every reply until served
                     h = h._replace(flags=h.flags | wire.RESET)
-                self._reply_error(envelope, h, "no_workers", "no worker is alive; retry later")
+                self.front.reply_error(envelope, h, "no_workers",
+                                       "no worker is alive; retry later")
                 if not stream.pending and not stream.reset_next:
                     self._forget(stream)
                 return
@@ -630,10 +586,7 @@ class Router(ThreadedService):
         """Send ``p`` to ``w`` under its stream's router id; on a full queue answer an error."""
         p.worker = w
         w.pending[p.token] = p
-        header = bytearray(p.raw)
-        _STREAM_ID.pack_into(header, _STREAM_ID_OFFSET, p.stream.rid)
-        if p.forced_reset:
-            header[_FLAGS_OFFSET] |= wire.RESET
+        header = wire.restamp(p.raw, p.stream.rid, wire.RESET if p.forced_reset else 0)
         assert w.sock is not None
         try:
             w.sock.send_multipart([header, p.payload], zmq.NOBLOCK)
@@ -643,7 +596,7 @@ class Router(ThreadedService):
                                       f"{self.config.hwm} messages queued; retry later")
             return False
         w.forwarded += 1
-        self.forwarded += 1
+        self.counters.forwarded += 1
         return True
 
     def _drop_pending(self, p: _Pending) -> None:
@@ -660,13 +613,13 @@ class Router(ThreadedService):
         w.last_heard = now
         w.ever_connected = True
         if len(parts) != 2:
-            self.bad_replies += 1
+            self.counters.bad_replies += 1
             return
         try:
             h = wire.decode_header(parts[0])
         except WireError as err:
             if err.header is None:
-                self.bad_replies += 1
+                self.counters.bad_replies += 1
                 return
             h = err.header
         if h.is_stats and not h.is_error:
@@ -674,47 +627,26 @@ class Router(ThreadedService):
             return
         stream = self._rids.get(h.stream_id)
         if stream is None or stream.worker is not w:
-            self.stale_replies += 1
+            self.counters.stale_replies += 1
             return
         p = next((q for q in stream.pending if q.header.seq == h.seq), None)
         if p is None:
-            self.stale_replies += 1
+            self.counters.stale_replies += 1
             return
         self._drop_pending(p)
-        header = bytearray(parts[0])
-        _STREAM_ID.pack_into(header, _STREAM_ID_OFFSET, stream.stream_id)
-        if p.forced_reset:
-            header[_FLAGS_OFFSET] |= wire.RESET
+        header = wire.restamp(parts[0], stream.stream_id, wire.RESET if p.forced_reset else 0)
         w.replied += 1
-        self.replied += 1
-        self._send_front(p.envelope + [header, parts[1]])
+        self.counters.replied += 1
+        self.front.send(p.envelope + [header, parts[1]])
         if not h.is_error:
             stream.state_seen = True
             if h.end and not stream.pending:
                 self._forget(stream)  # the worker freed it too
 
-    def _send_front(self, parts: list[Any]) -> None:
-        front = self._front
-        assert front is not None
-        try:
-            front.send_multipart(parts, flags=zmq.NOBLOCK)
-        except zmq.Again:
-            self.replies_dropped += 1  # the client does not read its replies
-        except zmq.ZMQError as err:
-            if err.errno == zmq.EHOSTUNREACH:
-                self.unroutable += 1  # the client is gone
-            else:
-                raise
-
-    def _reply_error(self, envelope: list[bytes], h: Header | None, code: str,
-                     message: str) -> None:
-        self.errors[code] += 1
-        self._send_front(envelope + wire.encode_error(h, code, message))
-
     def _reply_pending_error(self, p: _Pending, code: str, message: str) -> None:
         """An ERROR in place of a request's reply; RESET if the reply would have carried it."""
         h = p.header._replace(flags=p.header.flags | wire.RESET) if p.forced_reset else p.header
-        self._reply_error(p.envelope, h, code, message)
+        self.front.reply_error(p.envelope, h, code, message)
 
     # -- health -----------------------------------------------------------------------------------
     def _probe(self, w: _Worker, now: float) -> None:
@@ -784,7 +716,7 @@ class Router(ThreadedService):
         w.alive = False
         if w.ever_connected:  # a worker that never came up is not a failover
             w.deaths += 1
-            self.failovers += 1
+            self.counters.failovers += 1
         w.reason = reason
         w.probe_at = None
         w.next_rejoin = now + self.config.rejoin_interval
@@ -815,7 +747,7 @@ class Router(ThreadedService):
             if not need_reset:
                 self._forget(stream)
             return
-        self.streams_moved += 1
+        self.counters.streams_moved += 1
         if not stream.pending:
             stream.reset_next = need_reset
             return
@@ -823,7 +755,7 @@ class Router(ThreadedService):
         for i, p in enumerate(list(stream.pending)):
             p.forced_reset = need_reset and i == 0
             p.sent_at = now
-            self.resent += 1
+            self.counters.resent += 1
             self._send_to(w, p)
 
     def _sweep(self, now: float) -> None:
@@ -834,7 +766,7 @@ class Router(ThreadedService):
                  if not s.pending and now - s.last_seen > idle]
         for s in stale:
             self._forget(s)
-        self.streams_expired += len(stale)
+        self.counters.streams_expired += len(stale)
 
     def _log(self, message: str) -> None:
         if self.config.log_events:
@@ -862,35 +794,47 @@ class Router(ThreadedService):
             "probes": w.probes,
             "reason": w.reason or None,
         } for w in self._workers]
-        errors = dict(self.errors)
+        k = self.counters
+        errors = dict(k.rejected)
         return {
             "schema": "sigstream-router-stats/1",
-            "uptime_s": round(time.monotonic() - self._t0, 3),
+            "uptime_s": k.uptime_s(),
             "streams": len(self._streams),
             "workers_alive": sum(w["alive"] for w in workers),
             "workers": workers,
-            "requests": self.requests,
-            "forwarded": self.forwarded,
-            "replied": self.replied,
+            "requests": k.received,
+            "forwarded": k.forwarded,
+            "replied": k.replied,
             "in_flight": sum(w["in_flight"] for w in workers),
-            "failovers": self.failovers,
-            "streams_moved": self.streams_moved,
-            "resent": self.resent,
-            "streams_expired": self.streams_expired,
+            "failovers": k.failovers,
+            "streams_moved": k.streams_moved,
+            "resent": k.resent,
+            "streams_expired": k.streams_expired,
             "errors": errors,
             "errors_total": sum(errors.values()),
-            "stale_replies": self.stale_replies,
-            "bad_replies": self.bad_replies,
-            "replies_dropped": self.replies_dropped,
-            "unroutable": self.unroutable,
+            "stale_replies": k.stale_replies,
+            "bad_replies": k.bad_replies,
+            "replies_dropped": k.replies_dropped,
+            "unroutable": k.unroutable,
         }
 
     def stats_line(self) -> str:
         """One line for a terminal."""
+        k = self.counters
         alive = sum(w.alive for w in self._workers)
         return (f"route: streams {len(self._streams)}  workers {alive}/{len(self._workers)} "
-                f"alive  forwarded {self.forwarded}  replied {self.replied}  failovers "
-                f"{self.failovers}  errors {sum(self.errors.values())}")
+                f"alive  forwarded {k.forwarded}  replied {k.replied}  failovers "
+                f"{k.failovers}  errors {k.rejected_total}")
+
+
+def _worker_curve(worker_key: str | None, own: CurveServer | None) -> CurveClient | None:
+    """CURVE towards the workers: their public key, and the router's own key pair (its
+    client-socket certificate if it has one, else a fresh pair)."""
+    if worker_key is None:
+        return None
+    if own is None:
+        return CurveClient.load(worker_key, what="worker")
+    return CurveClient(load_public_key(worker_key, "worker"), own.public, own.secret)
 
 
 def _parse_workers(workers: Iterable[str] | str) -> list[str]:

@@ -43,10 +43,18 @@ unpickled or evaluated.
 
 :func:`encode` builds a message, :func:`decode` validates and parses one and
 raises :class:`WireError` (with a short ``reason`` code) for anything malformed.
+
+This module is the only place that knows the byte layout. Hot paths that cannot
+afford a :class:`Header` per message use its raw helpers instead of their own
+``struct`` formats or offsets: :func:`unpack_fields` (the ten fields as a plain
+tuple, unvalidated), :func:`pack_header` (a header from its fields, for replies),
+:func:`restamp` (a copy of header bytes with another stream id and extra flags, for
+a router) and the offsets :data:`FLAGS_OFFSET` and :data:`STREAM_ID_OFFSET`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -61,21 +69,31 @@ __all__ = [
     "Header", "WireError", "encode", "encode_with_header", "encode_control", "encode_error",
     "encode_json",
     "decode", "decode_header", "parse_json",
+    "FIELDS", "FLAGS_OFFSET", "STREAM_ID_OFFSET", "unpack_fields", "pack_header", "restamp",
 ]
 
 MAGIC = b"SIGS"
 VERSION = 1
 HEADER_FORMAT = "<4sBBBBHHIQQdQ16x"
 HEADER_SIZE = 64
-_HEADER = struct.Struct(HEADER_FORMAT)
-assert _HEADER.size == HEADER_SIZE
+_FIELDS = struct.Struct("<4sBBBxHxxIQQdQ16x")  # HEADER_FORMAT with the reserved fields as padding
+assert _FIELDS.size == struct.calcsize(HEADER_FORMAT) == HEADER_SIZE
+_U64 = struct.Struct("<Q")
+
+FIELDS = ("magic", "version", "flags", "dtype", "channels", "frames", "stream_id", "seq",
+          "sample_rate", "timestamp_ns")
+"""The header fields in byte order, as :func:`unpack_fields` returns them."""
+FLAGS_OFFSET = 5
+"""Byte offset of the flags (u8)."""
+STREAM_ID_OFFSET = 16
+"""Byte offset of the stream id (u64, little-endian)."""
 
 START, END, RESET, ERROR, STATS = 0x01, 0x02, 0x04, 0x08, 0x10
 KNOWN_FLAGS = START | END | RESET | ERROR | STATS
 
 DTYPE_CONTROL, DTYPE_FLOAT32, DTYPE_INT16 = 0, 1, 2
 _ITEMSIZE = {DTYPE_FLOAT32: 4, DTYPE_INT16: 2}
-_NP_DTYPE = {DTYPE_FLOAT32: np.dtype("<f4"), DTYPE_INT16: np.dtype("<i2")}
+_NP_DTYPE: dict[int, np.dtype] = {DTYPE_FLOAT32: np.dtype("<f4"), DTYPE_INT16: np.dtype("<i2")}
 
 MAX_FRAMES = 1 << 16
 """Default largest N a receiver accepts in one message."""
@@ -154,9 +172,9 @@ class Header(NamedTuple):
     def pack(self) -> bytes:
         """The 64 header bytes."""
         try:
-            return _HEADER.pack(MAGIC, self.version, self.flags, self.dtype, 0, self.channels,
-                                0, self.frames, self.stream_id, self.seq,
-                                float(self.sample_rate), self.timestamp_ns)
+            return _FIELDS.pack(MAGIC, self.version, self.flags, self.dtype, self.channels,
+                                self.frames, self.stream_id, self.seq, float(self.sample_rate),
+                                self.timestamp_ns)
         except struct.error as err:
             raise ValueError(f"header field out of range: {err} ({self})") from None
 
@@ -227,8 +245,8 @@ def decode_header(data: Any) -> Header:
     size = len(buf) if not isinstance(buf, memoryview) else buf.nbytes
     if size != HEADER_SIZE:
         raise WireError("header_size", f"header frame has {size} bytes, expected {HEADER_SIZE}")
-    (magic, version, flags, dtype, _r0, channels, _r1, frames, stream_id, seq, rate,
-     stamp) = _HEADER.unpack_from(buf)
+    magic, version, flags, dtype, channels, frames, stream_id, seq, rate, stamp = \
+        _FIELDS.unpack_from(buf)
     if magic != MAGIC:
         raise WireError("bad_magic", f"magic is {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
@@ -302,3 +320,30 @@ def parse_json(payload: Any) -> dict:
         raise WireError("bad_json", f"control payload is a JSON {type(obj).__name__}, "
                                     "expected an object")
     return obj
+
+
+# -- raw helpers for hot paths (no validation, no Header objects) ---------------------------------
+
+unpack_fields = _FIELDS.unpack_from
+"""``unpack_fields(buf, offset=0)``: the header's ten :data:`FIELDS` as a plain tuple
+``(magic, version, flags, dtype, channels, frames, stream_id, seq, sample_rate,
+timestamp_ns)``, reserved bytes skipped. Nothing is validated: a caller takes its own
+fast path only for values it checked, and hands everything else to :func:`decode`."""
+
+pack_header = functools.partial(_FIELDS.pack, MAGIC, VERSION)
+"""``pack_header(flags, dtype, channels, frames, stream_id, seq, sample_rate,
+timestamp_ns)``: the 64 header bytes of a v1 message (reserved bytes zero), the same
+bytes as :meth:`Header.pack` without building a Header; ``struct.error`` for a value
+out of range. For replies on a hot path."""
+
+
+def restamp(header: Any, stream_id: int, flags: int = 0) -> bytearray:
+    """A copy of the 64 ``header`` bytes with ``stream_id`` written in and ``flags`` OR-ed in.
+
+    Every other byte is kept as it was (a router forwards what it does not own unchanged).
+    """
+    out = bytearray(header)
+    _U64.pack_into(out, STREAM_ID_OFFSET, stream_id)
+    if flags:
+        out[FLAGS_OFFSET] |= flags
+    return out

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import os
 import queue
 import re
@@ -23,6 +22,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import zmq
+import zmq.auth
 from scipy import signal as sps
 
 from sigstream.cli.commands.route import add_parser as add_route_parser
@@ -30,10 +30,10 @@ from sigstream.cli.commands.route import run as cmd_route
 from sigstream.core.errors import ConfigError
 from sigstream.models.baselines.butterworth import Butterworth
 from sigstream.stream.net import wire
+from sigstream.stream.net.client import Client
 from sigstream.stream.net.router import HashRing, Router, RouterConfig, stream_key
-from sigstream.stream.net.server import Server
+from sigstream.stream.net.server import Server, ServerConfig
 from sigstream.stream.net.wire import Header
-from sigstream.stream.net.zmq_io import Client
 
 LOCAL = "tcp://127.0.0.1:*"
 SOS = Butterworth().sos
@@ -70,51 +70,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def key_hash(keys: list[bytes], ring: HashRing) -> str:
-    return hashlib.sha256("\n".join(str(ring.lookup(k)) for k in keys).encode()).hexdigest()
-
-
-# -- consistent hashing ---------------------------------------------------------------------------
-
-
-def test_hash_ring_is_stable_even_and_moves_only_what_it_must() -> None:
-    workers = [f"tcp://127.0.0.1:{5601 + i}" for i in range(3)]
-    keys = [stream_key(b"\x00" + i.to_bytes(4, "big"), i % 16) for i in range(3000)]
-    ring = HashRing(workers, vnodes=64)
-    before = {k: ring.lookup(k) for k in keys}
-    # stable: the same in another order, in another instance, and in another process
-    assert {k: HashRing(workers[::-1]).lookup(k) for k in keys} == before
-    code = ("import hashlib; from sigstream.stream.net.router import HashRing, stream_key; "
-            f"r = HashRing({workers!r}); ks = [stream_key(b'\\x00' + i.to_bytes(4, 'big'), "
-            "i % 16) for i in range(3000)]; print(hashlib.sha256('\\n'.join(str(r.lookup(k)) "
-            "for k in ks).encode()).hexdigest())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
-    assert out.stdout.strip() == key_hash(keys, ring)
-    # about even: 1000 keys each, give or take
-    counts = collections.Counter(before.values())
-    assert set(counts) == set(workers)
-    assert all(700 <= n <= 1300 for n in counts.values()), counts
-    # removing a worker moves exactly its keys, spread over the others
-    ring.remove(workers[1])
-    after = {k: ring.lookup(k) for k in keys}
-    moved = {k for k in keys if after[k] != before[k]}
-    assert moved == {k for k in keys if before[k] == workers[1]}
-    assert all(after[k] in (workers[0], workers[2]) for k in moved)
-    assert min(collections.Counter(after[k] for k in moved).values()) > 0.2 * len(moved)
-    # adding one back restores the old placement; a new one takes only ~1/N of the keys
-    ring.add(workers[1])
-    assert {k: ring.lookup(k) for k in keys} == before
-    ring.add("tcp://127.0.0.1:5604")
-    grown = {k: ring.lookup(k) for k in keys}
-    changed = [k for k in keys if grown[k] != before[k]]
-    assert all(grown[k] == "tcp://127.0.0.1:5604" for k in changed)
-    assert 0.1 * len(keys) < len(changed) < 0.4 * len(keys)
-    assert HashRing().lookup(keys[0]) is None
-    with pytest.raises(ConfigError):
-        HashRing(workers, vnodes=0)
 
 
 # -- routing --------------------------------------------------------------------------------------
@@ -525,3 +480,145 @@ def test_cli_route_runs_until_ctrl_c(capsys: pytest.CaptureFixture) -> None:
     assert result["stats"]["workers_alive"] == 1
     err = capsys.readouterr().err
     assert f"routing on {endpoint} to 1 worker(s)" in err and "stopped; route:" in err
+
+
+# -- CURVE ----------------------------------------------------------------------------------------
+
+curve = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+
+
+@pytest.fixture
+def certs(tmp_path) -> dict[str, str]:
+    """Certificates of a router, a worker, a client and a stranger, and who admits whom:
+    ``router_clients`` holds the client's public certificate, ``worker_clients`` the
+    router's."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    out: dict[str, str] = {}
+    for name in ("router", "worker", "client", "stranger"):
+        out[name], out[name + "_secret"] = zmq.auth.create_certificates(str(keys), name)
+    for folder, admitted in (("router_clients", "client"), ("worker_clients", "router")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{admitted}.key").write_bytes(open(out[admitted], "rb").read())
+        out[folder] = str(tmp_path / folder)
+    return out
+
+
+def curve_client(endpoint: str, server_cert: str, own_cert: str, **kw: object) -> Client:
+    server_key = zmq.auth.load_certificate(server_cert)[0]
+    public, secret = zmq.auth.load_certificate(own_cert)
+    return Client(endpoint, server_public_key=server_key, public_key=public, secret_key=secret,
+                  **kw)
+
+
+@curve
+def test_router_front_speaks_curve_and_refuses_wrong_keys(certs: dict[str, str]) -> None:
+    chunk = np.random.default_rng(6).standard_normal(32).astype(np.float32)
+    cfg = fast(curve_secret_file=certs["router_secret"], curve_clients_dir=certs["router_clients"])
+    with Server(Butterworth(), LOCAL) as srv, Router(LOCAL, [srv.endpoint], cfg) as router:
+        refused = [
+            curve_client(router.endpoint, certs["router"], certs["stranger_secret"],
+                         send_timeout=0.3),  # a key pair the router does not admit
+            curve_client(router.endpoint, certs["stranger"], certs["client_secret"],
+                         send_timeout=0.3),  # the wrong router key
+            Client(router.endpoint, send_timeout=0.3),  # no encryption
+        ]
+        for c in refused:
+            with pytest.raises(TimeoutError):  # the send or the reply times out
+                c.send(chunk, stream_id=1)
+                c.recv(timeout=0.5)
+            c.close()
+        assert router.stats()["requests"] == 0 and srv.counters.received == 0  # nothing got in
+        with curve_client(router.endpoint, certs["router"], certs["client_secret"]) as c:
+            c.send(chunk, stream_id=1)
+            h, y = c.recv(timeout=10)
+            stats = c.request_stats()
+    assert not h.is_error and h.stream_id == 1
+    np.testing.assert_allclose(y[:, 0], offline(chunk), atol=1e-5, rtol=0)
+    assert stats["requests"] == 2 and stats["replied"] == 1 and stats["errors_total"] == 0
+
+
+@curve
+def test_router_is_a_curve_client_of_its_workers(certs: dict[str, str]) -> None:
+    """The worker runs ``Server(curve_secret_file=...)`` admitting only the router's key."""
+    chunk = np.random.default_rng(7).standard_normal(32).astype(np.float32)
+    worker_cfg = ServerConfig(curve_secret_file=certs["worker_secret"],
+                              curve_clients_dir=certs["worker_clients"])
+    with Server(Butterworth(), LOCAL, worker_cfg) as srv:
+        wrong = [  # (the router's certificate, the worker key it is given)
+            ("router", "stranger"),  # the wrong worker key
+            ("stranger", "worker"),  # a router key the worker does not admit
+            (None, "worker"),  # a fresh key pair: not admitted either
+        ]
+        for own, worker_key in wrong:
+            keys = dict(curve_secret_file=certs[f"{own}_secret"] if own else None,
+                        curve_worker_key=certs[worker_key])
+            with Router(LOCAL, [srv.endpoint], fast(rejoin_interval=0, **keys)) as router:
+                c = (curve_client(router.endpoint, certs[own], certs["client_secret"]) if own
+                     else Client(router.endpoint))  # no router certificate: a plain front
+                t0 = time.monotonic()
+                c.send(chunk, stream_id=3)
+                h, err = c.recv(timeout=10)
+                c.close()
+                stats = router.stats()
+            assert h.is_error and err["code"] == "no_workers", (keys, err)
+            assert time.monotonic() - t0 < 5
+            assert "CURVE handshake failed" in stats["workers"][0]["reason"], stats
+            assert stats["failovers"] == 0  # it never came up
+        assert srv.counters.received == 0  # the worker never saw a message
+        # the right keys: the router's certificate is admitted, the worker's key is right
+        cfg = fast(curve_secret_file=certs["router_secret"], curve_worker_key=certs["worker"])
+        with Router(LOCAL, [srv.endpoint], cfg) as router, \
+                curve_client(router.endpoint, certs["router"], certs["client_secret"]) as c:
+            c.send(chunk, stream_id=3)
+            h, y = c.recv(timeout=10)
+            stats = c.request_stats()
+    assert not h.is_error and h.stream_id == 3
+    np.testing.assert_allclose(y[:, 0], offline(chunk), atol=1e-5, rtol=0)
+    assert stats["workers_alive"] == 1 and stats["workers"][0]["connected"]
+    assert stats["workers"][0]["replied"] == 1 and srv.counters.chunks == 1
+
+
+@curve
+def test_router_with_curve_may_bind_off_loopback_before_any_socket(certs: dict[str, str]) -> None:
+    with mock.patch.object(zmq.Context, "socket") as make_socket:
+        Router("tcp://0.0.0.0:5555", ["tcp://127.0.0.1:5601"],
+               RouterConfig(curve_secret_file=certs["router_secret"]))
+        with pytest.raises(ConfigError, match="not found"):
+            Router(LOCAL, ["tcp://127.0.0.1:5601"], RouterConfig(curve_worker_key="/nope.key"))
+        with pytest.raises(ConfigError, match="clients directory"):
+            Router(LOCAL, ["tcp://127.0.0.1:5601"], RouterConfig(curve_clients_dir="/nope"))
+        make_socket.assert_not_called()
+
+
+@curve
+def test_cli_route_with_curve_on_both_sides(certs: dict[str, str],
+                                            capsys: pytest.CaptureFixture) -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    result: dict = {}
+    chunk = np.ones(4, np.float32)
+    worker_cfg = ServerConfig(curve_secret_file=certs["worker_secret"],
+                              curve_clients_dir=certs["worker_clients"])
+    with Server(Butterworth(), LOCAL, worker_cfg) as srv:
+        def client() -> None:
+            try:
+                with curve_client(endpoint, certs["router"], certs["client_secret"]) as c:
+                    result["stats"] = c.request_stats(timeout=30)
+                    c.send(chunk)
+                    result["reply"] = c.recv(timeout=10)
+            finally:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        helper = threading.Thread(target=client)
+        helper.start()
+        code = cmd_route(route_args(
+            "--bind", endpoint, "--workers", str(srv.endpoint), "--stats-every", "0",
+            "--curve-secret", certs["router_secret"], "--curve-clients", certs["router_clients"],
+            "--worker-key", certs["worker"]))
+        helper.join(10)
+    assert code == 0
+    h, y = result["reply"]
+    assert not h.is_error and y.shape == (4, 1)
+    assert result["stats"]["workers_alive"] == 1
+    err = capsys.readouterr().err
+    assert f"routing on {endpoint} to 1 worker(s)" in err and "CURVE" in err

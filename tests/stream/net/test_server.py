@@ -30,9 +30,9 @@ from sigstream.core.errors import ConfigError
 from sigstream.models.baselines.butterworth import Butterworth
 from sigstream.models.layers.recurrent import StatefulGRU
 from sigstream.stream.net import wire
+from sigstream.stream.net.client import AsyncClient, Client
 from sigstream.stream.net.server import Server, ServerConfig
 from sigstream.stream.net.wire import Header
-from sigstream.stream.net.zmq_io import AsyncClient, Client
 from sigstream.stream.runner import StreamRunner
 
 LOCAL = "tcp://127.0.0.1:*"
@@ -377,7 +377,7 @@ def test_graceful_stop_drains_in_flight_messages() -> None:
     c.close()
     assert sorted(h.seq for h, _ in got) == sorted(k // 4 for k in range(300))
     assert all(not h.is_error for h, _ in got)
-    assert srv.chunks == 300
+    assert srv.counters.chunks == 300
 
 
 @pytest.mark.parametrize("endpoint", [

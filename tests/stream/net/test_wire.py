@@ -190,3 +190,43 @@ def test_non_finite_samples_pass_when_allowed() -> None:
     np.testing.assert_array_equal(y, x)
     with pytest.raises(WireError, match="frame 0, channel 0"):
         wire.decode(message(x))
+
+
+# -- raw helpers for hot paths --------------------------------------------------------------------
+
+
+def test_raw_helpers_speak_the_documented_layout() -> None:
+    h = Header(stream_id=2**64 - 1, seq=2**40 + 5, flags=wire.END | wire.RESET, channels=3,
+               frames=70_000, sample_rate=44100.5, timestamp_ns=2**63 + 9, dtype=wire.DTYPE_INT16)
+    raw = h.pack()
+    assert raw == struct.pack(wire.HEADER_FORMAT, b"SIGS", 1, h.flags, h.dtype, 0, 3, 0, 70_000,
+                              h.stream_id, h.seq, 44100.5, h.timestamp_ns)
+    fields = wire.unpack_fields(raw)
+    assert len(fields) == len(wire.FIELDS) == 10
+    assert dict(zip(wire.FIELDS, fields, strict=True)) == dict(
+        magic=b"SIGS", version=1, flags=h.flags, dtype=h.dtype, channels=3, frames=70_000,
+        stream_id=h.stream_id, seq=h.seq, sample_rate=44100.5, timestamp_ns=h.timestamp_ns)
+    assert wire.pack_header(*fields[2:]) == raw  # magic and version are filled in
+    assert wire.decode_header(raw) == h
+    # reserved bytes (7, 10-11, 48-63) are skipped on read and zero on write
+    dirty = bytearray(raw)
+    dirty[7], dirty[10], dirty[11], dirty[50] = 1, 2, 3, 4
+    assert wire.unpack_fields(bytes(dirty)) == fields
+    assert wire.unpack_fields(b"\xff" * 8 + raw, 8) == fields
+    with pytest.raises(struct.error):
+        wire.pack_header(0, 1, 1, 1, -1, 0, 0.0, 0)
+
+
+def test_offsets_and_restamp_rewrite_only_the_stream_id_and_flags() -> None:
+    raw = raw_header(stream_id=7, seq=11, flags=wire.START, stamp=99)
+    assert raw[wire.FLAGS_OFFSET] == wire.START
+    assert int.from_bytes(raw[wire.STREAM_ID_OFFSET:wire.STREAM_ID_OFFSET + 8], "little") == 7
+    out = wire.restamp(raw, 2**64 - 2, wire.RESET)
+    assert isinstance(out, bytearray) and len(out) == wire.HEADER_SIZE
+    h = wire.decode_header(bytes(out))
+    assert (h.stream_id, h.flags, h.seq, h.timestamp_ns) == (2**64 - 2, wire.START | wire.RESET,
+                                                             11, 99)
+    changed = [i for i in range(wire.HEADER_SIZE) if out[i] != raw[i]]
+    assert set(changed) <= {wire.FLAGS_OFFSET, *range(wire.STREAM_ID_OFFSET,
+                                                      wire.STREAM_ID_OFFSET + 8)}
+    assert wire.restamp(memoryview(raw), 7) == raw  # same id, no flags: the same bytes

@@ -1,4 +1,4 @@
-"""ZeroMQ sources, sinks and clients speaking wire format v1 (:mod:`sigstream.stream.net.wire`).
+"""ZeroMQ sources and sinks speaking wire format v1 (:mod:`sigstream.stream.net.wire`).
 
 N: frames, C: channels.
 
@@ -7,118 +7,55 @@ N: frames, C: channels.
 - :class:`ZmqSink` sends a pipeline's output on a PUSH or PUB socket, one message
   per block, with a ``block`` (wait) or ``drop`` (count and discard) policy when
   the consumer is slower.
-- :class:`Client` / :class:`AsyncClient` talk to a
-  :class:`~sigstream.stream.net.server.Server` over a DEALER socket: send chunks of
-  any number of streams, receive the model's output for each, ask for stats.
 - :func:`parse_zmq_spec` reads ``zmq:ENDPOINT[,key=value...]`` specs.
 
 Binding a socket on anything but a loopback address (127.0.0.0/8, ::1,
 localhost) or a local transport (``ipc://``, ``inproc://``) is refused with a
-:class:`~sigstream.core.errors.ConfigError` unless ``insecure=True``: the
-wire format is not authenticated. Messages are parsed with :func:`wire.decode`;
-nothing is unpickled.
+:class:`~sigstream.core.errors.ConfigError` before the socket exists, unless the
+socket is encrypted or ``insecure=True``: the wire format is not authenticated.
+
+CURVE (see :mod:`sigstream.stream.net.sockets`): the side that binds is the CURVE
+server and takes its certificate with the secret key (``curve_secret``), plus
+optionally a directory of authorised client certificates (``curve_clients``; the
+socket then gets a context of its own, with the authenticator, unless one is
+passed); the side that connects takes the binding side's public key
+(``curve_server``: a certificate file or a Z85 key) and optionally its own
+certificate (``curve_secret``; else a fresh key pair). A peer with a wrong key never
+completes the handshake: nothing it sends is delivered. Messages are parsed with
+:func:`wire.decode`; nothing is unpickled.
 """
 
 from __future__ import annotations
 
-import collections
-import ipaddress
 import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from sigstream.core.errors import ConfigError, InputError
 from sigstream.stream.io.sinks import Sink
 from sigstream.stream.io.sources import Source
 from sigstream.stream.net import wire
+from sigstream.stream.net.sockets import (
+    HANDSHAKE_FAILED,
+    Curve,
+    CurveClient,
+    CurveServer,
+    SocketOptions,
+    bind_socket,
+    check_bind_allowed,
+    connect_socket,
+    curve_for,
+    make_socket,
+)
 from sigstream.stream.net.wire import Header, WireError
 
-__all__ = [
-    "ZmqSpec", "parse_zmq_spec", "ZmqSource", "ZmqSink", "Client", "AsyncClient",
-    "is_loopback_endpoint", "check_bind_allowed", "bind_socket",
-]
-
-_LOCAL_TRANSPORTS = ("inproc://", "ipc://")
-
-
-# -- endpoints ------------------------------------------------------------------------------------
-
-
-def endpoint_host(endpoint: str) -> str | None:
-    """The host part of a ``tcp://HOST:PORT`` endpoint (brackets removed), else None."""
-    if not endpoint.startswith("tcp://"):
-        return None
-    rest = endpoint[len("tcp://"):]
-    if ";" in rest:  # "source;destination" (connect only): the destination counts
-        rest = rest.rsplit(";", 1)[1]
-    host, sep, _port = rest.rpartition(":")
-    if not sep:
-        return None
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host
-
-
-def is_loopback_endpoint(endpoint: str) -> bool:
-    """True for ``inproc://``, ``ipc://`` and TCP on 127.0.0.0/8, ::1 or localhost."""
-    if endpoint.startswith(_LOCAL_TRANSPORTS):
-        return True
-    host = endpoint_host(endpoint)
-    if host is None:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name, a host name: not provably loopback
-
-
-def check_bind_allowed(endpoint: str, *, curve: bool = False, insecure: bool = False) -> None:
-    """ConfigError unless ``endpoint`` is loopback, or CURVE keys are set, or ``insecure``."""
-    if not isinstance(endpoint, str) or "://" not in endpoint:
-        raise ConfigError(f"bad endpoint {endpoint!r}; expected e.g. tcp://127.0.0.1:5555")
-    if is_loopback_endpoint(endpoint) or curve or insecure:
-        return
-    raise ConfigError(
-        f"refusing to bind {endpoint}: it is not a loopback address and the stream is not "
-        "encrypted; bind 127.0.0.1, give CURVE keys (--curve-secret FILE), or pass --insecure"
-    )
-
-
-def bind_socket(sock: zmq.Socket, endpoint: str) -> str:
-    """Bind and return the actual endpoint (``tcp://127.0.0.1:*`` picks a free port).
-
-    A busy port or an unusable address raises a one-line ConfigError; the socket is
-    left open (the caller closes it).
-    """
-    try:
-        sock.bind(endpoint)
-    except zmq.ZMQError as err:
-        if err.errno == zmq.EADDRINUSE:
-            raise ConfigError(f"address {endpoint} is in use; pick another port") from None
-        raise ConfigError(f"cannot bind {endpoint}: {err.strerror}") from None
-    last = sock.getsockopt(zmq.LAST_ENDPOINT)
-    return last.decode() if isinstance(last, bytes) and last else endpoint
-
-
-def _connect(sock: zmq.Socket, endpoint: str) -> str:
-    try:
-        sock.connect(endpoint)
-    except zmq.ZMQError as err:
-        raise ConfigError(f"cannot connect to {endpoint}: {err.strerror}") from None
-    return endpoint
-
-
-def _setup(sock: zmq.Socket, endpoint: str, mode: str) -> str:
-    if endpoint.startswith("tcp://") and ":" in (endpoint_host(endpoint) or ""):
-        sock.setsockopt(zmq.IPV6, 1)
-    return bind_socket(sock, endpoint) if mode == "bind" else _connect(sock, endpoint)
+__all__ = ["ZmqSpec", "parse_zmq_spec", "ZmqSource", "ZmqSink"]
 
 
 # -- spec strings ---------------------------------------------------------------------------------
@@ -140,6 +77,9 @@ class ZmqSpec:
     allow_non_finite: bool = False
     dtype: str = "float32"
     insecure: bool = False
+    curve_secret: str | None = None
+    curve_server: str | None = None
+    curve_clients: str | None = None
 
     @property
     def is_source(self) -> bool:
@@ -154,7 +94,8 @@ class ZmqSpec:
                          channels=self.channels or default_channels,
                          sample_rate=self.sample_rate or default_rate, timeout=self.timeout,
                          stream_id=self.stream_id, allow_non_finite=self.allow_non_finite,
-                         insecure=self.insecure)
+                         insecure=self.insecure, curve_secret=self.curve_secret,
+                         curve_server=self.curve_server, curve_clients=self.curve_clients)
 
     def make_sink(self) -> ZmqSink:
         if self.is_source:
@@ -162,11 +103,13 @@ class ZmqSpec:
                               "pattern=push or pattern=pub")
         return ZmqSink(self.endpoint, mode=self.mode, pattern=self.pattern, hwm=self.hwm,
                        policy=self.policy, stream_id=self.stream_id or 0,
-                       send_timeout=self.timeout, dtype=self.dtype, insecure=self.insecure)
+                       send_timeout=self.timeout, dtype=self.dtype, insecure=self.insecure,
+                       curve_secret=self.curve_secret, curve_server=self.curve_server,
+                       curve_clients=self.curve_clients)
 
 
 _SPEC_KEYS = ("mode", "pattern", "hwm", "policy", "channels", "rate", "timeout", "stream",
-              "nonfinite", "dtype", "insecure")
+              "nonfinite", "dtype", "insecure", "curve_secret", "curve_server", "curve_clients")
 
 
 def parse_zmq_spec(spec: str, role: str | None = None) -> ZmqSpec:
@@ -178,7 +121,12 @@ def parse_zmq_spec(spec: str, role: str | None = None) -> ZmqSpec:
     ``timeout=S`` (a source ends after S s without a message; a blocking sink fails after
     S s), ``stream=ID`` (a sink's stream id; a source accepts only that stream),
     ``nonfinite=reject|pass``, ``dtype=float32|int16`` (sinks), ``insecure=1`` (allow a
-    non-loopback bind). Example: ``zmq:tcp://127.0.0.1:5555,mode=bind,pattern=pull,hwm=1000``.
+    non-loopback bind without CURVE), and CURVE: ``curve_secret=FILE`` (this side's
+    certificate with its secret key; on a bind side it turns CURVE on),
+    ``curve_server=FILE|Z85`` (a connect side: the binding side's public key; turns CURVE
+    on), ``curve_clients=DIR`` (a bind side: only clients whose certificates are in DIR).
+    Files are read when the source or sink is made. Example:
+    ``zmq:tcp://127.0.0.1:5555,mode=bind,pattern=pull,hwm=1000``.
     """
     if not isinstance(spec, str):
         raise ConfigError(f"bad zmq spec {spec!r}")
@@ -238,7 +186,88 @@ def parse_zmq_spec(spec: str, role: str | None = None) -> ZmqSpec:
                    hwm=1000 if hwm is None else hwm, policy=policy,
                    channels=number("channels", int, 1), sample_rate=number("rate", float, 1e-9),
                    timeout=number("timeout", float, 0.0), stream_id=number("stream", int, 0),
-                   allow_non_finite=nonfinite == "pass", dtype=dtype, insecure=insecure)
+                   allow_non_finite=nonfinite == "pass", dtype=dtype, insecure=insecure,
+                   curve_secret=opts.get("curve_secret") or None,
+                   curve_server=opts.get("curve_server") or None,
+                   curve_clients=opts.get("curve_clients") or None)
+
+
+# -- the socket of a source or sink -----------------------------------------------------------
+
+
+class _Socket:
+    """A source's or sink's socket, with the context and CURVE authenticator it may own.
+
+    With an authorised-clients directory (``curve.clients_dir``) and no ``context``
+    given, the socket gets a context of its own: ZeroMQ runs one authenticator per
+    context, and the shared ``Context.instance()`` may serve other sockets. A CURVE
+    client (the connecting side) watches its handshakes: :meth:`check` raises
+    InputError once one failed, since ZeroMQ then never delivers anything (and after
+    a refusal stops trying, so a blocking send would wait forever).
+    """
+
+    def __init__(self, context: zmq.Context | None, curve: Curve | None) -> None:
+        self.curve = curve
+        self.sock: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
+        self.endpoint = ""
+        self._context = context
+        self._own: zmq.Context | None = None
+        self._auth: Any = None
+
+    def open(self, kind: int, endpoint: str, mode: str, options: SocketOptions) -> zmq.Socket:
+        """Create, bind or connect the socket; its endpoint (a ``*`` port resolved) is
+        :attr:`endpoint`."""
+        ctx = self._context
+        server = self.curve if isinstance(self.curve, CurveServer) else None
+        if ctx is None:
+            if server is not None and server.clients_dir:
+                ctx = self._own = zmq.Context()
+            else:
+                ctx = zmq.Context.instance()
+        try:
+            if server is not None:
+                self._auth = server.authenticator(ctx)
+            sock = self.sock = make_socket(ctx, kind, endpoint, options, self.curve)
+            if isinstance(self.curve, CurveClient):  # before connecting: no event is missed
+                self.monitor = sock.get_monitor_socket(HANDSHAKE_FAILED)
+            self.endpoint = (bind_socket(sock, endpoint) if mode == "bind"
+                             else connect_socket(sock, endpoint))
+        except BaseException:
+            self.close(0)
+            raise
+        return sock
+
+    def check(self) -> None:
+        """InputError if a CURVE handshake of this (connecting) socket failed."""
+        while self.monitor is not None:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] & HANDSHAKE_FAILED:
+                raise InputError(f"the CURVE handshake with {self.endpoint} failed: check "
+                                 "curve_server= (the binding side's public key) and that the "
+                                 "binding side admits this side's key (its curve_clients=)")
+
+    def close(self, linger: int | None = None) -> None:
+        if self.monitor is not None:
+            if self.sock is not None:
+                try:
+                    self.sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+            self.monitor.close(0)
+            self.monitor = None
+        if self.sock is not None:
+            self.sock.close(linger)
+            self.sock = None
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._own is not None:
+            self._own.term()
+            self._own = None
 
 
 # -- source ---------------------------------------------------------------------------------------
@@ -261,6 +290,10 @@ class ZmqSource(Source):
     reason code -> count), :attr:`gaps` (sequence discontinuities), :attr:`missing`
     (sequence numbers skipped), :attr:`dropped` (frames discarded with rejected
     messages), :attr:`messages` (accepted).
+
+    ``curve_secret`` / ``curve_server`` / ``curve_clients``: CURVE, as in the module
+    docstring. A connecting source whose CURVE handshake fails raises InputError
+    from :meth:`read` instead of waiting for messages that cannot come.
     """
 
     live = True
@@ -270,6 +303,8 @@ class ZmqSource(Source):
                  timeout: float | None = None, poll_interval: float = 0.05,
                  stream_id: int | None = None, allow_non_finite: bool = False,
                  max_frames: int = wire.MAX_FRAMES, insecure: bool = False,
+                 curve_secret: str | None = None, curve_server: bytes | str | None = None,
+                 curve_clients: str | None = None,
                  context: zmq.Context | None = None) -> None:
         pattern = pattern.lower()
         if pattern not in ("pull", "sub"):
@@ -281,8 +316,9 @@ class ZmqSource(Source):
             raise ConfigError(f"channels must be a positive integer, got {channels!r}")
         if sample_rate is not None and not (math.isfinite(sample_rate) and sample_rate > 0):
             raise ConfigError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
+        curve = curve_for(mode, secret=curve_secret, server=curve_server, clients=curve_clients)
         if mode == "bind":
-            check_bind_allowed(endpoint, insecure=insecure)
+            check_bind_allowed(endpoint, curve=curve is not None, insecure=insecure)
         self.channels = channels
         self.sample_rate = None if sample_rate is None else float(sample_rate)
         self.timeout = timeout
@@ -303,17 +339,12 @@ class ZmqSource(Source):
         self._pos = 0
         self._end_after_pending = False
         self._stop = threading.Event()
-        ctx = context or zmq.Context.instance()
-        self._sock = ctx.socket(zmq.PULL if pattern == "pull" else zmq.SUB)
-        try:
-            self._sock.setsockopt(zmq.RCVHWM, int(hwm))
-            self._sock.setsockopt(zmq.LINGER, 0)
-            if pattern == "sub":
-                self._sock.setsockopt(zmq.SUBSCRIBE, b"")
-            self.endpoint = _setup(self._sock, endpoint, mode)
-        except BaseException:
-            self._sock.close(0)
-            raise
+        self._socket = _Socket(context, curve)
+        options = SocketOptions(rcvhwm=int(hwm), linger=0,
+                                subscribe=b"" if pattern == "sub" else None)
+        self._sock = self._socket.open(zmq.PULL if pattern == "pull" else zmq.SUB, endpoint,
+                                       mode, options)
+        self.endpoint = self._socket.endpoint
 
     def stop(self) -> None:
         """Make :meth:`read` return None within one poll interval (callable from any thread)."""
@@ -335,6 +366,7 @@ class ZmqSource(Source):
                 wait = max(1, min(wait, int(left * 1000) + 1))
             if self._sock.poll(wait, zmq.POLLIN):
                 return self._sock.recv_multipart()
+            self._socket.check()
         return None
 
     def _accept(self, parts: list[bytes]) -> np.ndarray | None:
@@ -398,7 +430,7 @@ class ZmqSource(Source):
         return block
 
     def _close(self) -> None:
-        self._sock.close(0)
+        self._socket.close(0)
 
 
 # -- sink -----------------------------------------------------------------------------------------
@@ -415,13 +447,17 @@ class ZmqSink(Sink):
     :attr:`dropped_messages` (its sequence number is used up, so the receiver sees a
     gap). A PUB socket never blocks: it silently drops for slow subscribers
     (ZeroMQ semantics), so its drops cannot be counted here. ``dtype="int16"``
-    sends ``round(x * 32767)`` clipped to int16.
+    sends ``round(x * 32767)`` clipped to int16. CURVE keys as for
+    :class:`ZmqSource`; a connecting blocking sink whose CURVE handshake fails
+    raises InputError instead of waiting forever.
     """
 
     def __init__(self, endpoint: str, *, mode: str | None = None, pattern: str = "push",
                  hwm: int = 1000, policy: str = "block", stream_id: int = 0,
                  send_timeout: float | None = None, linger: float = 1.0,
                  dtype: str = "float32", insecure: bool = False,
+                 curve_secret: str | None = None, curve_server: bytes | str | None = None,
+                 curve_clients: str | None = None,
                  context: zmq.Context | None = None) -> None:
         pattern = pattern.lower()
         if pattern not in ("push", "pub"):
@@ -433,8 +469,10 @@ class ZmqSink(Sink):
             raise ConfigError(f"policy must be 'block' or 'drop', got {policy!r}")
         if dtype not in ("float32", "int16"):
             raise ConfigError(f"dtype must be float32 or int16, got {dtype!r}")
+        curve = curve_for(self.mode, secret=curve_secret, server=curve_server,
+                          clients=curve_clients)
         if self.mode == "bind":
-            check_bind_allowed(endpoint, insecure=insecure)
+            check_bind_allowed(endpoint, curve=curve is not None, insecure=insecure)
         self.endpoint = endpoint
         self.pattern, self.hwm, self.policy = pattern, int(hwm), policy
         self.stream_id, self.send_timeout, self.linger = int(stream_id), send_timeout, linger
@@ -443,22 +481,15 @@ class ZmqSink(Sink):
         self.dropped_messages = 0
         self.messages = 0
         self._seq = 0
-        self._context = context
+        self._socket = _Socket(context, curve)
         self._sock: zmq.Socket | None = None
 
     def _open(self, sample_rate: float | None, channels: int) -> None:
-        ctx = self._context or zmq.Context.instance()
-        sock = ctx.socket(zmq.PUSH if self.pattern == "push" else zmq.PUB)
-        try:
-            sock.setsockopt(zmq.SNDHWM, self.hwm)
-            sock.setsockopt(zmq.LINGER, int(self.linger * 1000))
-            if self.send_timeout is not None:
-                sock.setsockopt(zmq.SNDTIMEO, max(0, int(self.send_timeout * 1000)))
-            self.endpoint = _setup(sock, self.endpoint, self.mode)
-        except BaseException:
-            sock.close(0)
-            raise
-        self._sock = sock
+        options = SocketOptions(sndhwm=self.hwm, linger=self.linger,
+                                send_timeout=self.send_timeout)
+        self._sock = self._socket.open(zmq.PUSH if self.pattern == "push" else zmq.PUB,
+                                       self.endpoint, self.mode, options)
+        self.endpoint = self._socket.endpoint
 
     def _header(self, flags: int) -> Header:
         return Header(stream_id=self.stream_id, seq=self._seq, flags=flags,
@@ -477,11 +508,30 @@ class ZmqSink(Sink):
                 return
         else:
             try:
-                self._sock.send_multipart(msg, copy=False)
-            except zmq.Again:
+                if self._socket.monitor is None:
+                    self._sock.send_multipart(msg, copy=False)
+                else:
+                    self._send_watched(msg)
+            except zmq.Again:  # SNDTIMEO: send_timeout, or the linger time of close()
+                waited = cast(int, self._sock.getsockopt(zmq.SNDTIMEO)) / 1000
                 raise InputError(f"no receiver took a message on {self.endpoint} within "
-                                 f"{self.send_timeout:g} s; is the consumer running?") from None
+                                 f"{waited:g} s; is the consumer running?") from None
         self.messages += 1
+
+    def _send_watched(self, msg: list[Any]) -> None:
+        """A blocking send (up to SNDTIMEO) that gives up once the CURVE handshake failed."""
+        assert self._sock is not None
+        wait_ms = cast(int, self._sock.getsockopt(zmq.SNDTIMEO))  # -1: forever
+        deadline = None if wait_ms < 0 else time.monotonic() + wait_ms / 1000
+        while True:
+            try:
+                self._sock.send_multipart(msg, flags=zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                self._socket.check()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            self._sock.poll(50, zmq.POLLOUT)
 
     def _write(self, block: np.ndarray) -> None:
         if self.dtype == "int16":
@@ -501,241 +551,11 @@ class ZmqSink(Sink):
         except (InputError, zmq.ZMQError):
             pass  # the consumer is gone; nothing more to tell it
         finally:
-            self._sock.close()
+            self._socket.close()
             self._sock = None
 
     def _abort(self) -> None:
-        if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
+        self._socket.close(0)
+        self._sock = None
 
-
-# -- clients --------------------------------------------------------------------------------------
-
-
-class _ClientBase:
-    """What :class:`Client` and :class:`AsyncClient` share: headers, sequence numbers, replies."""
-
-    def __init__(self, endpoint: str, stream_id: int, sample_rate: float, channels: int,
-                 server_public_key: bytes | str | None, public_key: bytes | None,
-                 secret_key: bytes | None) -> None:
-        self.endpoint = endpoint
-        self.stream_id = int(stream_id)
-        self.sample_rate = float(sample_rate or 0.0)
-        self.channels = int(channels)
-        self._next_seq: dict[int, int] = {}
-        self._curve = (server_public_key, public_key, secret_key)
-        self._backlog: collections.deque = collections.deque()
-
-    def _configure(self, sock: zmq.Socket, hwm: int) -> None:
-        sock.setsockopt(zmq.SNDHWM, hwm)
-        sock.setsockopt(zmq.RCVHWM, hwm)
-        sock.setsockopt(zmq.LINGER, 500)
-        server_key, public, secret = self._curve
-        if server_key is not None:
-            if public is None or secret is None:
-                public, secret = zmq.curve_keypair()
-            sock.setsockopt(zmq.CURVE_SERVERKEY, _key(server_key))
-            sock.setsockopt(zmq.CURVE_PUBLICKEY, _key(public))
-            sock.setsockopt(zmq.CURVE_SECRETKEY, _key(secret))
-        if self.endpoint.startswith("tcp://") and ":" in (endpoint_host(self.endpoint) or ""):
-            sock.setsockopt(zmq.IPV6, 1)
-
-    def _message(self, chunk: Any, start: bool, end: bool, reset: bool,
-                 stream_id: int | None, seq: int | None,
-                 timestamp_ns: int | None) -> tuple[Header, list[Any]]:
-        sid = self.stream_id if stream_id is None else int(stream_id)
-        if seq is None:
-            seq = self._next_seq.get(sid, 0)
-        self._next_seq[sid] = seq + 1
-        flags = (wire.START if start else 0) | (wire.END if end else 0) | \
-            (wire.RESET if reset else 0)
-        h = Header(stream_id=sid, seq=seq, flags=flags, channels=self.channels,
-                   sample_rate=self.sample_rate,
-                   timestamp_ns=time.time_ns() if timestamp_ns is None else timestamp_ns)
-        if chunk is None:
-            if not flags:
-                raise ValueError("a message without samples needs start, end or reset")
-            return wire.encode_with_header(h, None)
-        h, msg = wire.encode_with_header(h, chunk)
-        if h.frames == 0:
-            raise WireError("bad_frames", "a chunk needs at least one frame (send None with "
-                                          "end=True to close a stream)", h)
-        return h, msg
-
-    def _stats_request(self) -> list[Any]:
-        return wire.encode_control(Header(flags=wire.STATS, timestamp_ns=time.time_ns()))
-
-    @staticmethod
-    def _parse(parts: list[bytes]) -> tuple[Header, Any]:
-        if parts and len(parts) == 3 and len(parts[0]) == 0:
-            parts = parts[1:]  # a REQ-style empty delimiter
-        h, data = wire.decode(parts, max_frames=1 << 31, allow_non_finite=True)
-        if h.is_control:
-            if h.is_error or h.is_stats:
-                return h, wire.parse_json(data)
-            return h, np.empty((0, h.channels), dtype=np.float32)
-        return h, data
-
-
-_ZERO_COPY_BYTES = 1 << 16
-
-
-def _key(key: bytes | str) -> bytes:
-    return key.encode() if isinstance(key, str) else key
-
-
-class Client(_ClientBase):
-    """A DEALER connection to a :class:`~sigstream.stream.net.server.Server`.
-
-    ``stream_id``, ``sample_rate`` and ``channels`` are the defaults of every
-    :meth:`send`; one client may carry any number of streams (``send(...,
-    stream_id=k)``), each with its own sequence numbers. Sends never wait for
-    replies: pipeline as many chunks as you like, then :meth:`recv` the replies,
-    which come back per stream in the order sent. ``server_public_key`` (Z85)
-    turns on CURVE encryption (a fresh client key pair unless
-    ``public_key``/``secret_key`` are given).
-    """
-
-    def __init__(self, endpoint: str, stream_id: int = 0, sample_rate: float = 0.0,
-                 channels: int = 1, *, hwm: int = 10000, context: zmq.Context | None = None,
-                 server_public_key: bytes | str | None = None, public_key: bytes | None = None,
-                 secret_key: bytes | None = None, send_timeout: float | None = 10.0) -> None:
-        super().__init__(endpoint, stream_id, sample_rate, channels, server_public_key,
-                         public_key, secret_key)
-        ctx = context or zmq.Context.instance()
-        self._sock = ctx.socket(zmq.DEALER)
-        try:
-            self._configure(self._sock, hwm)
-            if send_timeout is not None:  # a DEALER with no connected peer blocks in send
-                self._sock.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
-            _connect(self._sock, endpoint)
-        except BaseException:
-            self._sock.close(0)
-            raise
-
-    def send(self, chunk: Any = None, start: bool = False, end: bool = False,
-             reset: bool = False, *, stream_id: int | None = None, seq: int | None = None,
-             timestamp_ns: int | None = None) -> Header:
-        """Send one chunk ((N, C) or (N,) float32/int16 array; None: a control message).
-
-        Sequence numbers count up per stream from 0 unless ``seq`` is given. Returns
-        the header sent. Large float32 arrays (over 64 KiB) are sent zero-copy: do not
-        modify them until the message has left (pass a copy if unsure).
-        """
-        h, msg = self._message(chunk, start, end, reset, stream_id, seq, timestamp_ns)
-        try:  # zero-copy only pays from 64 KiB on; below, pyzmq copies faster
-            self._sock.send_multipart(msg, copy=_ZERO_COPY_BYTES <= h.frames * h.channels * 4)
-        except zmq.Again:
-            raise TimeoutError(f"could not send to {self.endpoint}: no server connected "
-                               "(or its queue is full) within the send timeout") from None
-        return h
-
-    @property
-    def socket(self) -> zmq.Socket:
-        """The DEALER socket (for a ``zmq.Poller`` over several clients)."""
-        return self._sock
-
-    def send_raw(self, frames: list[bytes]) -> None:
-        """Send arbitrary frames (for testing servers against malformed input)."""
-        self._sock.send_multipart(frames)
-
-    def poll(self, timeout: float | None = 0.0) -> bool:
-        """True if a reply is ready within ``timeout`` s (None: wait forever)."""
-        if self._backlog:
-            return True
-        ms = None if timeout is None else max(0, int(timeout * 1000))
-        return bool(self._sock.poll(ms, zmq.POLLIN))
-
-    def recv(self, timeout: float | None = 5.0) -> tuple[Header, Any]:
-        """The next reply: ``(header, payload)``; TimeoutError after ``timeout`` s.
-
-        The payload is a float32 (N, C) array for model output, a dict for ERROR
-        replies (``{"code", "message"}``, ``header.is_error``) and STATS replies, and
-        an empty (0, C) array for control acknowledgements (e.g. a bare END).
-        """
-        if self._backlog:
-            return self._backlog.popleft()
-        if not self.poll(timeout):
-            raise TimeoutError(f"no reply from {self.endpoint} within {timeout} s")
-        return self._parse(self._sock.recv_multipart())
-
-    def request_stats(self, timeout: float = 5.0) -> dict:
-        """Ask the server for its stats; other replies received meanwhile stay queued."""
-        self._sock.send_multipart(self._stats_request())
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
-                raise TimeoutError(f"no stats reply from {self.endpoint} within {timeout} s")
-            h, payload = self._parse(self._sock.recv_multipart())
-            if h.is_stats and not h.is_error:
-                return payload
-            self._backlog.append((h, payload))
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncClient(_ClientBase):
-    """:class:`Client` for asyncio (``zmq.asyncio``): ``await send(...)``, ``await recv()``."""
-
-    def __init__(self, endpoint: str, stream_id: int = 0, sample_rate: float = 0.0,
-                 channels: int = 1, *, hwm: int = 10000, context: Any = None,
-                 server_public_key: bytes | str | None = None, public_key: bytes | None = None,
-                 secret_key: bytes | None = None) -> None:
-        import zmq.asyncio
-
-        super().__init__(endpoint, stream_id, sample_rate, channels, server_public_key,
-                         public_key, secret_key)
-        ctx = context or zmq.asyncio.Context.instance()
-        self._sock = ctx.socket(zmq.DEALER)
-        try:
-            self._configure(self._sock, hwm)
-            _connect(self._sock, endpoint)
-        except BaseException:
-            self._sock.close(0)
-            raise
-
-    async def send(self, chunk: Any = None, start: bool = False, end: bool = False,
-                   reset: bool = False, *, stream_id: int | None = None, seq: int | None = None,
-                   timestamp_ns: int | None = None) -> Header:
-        h, msg = self._message(chunk, start, end, reset, stream_id, seq, timestamp_ns)
-        await self._sock.send_multipart(msg, copy=False)
-        return h
-
-    async def recv(self, timeout: float | None = 5.0) -> tuple[Header, Any]:
-        if self._backlog:
-            return self._backlog.popleft()
-        ms = None if timeout is None else max(0, int(timeout * 1000))
-        if not await self._sock.poll(ms, zmq.POLLIN):
-            raise TimeoutError(f"no reply from {self.endpoint} within {timeout} s")
-        return self._parse(await self._sock.recv_multipart())
-
-    async def request_stats(self, timeout: float = 5.0) -> dict:
-        await self._sock.send_multipart(self._stats_request())
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not await self._sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
-                raise TimeoutError(f"no stats reply from {self.endpoint} within {timeout} s")
-            h, payload = self._parse(await self._sock.recv_multipart())
-            if h.is_stats and not h.is_error:
-                return payload
-            self._backlog.append((h, payload))
-
-    def close(self) -> None:
-        self._sock.close()
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
 

@@ -1,4 +1,4 @@
-"""Tests for sigstream.stream.net.zmq_io: specs, ZmqSource / ZmqSink over real sockets.
+"""Tests for sigstream.stream.net.pipes: specs, ZmqSource / ZmqSink over real sockets, CURVE.
 
 N: frames, C: channels. Everything runs on 127.0.0.1 with bounded waits.
 """
@@ -16,14 +16,9 @@ import zmq
 from sigstream.core.errors import ConfigError, InputError
 from sigstream.stream.io.sinks import ArraySink
 from sigstream.stream.net import wire
+from sigstream.stream.net.pipes import ZmqSink, ZmqSource, parse_zmq_spec
+from sigstream.stream.net.sockets import check_bind_allowed
 from sigstream.stream.net.wire import Header
-from sigstream.stream.net.zmq_io import (
-    ZmqSink,
-    ZmqSource,
-    check_bind_allowed,
-    is_loopback_endpoint,
-    parse_zmq_spec,
-)
 from sigstream.stream.pipeline import Pipeline, PipelineConfig
 
 LOCAL = "tcp://127.0.0.1:*"
@@ -48,7 +43,7 @@ def chunk(seq: int, x: np.ndarray, flags: int = 0, stream_id: int = 1,
     return wire.encode(Header(stream_id=stream_id, seq=seq, flags=flags, sample_rate=rate), x)
 
 
-# -- specs and endpoints --------------------------------------------------------------------------
+# -- specs -----------------------------------------------------------------------------------------
 
 
 def test_parse_zmq_spec_defaults_and_options() -> None:
@@ -80,17 +75,6 @@ def test_spec_role_must_match_pattern() -> None:
         parse_zmq_spec("zmq:tcp://127.0.0.1:1,pattern=push", role="source")
     with pytest.raises(ConfigError):
         parse_zmq_spec("zmq:tcp://127.0.0.1:1,pattern=sub").make_sink()
-
-
-@pytest.mark.parametrize("endpoint, loopback", [
-    ("tcp://127.0.0.1:5555", True), ("tcp://127.8.9.10:1", True), ("tcp://[::1]:5555", True),
-    ("tcp://localhost:5555", True), ("inproc://x", True), ("ipc:///tmp/x", True),
-    ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False), ("tcp://192.168.1.2:5555", False),
-    ("tcp://[::]:5555", False), ("tcp://eth0:5555", False), ("tcp://example.com:1", False),
-    ("udp://127.0.0.1:1", False), ("tcp://127.0.0.1", False),
-])
-def test_loopback_detection(endpoint: str, loopback: bool) -> None:
-    assert is_loopback_endpoint(endpoint) is loopback
 
 
 def test_non_loopback_bind_is_refused_before_a_socket_exists() -> None:
@@ -220,6 +204,21 @@ def test_sink_block_policy_times_out_without_a_consumer(ctx: zmq.Context) -> Non
         sink.abort()
 
 
+def test_block_sink_closes_quietly_when_nobody_takes_its_end(ctx: zmq.Context) -> None:
+    """No send_timeout, queue full, consumer gone: close() gives up after linger (here 0)."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        sink = ZmqSink(f"tcp://127.0.0.1:{port}", hwm=1, linger=0.0, context=ctx)
+        sink.open(1000.0, 1)
+        sink.write(np.ones((8, 1), np.float32))  # fills the queue
+        t0 = time.monotonic()
+        sink.close()  # the END does not fit: given up, not an error
+    assert time.monotonic() - t0 < 3 and sink.messages == 1
+
+
 def test_pub_sub_and_int16(ctx: zmq.Context) -> None:
     sink = ZmqSink("tcp://127.0.0.1:*", pattern="pub", dtype="int16", context=ctx)
     sink.open(1000.0, 1)
@@ -251,3 +250,148 @@ def test_bind_in_use_is_a_config_error(ctx: zmq.Context) -> None:
     with ZmqSource(LOCAL, context=ctx) as first:
         with pytest.raises(ConfigError, match="is in use; pick another port"):
             ZmqSource(first.endpoint, context=ctx)
+
+
+# -- CURVE ----------------------------------------------------------------------------------------
+
+curve = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+
+
+@pytest.fixture
+def certs(tmp_path):
+    """Server, client and stranger certificates; ``allowed`` holds the client's only."""
+    import zmq.auth
+
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    out = {}
+    for name in ("server", "client", "stranger"):
+        out[name], out[name + "_secret"] = zmq.auth.create_certificates(str(keys), name)
+    (allowed / "client.key").write_bytes(open(out["client"], "rb").read())
+    out["allowed"] = str(allowed)
+    return out
+
+
+def test_parse_zmq_spec_curve_keys() -> None:
+    s = parse_zmq_spec("zmq:tcp://0.0.0.0:5555,curve_secret=/k/server.key_secret,"
+                       "curve_clients=/k/allowed", role="source")
+    assert (s.curve_secret, s.curve_clients, s.curve_server) == (
+        "/k/server.key_secret", "/k/allowed", None)
+    z85 = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"  # Z85 may hold '=' and ':'
+    s = parse_zmq_spec(f"zmq:tcp://10.0.0.1:5555,curve_server={z85}=", role="sink")
+    assert s.curve_server == z85 + "=" and s.mode == "connect"
+
+
+@curve
+def test_curve_bind_is_allowed_off_loopback_before_a_socket_exists(certs) -> None:
+    with mock.patch.object(zmq.Context, "socket") as socket:
+        with pytest.raises(ConfigError, match="not a loopback"):
+            ZmqSink("tcp://0.0.0.0:5555", pattern="pub", curve_clients=None)
+        ZmqSink("tcp://0.0.0.0:5555", pattern="pub", curve_secret=certs["server_secret"])
+        with pytest.raises(ConfigError, match="curve_server= is for a connecting socket"):
+            ZmqSource("tcp://0.0.0.0:5555", curve_server=certs["server"])
+        with pytest.raises(ConfigError, match="not found"):
+            parse_zmq_spec("zmq:tcp://0.0.0.0:5555,curve_secret=/nope", role="source").make_source()
+        socket.assert_not_called()
+
+
+def _push(ctx: zmq.Context, endpoint: str, x: np.ndarray, **curve_keys) -> ZmqSink:
+    sink = ZmqSink(endpoint, hwm=100, linger=0.5, context=ctx, **curve_keys)
+    sink.open(1000.0, 1)
+    try:
+        for start in range(0, len(x), 50):
+            sink.write(x[start:start + 50])
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+    return sink
+
+
+@curve
+def test_curve_source_and_sink_deliver_only_with_the_right_keys(ctx: zmq.Context,
+                                                                certs) -> None:
+    x = np.random.default_rng(4).standard_normal((200, 1)).astype(np.float32)
+    server_side = dict(curve_secret=certs["server_secret"], curve_clients=certs["allowed"])
+    wrong = [
+        dict(curve_server=certs["stranger"], curve_secret=certs["client_secret"]),  # wrong key
+        dict(curve_server=certs["server"], curve_secret=certs["stranger_secret"]),  # not admitted
+        dict(curve_server=certs["server"]),  # a fresh key pair: not admitted either
+        dict(),  # no encryption at all
+    ]
+    for keys in wrong:
+        with ZmqSource(LOCAL, timeout=0.7, **server_side) as source:  # a context of its own
+            try:
+                _push(ctx, source.endpoint, x, **keys)
+            except InputError as err:  # the sink may learn of the refusal as it writes
+                assert "CURVE handshake" in str(err) and keys
+            assert source.read(1000) is None, keys  # nothing delivered
+            assert source.messages == 0 and source.frames_read == 0 and source.rejected == 0
+    with ZmqSource(LOCAL, timeout=10.0, **server_side) as source:
+        sink = _push(ctx, source.endpoint, x, curve_server=certs["server"],
+                     curve_secret=certs["client_secret"])
+        got = []
+        while (block := source.read(1000)) is not None:
+            got.append(block)
+    np.testing.assert_array_equal(np.concatenate(got), x)
+    assert source.messages == sink.messages == 5  # 4 blocks + END
+
+
+@curve
+def test_curve_specs_with_the_sink_binding(ctx: zmq.Context, certs) -> None:
+    """The other way round, through spec strings: a PUB binds as the CURVE server."""
+    sink = parse_zmq_spec(f"zmq:tcp://127.0.0.1:*,pattern=pub,curve_secret="
+                          f"{certs['server_secret']}", role="sink").make_sink()
+    sink.open(1000.0, 1)
+    spec = f"zmq:{sink.endpoint},pattern=sub,timeout=5,curve_server={certs['server']}"
+    source = parse_zmq_spec(spec, role="source").make_source()
+    block = np.full((16, 1), 0.25, np.float32)
+    stop = threading.Event()
+
+    def publish() -> None:  # a SUB joins late: publish until it has heard something
+        while not stop.is_set():
+            sink.write(block)
+            time.sleep(0.005)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    try:
+        got = source.read(1000)
+    finally:
+        stop.set()
+        publisher.join(5)
+        sink.close()
+        source.close()
+    assert got is not None
+    np.testing.assert_array_equal(got, block)
+
+
+@curve
+def test_a_refused_curve_handshake_is_a_clear_error_not_a_hang(ctx: zmq.Context,
+                                                                 certs) -> None:
+    """ZeroMQ never delivers after a refused handshake (and stops retrying): a blocking
+    sink without a send timeout, or a source without a timeout, would wait forever."""
+    with ZmqSource(LOCAL, timeout=30.0, curve_secret=certs["server_secret"],
+                   curve_clients=certs["allowed"]) as source:
+        sink = ZmqSink(source.endpoint, hwm=1, linger=0.0, context=ctx,
+                       curve_server=certs["server"], curve_secret=certs["stranger_secret"])
+        sink.open(1000.0, 1)
+        t0 = time.monotonic()
+        with pytest.raises(InputError, match="CURVE handshake with tcp://127.0.0.1:.* failed"):
+            for _ in range(10_000):  # the first may be queued before the refusal
+                sink.write(np.ones((8, 1), np.float32))
+                time.sleep(0.001)
+        assert time.monotonic() - t0 < 10
+        sink.abort()
+        assert source.messages == 0
+    pub = ZmqSink(LOCAL, mode="bind", linger=0.0, context=ctx,
+                  curve_secret=certs["server_secret"])
+    pub.open(1000.0, 1)
+    with ZmqSource(pub.endpoint, mode="connect", curve_server=certs["stranger"],
+                   context=ctx) as source:  # no timeout: only the failure can end read()
+        t0 = time.monotonic()
+        with pytest.raises(InputError, match="CURVE handshake"):
+            source.read(100)
+        assert time.monotonic() - t0 < 10
+    pub.abort()
