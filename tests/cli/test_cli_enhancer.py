@@ -1,19 +1,12 @@
-"""``sigstream train enhancer`` / ``sigstream eval enhancer`` through a subprocess (tiny)."""
+"""``sigstream train enhancer`` / ``sigstream eval enhancer``, in-process (tiny)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-
-
-def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sigstream.cli.main", *args],
-                          capture_output=True, text=True, timeout=timeout)
-
+from _support.cli import sigstream as _run
 
 TINY = ["--windows", "300", "--window", "32", "--hop", "8", "--hidden", "16",
         "--resblocks", "1", "--batch", "32", "--quiet"]
@@ -91,3 +84,22 @@ def test_user_errors_are_one_line(args, words: str, capsys, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "x")  # nothing created before the error
+
+
+def test_train_causal_with_its_own_options(tmp_path) -> None:
+    """--arch causal: the generated options (--frame, --window, --val-clips) and the old
+    spellings (--rate, --snr-low, --snr-high, --no-speech, --ema) reach the trainer."""
+    import torch
+
+    r = _run("train", "enhancer", "--arch", "causal", "--out", str(tmp_path), "--epochs", "2",
+             "--clips", "16", "--val-clips", "6", "--batch", "8", "--seconds", "0.25",
+             "--rate", "8000", "--snr-low", "0", "--snr-high", "10", "--hidden", "8",
+             "--frame", "8", "--window", "32", "--taps", "16", "--no-speech", "--ema", "0.5",
+             "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "best validation loss" in r.stderr and r.stderr.count("\n") == 2  # quiet
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert len(hist["epochs"]) == 2 and hist["config"]["fit"]["ema"] == 0.5
+    assert hist["config"]["data"]["audio"]["snr_range"] == [0.0, 10.0]
+    payload = torch.load(tmp_path / "enhancer.pt", weights_only=True)
+    assert payload["config"]["sample_rate"] == 8000.0 and payload["config"]["taps"] == 16

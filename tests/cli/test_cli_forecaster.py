@@ -1,8 +1,8 @@
 """sigstream train / eval / run for the forecaster, through the CLI entry point.
 
 In-process (``sigstream.cli.main.main``) to keep the start-up cost of several
-interpreters out of the test budget; tests/cli/test_cli_train.py covers the
-subprocess path of the same ``train``/``eval`` plug-in mechanism.
+interpreters out of the test budget; tests/cli/test_cli_train.py covers what only a
+subprocess shows (Ctrl-C, the command line without torch).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def test_eval_json_and_figures(trained: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_run_to_npy_and_zmq(trained: Path, tmp_path: Path) -> None:
-    from sigstream.stream.net.zmq_io import ZmqSource
+    from sigstream.stream.net.pipes import ZmqSource
 
     x = np.sin(np.arange(300) * 0.3).astype(np.float32)[:, None]
     np.save(tmp_path / "x.npy", x)
@@ -90,6 +90,24 @@ def test_run_to_npy_and_zmq(trained: Path, tmp_path: Path) -> None:
         src.close()
     assert codes == [0]
     np.testing.assert_allclose(np.concatenate(got), y, atol=1e-6)
+
+
+def test_time_budget_stops_and_resume_finishes(trained: Path, tmp_path: Path, capsys) -> None:
+    """--minutes (the old spelling of --max-minutes) stops after the first epoch; --resume
+    continues to exactly the run that no budget would have given."""
+    args = ["train", "forecaster", "--lookback", "24", "--horizon", "3", "--hidden", "8",
+            "--embed", "16", "--no-analytic", "--stages", "2,4", "--steps-per-stage", "5",
+            "--final-steps", "10", "--val-every", "5", "--batch", "16", "--quiet",
+            "--out", str(tmp_path)]
+    assert main([*args, "--minutes", "1e-9"]) == 0
+    err = capsys.readouterr().err
+    assert "(stopped by the time budget)" in err and "--resume continues" in err
+    assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 1
+    assert main([*args, "--resume"]) == 0
+    resumed = json.loads((tmp_path / "history.json").read_text())
+    whole = json.loads((trained / "history.json").read_text())
+    assert [e["val_loss"] for e in resumed["epochs"]] == [e["val_loss"] for e in whole["epochs"]]
+    assert resumed["stages"] == whole["stages"]
 
 
 def test_bad_variant_is_one_line(tmp_path: Path, capsys) -> None:

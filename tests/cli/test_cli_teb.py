@@ -1,22 +1,14 @@
-"""sigstream train teb / eval teb, through a subprocess, on tiny settings."""
+"""sigstream train teb / eval teb, in-process, on tiny settings."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-EXE = Path(sys.executable).with_name("sigstream")
-CMD = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sigstream.cli.main"]
-
-
-def sig(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+from _support.cli import sigstream as sig
 
 
 def one_line_error(p: subprocess.CompletedProcess, fragment: str) -> None:
@@ -38,7 +30,7 @@ def trained(tmp_path_factory) -> Path:
 
 def test_train_writes_checkpoint_history_and_plots(trained: Path) -> None:
     hist = json.loads((trained / "history.json").read_text())
-    assert len(hist["epochs"]) == 2 and hist["config"]["preset"] == "small"
+    assert len(hist["epochs"]) == 2 and hist["config"]["model"]["preset"] == "small"
     payload = torch.load(trained / "teb.pt", weights_only=True)
     assert payload["model"] == "teb" and payload["meta"]["in_channels"] == 2
     assert payload["config"]["model"]["latent"] == 16

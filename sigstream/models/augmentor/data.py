@@ -28,7 +28,7 @@ within the same ranges.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -44,17 +44,26 @@ __all__ = ["VibrationConfig", "VibrationSet", "VibrationSplits", "VibrationStrea
 class VibrationConfig:
     """The sensor model; defaults are the source document's figures."""
 
-    window: int = 128
-    sample_rate: float = 100.0
-    f1: tuple[float, float] = (5.0, 20.0)
-    f2: tuple[float, float] = (25.0, 40.0)
-    a1: tuple[float, float] = (0.7, 1.0)
-    a2: tuple[float, float] = (0.3, 0.6)
-    hq_noise: float = 0.02
-    lq_noise: float = 0.2
-    lowpass_k: float = 0.1  # low-quality response 1 / (1 + k f)
-    drift_amplitude: float = 0.2
-    drift_freq: float = 0.1
+    window: int = field(default=128, metadata={"help": "window length in samples"})
+    sample_rate: float = field(default=100.0, metadata={"help": "sample rate (Hz)"})
+    f1: tuple[float, float] = field(default=(5.0, 20.0), metadata={
+        "help": "frequency range of the first component (Hz)"})
+    f2: tuple[float, float] = field(default=(25.0, 40.0), metadata={
+        "help": "frequency range of the second component (Hz), below Nyquist"})
+    a1: tuple[float, float] = field(default=(0.7, 1.0), metadata={
+        "help": "amplitude range of the first component"})
+    a2: tuple[float, float] = field(default=(0.3, 0.6), metadata={
+        "help": "amplitude range of the second component"})
+    hq_noise: float = field(default=0.02, metadata={"help": "noise std of the high-quality "
+                                                            "sensor"})
+    lq_noise: float = field(default=0.2, metadata={"help": "noise std of the low-quality "
+                                                           "sensor"})
+    lowpass_k: float = field(default=0.1, metadata={
+        "help": "low-quality response 1 / (1 + k f)"})
+    drift_amplitude: float = field(default=0.2, metadata={"help": "low-quality drift "
+                                                                  "amplitude"})
+    drift_freq: float = field(default=0.1, metadata={"help": "low-quality drift frequency "
+                                                             "(Hz)"})
 
     def validate(self) -> None:
         if self.window < 8:

@@ -23,6 +23,7 @@ target is at least 6 dB).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from sigstream.models.augmentor.data import (
 from sigstream.models.augmentor.model import AugmentorStream
 from sigstream.models.baselines import enhance as eb
 from sigstream.models.metrics import mae, mse, summarize
+from sigstream.models.training.family import Evaluation, load_model, one_checkpoint
 from sigstream.models.uncertainty import mc_dropout
 
 __all__ = ["vibration_config_of", "test_data", "enhance_windows", "tuned_baselines",
@@ -62,9 +64,8 @@ def vibration_config_of(model: AugmentorStream) -> tuple[VibrationConfig, int, i
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
     kwargs["window"] = model.net.config.window
     kwargs.setdefault("sample_rate", model.net.config.sample_rate)
-    train_cfg = meta.get("train_config", {})
-    return (VibrationConfig(**kwargs), int(meta.get("windows", 20000)),
-            int(train_cfg.get("data_seed", 0)))
+    seed = meta.get("data_seed", meta.get("train_config", {}).get("data_seed", 0))
+    return VibrationConfig(**kwargs), int(meta.get("windows", 20000)), int(seed)
 
 
 def test_data(model: AugmentorStream, windows: int | None = None,
@@ -242,3 +243,35 @@ def table(result: dict) -> str:
             f"{s['model']['psnr']:.2f} dB, input {s['noisy_input']['psnr']:.2f} dB"
             + (f", best baseline {best_s[0]} {best_s[1]['psnr']:.2f} dB" if best_s else ""))
     return "\n".join(lines)
+
+
+# -- sigstream eval enhancer --arch augmentor -------------------------------------------------
+@dataclass(frozen=True)
+class AugmentorEvalConfig:
+    """What ``sigstream eval enhancer --arch augmentor`` takes besides ``--checkpoint``/
+    ``--json``/``--figures``."""
+
+    uncertainty: int = field(default=0, metadata={
+        "help": "Monte-Carlo dropout with N passes: mean spread and ±2σ coverage", "low": 0,
+        "metavar": "N"})
+    stream_seconds: float = field(default=300.0, metadata={
+        "help": "length of the long-stream evaluation (0: skip)", "low": 0})
+
+    def validate(self) -> None:
+        from sigstream.models.training.config import check
+
+        check(self)
+
+
+def run(cfg: AugmentorEvalConfig, checkpoints: tuple[str, ...],
+        figures: str | None) -> Evaluation:
+    """The checkpoint (or the shipped weights) and the classical baselines on the same
+    held-out windows and stream; figures into ``figures`` when given."""
+    from sigstream.models.augmentor.plots import write_augmentor_figures
+
+    model = load_model(one_checkpoint(checkpoints, "enhancer"), "augmentor", "augmentor")
+    res = evaluate_augmentor(model, uncertainty=cfg.uncertainty,
+                             stream_seconds=cfg.stream_seconds)
+    files = write_augmentor_figures(model, figures, *test_data(model), res,
+                                    passes=cfg.uncertainty or 20) if figures else []
+    return Evaluation(res, table(res), files)

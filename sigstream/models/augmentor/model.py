@@ -42,7 +42,7 @@ Transfer to another window length: :func:`transfer_encoder` (see its docstring).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -60,22 +60,24 @@ __all__ = ["AugmentorConfig", "AugmentorOutput", "ResidualBlock", "SensorAugment
 
 @dataclass(frozen=True)
 class AugmentorConfig:
-    """window: W samples; hidden: latent size H; resblocks: residual blocks after the
-    post-encoding one; actuators: A; dropout: in every residual block (Monte-Carlo dropout
-    needs > 0); hop: streaming hop (latency = window - hop); actuator: stream the actuator
-    commands as extra output channels; bank: frequencies of the sinusoid bank (evenly
-    spaced from 0 to Nyquist; 0: the source document's plain MLP), see
-    :class:`SensorAugmentor`."""
+    """The :class:`SensorAugmentor` (W: ``window``, H: ``hidden``, A: ``actuators``); each
+    field's help is in its metadata. ``resblocks`` counts the blocks after the
+    post-encoding one; the bank's frequencies are evenly spaced from 0 to Nyquist."""
 
-    window: int = 128
-    hidden: int = 256
-    resblocks: int = 3
-    actuators: int = 2
-    dropout: float = 0.1
-    hop: int = 32
-    sample_rate: float = 100.0
-    actuator: bool = False
-    bank: int = 101
+    window: int = field(default=128, metadata={
+        "help": "window length in samples; with --init of another window length the encoder "
+                "is transferred"})
+    hidden: int = field(default=256, metadata={"help": "latent size"})
+    resblocks: int = field(default=3, metadata={"help": "residual blocks"})
+    actuators: int = field(default=2, metadata={"help": "actuator commands"})
+    dropout: float = field(default=0.1, metadata={
+        "help": "dropout in every residual block (needed for --uncertainty)"})
+    hop: int = field(default=32, metadata={"help": "streaming hop: latency = window - hop"})
+    sample_rate: float = field(default=100.0, metadata={"help": "sample rate (Hz)"})
+    actuator: bool = field(default=False, metadata={
+        "help": "stream the actuator commands as extra output channels"})
+    bank: int = field(default=101, metadata={
+        "help": "sinusoid-bank frequencies (0: the plain MLP of the source)"})
 
     def validate(self) -> None:
         if self.window < 2:

@@ -136,14 +136,14 @@ def _bars(result: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_augmentor_figures(model: AugmentorStream, folder: str, result: dict | None = None,
-                            passes: int = 20, examples: int = 3) -> list[str]:
-    """Write the figures into ``folder``; returns their paths."""
+def write_augmentor_figures(model: AugmentorStream, folder: str, vib, splits,  # noqa: ANN001
+                            result: dict | None = None, passes: int = 20,
+                            examples: int = 3) -> list[str]:
+    """Write the figures into ``folder`` from the evaluation's data (``vib``: the sensor
+    model, ``splits``: its windows); returns their paths."""
     from sigstream.models.augmentor.data import generate_stream
-    from sigstream.models.augmentor.evaluate import test_data
 
     os.makedirs(folder, exist_ok=True)
-    vib, splits = test_data(model)
     rate = vib.sample_rate
     files = []
     p = os.path.join(folder, "augmentor_examples.png")

@@ -32,7 +32,7 @@ import functools
 import io
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import signal
@@ -74,18 +74,24 @@ _VOICES = ("en", "en-us", "en+m3", "en+f2", "en-us+f4", "en+m7", "en+f5", "en-us
 
 @dataclass(frozen=True)
 class AudioDataConfig:
-    """One clip set. weights: probabilities of tone / speech / vibration clips; snr_range:
-    input SNR in dB, drawn uniformly; lowpass, drift: probability of each degradation."""
+    """One clip set; each field's help is in its metadata."""
 
-    sample_rate: float = 16000.0
-    seconds: float = 1.0
-    snr_range: tuple[float, float] = (-5.0, 20.0)
-    weights: tuple[float, float, float] = (0.45, 0.45, 0.1)
-    lowpass: float = 0.5
-    drift: float = 0.5
-    speech: bool = True
-    vibration_rate: float = 100.0
-    heldout: bool = False  # held-out phrase list and voices
+    sample_rate: float = field(default=16000.0, metadata={"help": "sample rate (Hz)"})
+    seconds: float = field(default=1.0, metadata={"help": "clip length (s)"})
+    snr_range: tuple[float, float] = field(default=(-5.0, 20.0), metadata={
+        "help": "lowest and highest input SNR (dB), drawn uniformly"})
+    weights: tuple[float, float, float] = field(default=(0.45, 0.45, 0.1), metadata={
+        "help": "probabilities of tone, speech and vibration clips", "low": 0})
+    lowpass: float = field(default=0.5, metadata={"help": "probability of a low-pass "
+                                                          "degradation", "low": 0, "high": 1})
+    drift: float = field(default=0.5, metadata={"help": "probability of a drift "
+                                                        "degradation", "low": 0, "high": 1})
+    speech: bool = field(default=True, metadata={"help": "espeak-ng speech clips (when "
+                                                         "espeak-ng is installed)"})
+    vibration_rate: float = field(default=100.0, metadata={
+        "help": "sample rate of the vibration clips' source (Hz)", "above": 0})
+    heldout: bool = field(default=False, metadata={"help": "held-out phrase list and "
+                                                           "voices"})
 
     @property
     def samples(self) -> int:

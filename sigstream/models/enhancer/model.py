@@ -27,7 +27,7 @@ caller asks for :meth:`CausalEnhancer.enhance` with ``uncertainty > 0``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -42,16 +42,18 @@ __all__ = ["EnhancerConfig", "EnhancerState", "CausalEnhancer"]
 
 @dataclass(frozen=True)
 class EnhancerConfig:
-    """sample_rate: Hz the model runs at; frame: samples per GRU step; window: analysis
-    window (samples); taps: FIR length; hidden: GRU size; dropout: MC-dropout rate on the
-    GRU output (active only in training or under ``mc_dropout``)."""
+    """The causal enhancer; each field's help is in its metadata. Dropout acts only in
+    training or under ``mc_dropout``."""
 
-    sample_rate: float = 16000.0
-    frame: int = 16
-    window: int = 256
-    taps: int = 128
-    hidden: int = 64
-    dropout: float = 0.05
+    sample_rate: float = field(default=16000.0, metadata={"help": "sample rate (Hz)"})
+    frame: int = field(default=16, metadata={"help": "samples per GRU step"})
+    window: int = field(default=256, metadata={"help": "analysis window (samples)"})
+    taps: int = field(default=128, metadata={
+        "help": "FIR taps; with --init of fewer taps the filter is grown: the new taps start "
+                "at zero, so training starts from the same output"})
+    hidden: int = field(default=64, metadata={"help": "GRU size"})
+    dropout: float = field(default=0.05, metadata={
+        "help": "Monte-Carlo dropout on the GRU output (needed for --uncertainty)"})
 
     def validate(self) -> None:
         for name in ("frame", "window", "taps", "hidden"):

@@ -4,26 +4,25 @@ N: clips, T: samples, C: channels (1).
 
 Data (:mod:`sigstream.models.enhancer.data`). A pool of ``clips`` clean clips of
 ``seconds`` each is drawn once from seed ``seed``; every epoch re-degrades the whole
-pool with fresh noise, SNR (uniform over ``snr_low..snr_high`` dB), low-pass and drift
+pool with fresh noise, SNR (uniform over ``--snr-range``, dB), low-pass and drift
 (seed derived from ``(seed, epoch)``), so the model never sees the same noisy clip
 twice. Validation: ``val_clips`` clips of a disjoint seed at 0, 5 and 10 dB.
 
 Loss: the negative mean per-clip SNR (dB) of the output against the clean clip — the
-figure the evaluation reports — so loud and quiet clips weigh the same. Adam,
-gradient clipping, plateau halving of the learning rate, early stopping after
-``patience`` epochs without a better validation SNR, and the best checkpoint saved as
+figure the evaluation reports — so loud and quiet clips weigh the same. Trained by
+:func:`~sigstream.models.training.loop.fit`: Adam, gradient clipping, ReduceLROnPlateau,
+early stopping after ``patience`` epochs without a better validation SNR, optionally a
+moving average of the weights (``--ema``), and the best checkpoint saved as
 ``enhancer.pt`` with ``history.json`` beside it. Deterministic for a given seed on one
 thread.
 """
 
 from __future__ import annotations
 
-import copy
-import json
+import dataclasses
 import math
-import os
-import time
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,66 +31,58 @@ from sigstream.core.errors import ConfigError, InputError
 from sigstream.models.checkpoint import save_checkpoint
 from sigstream.models.enhancer.data import AudioDataConfig, degrade_clips, make_clips
 from sigstream.models.enhancer.model import CausalEnhancer, EnhancerConfig
-from sigstream.models.training.loop import History, progress_bar
+from sigstream.models.training.config import FitConfig, check, opt, part, resolve
+from sigstream.models.training.loop import Callback, Loop, Task, TrainResult, fit
 
-__all__ = ["CausalTrainConfig", "train", "snr_loss", "grow_taps", "CHECKPOINT"]
+__all__ = ["ClipData", "CausalTrainConfig", "CausalTask", "train", "snr_loss", "grow_taps",
+           "CHECKPOINT"]
 
 CHECKPOINT = "enhancer.pt"
+VAL_SEED_OFFSET = 7919  # validation clips: seed + this
+VAL_SNRS = (0.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class ClipData:
+    """A pool of clean clips drawn once, degraded afresh every epoch; validation clips of
+    another seed at 0, 5 and 10 dB."""
+
+    DERIVED: ClassVar[tuple[str, ...]] = ("audio.heldout",)
+    audio: AudioDataConfig = part(AudioDataConfig, "training data")
+    clips: int = opt(640, "training clips", low=1)
+    val_clips: int = opt(48, "validation clips", low=1)
+    batch: int = opt(32, "clips per update", low=1)
+
+    def validate(self) -> None:
+        lo, hi = self.audio.snr_range
+        if lo > hi:
+            raise ConfigError(f"--snr-range: the lowest SNR {lo} is above the highest {hi}")
+        if not self.audio.seconds > 0 or not self.audio.sample_rate > 0:
+            raise ConfigError("--seconds and --sample-rate (--rate) must be > 0")
+        check(self)
 
 
 @dataclass(frozen=True)
 class CausalTrainConfig:
-    """epochs: maximum passes over the clip pool; batch: clips per update; rate: model
-    sample rate (Hz); seconds: clip length; hidden, dropout, frame, window, taps: the
-    model (:class:`EnhancerConfig`); init: a checkpoint to start from; ema: decay of an
-    exponential moving average of the weights per update (0: off), which is then what is
-    validated and saved."""
+    """Everything ``sigstream train enhancer --arch causal`` takes; the model's sample rate
+    is the data's."""
 
-    epochs: int = 24
-    seed: int = 0
-    lr: float = 2e-3
-    batch: int = 32
-    hidden: int = 64
-    dropout: float = 0.05
-    rate: float = 16000.0
-    seconds: float = 1.0
-    patience: int = 6
-    progress: bool = True
-    clips: int = 640
-    val_clips: int = 48
-    snr_low: float = -5.0
-    snr_high: float = 20.0
-    frame: int = 16
-    window: int = 256
-    taps: int = 128
-    clip: float = 1.0
-    lr_patience: int = 2
-    speech: bool = True
-    init: str | None = None
-    ema: float = 0.0
+    DERIVED: ClassVar[tuple[str, ...]] = ("model.sample_rate",)
+    model: EnhancerConfig = part(EnhancerConfig, "the causal enhancer")
+    data: ClipData = part(ClipData, "training data")
+    fit: FitConfig = part(lambda: FitConfig(epochs=24, lr=2e-3, patience=6, lr_patience=2),
+                          "optimisation")
+    init: str | None = opt(None, "start from this checkpoint", metavar="CHECKPOINT")
 
-    def model_config(self) -> EnhancerConfig:
-        return EnhancerConfig(sample_rate=self.rate, frame=self.frame, window=self.window,
-                              taps=self.taps, hidden=self.hidden, dropout=self.dropout)
-
-    def data_config(self) -> AudioDataConfig:
-        return AudioDataConfig(sample_rate=self.rate, seconds=self.seconds,
-                               snr_range=(self.snr_low, self.snr_high), speech=self.speech)
+    def resolved(self) -> CausalTrainConfig:
+        return dataclasses.replace(self, model=dataclasses.replace(
+            self.model, sample_rate=self.data.audio.sample_rate))
 
     def validate(self) -> None:
-        self.model_config().validate()
-        for name in ("epochs", "batch", "clips", "val_clips", "patience"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, "
-                                  f"got {getattr(self, name)}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ConfigError(f"--ema must be in [0, 1), got {self.ema}")
-        if self.lr <= 0 or self.seconds <= 0:
-            raise ConfigError("--lr and --seconds must be > 0")
-        if self.snr_low > self.snr_high:
-            raise ConfigError(f"snr_low {self.snr_low} is above snr_high {self.snr_high}")
-        if self.seconds * self.rate < self.window:
-            raise ConfigError(f"clips of {self.seconds} s are shorter than the analysis window")
+        check(self)
+        if self.data.audio.seconds * self.data.audio.sample_rate < self.model.window:
+            raise ConfigError(f"clips of {self.data.audio.seconds} s are shorter than the "
+                              f"analysis window ({self.model.window} samples): raise --seconds")
 
 
 def snr_loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -133,84 +124,75 @@ def _load_init(model: CausalEnhancer, path: str) -> None:
                          f"{str(exc).splitlines()[0][:160]}") from None
 
 
-def train(cfg: CausalTrainConfig, out_dir: str) -> tuple[CausalEnhancer, History, str]:
-    """Train; writes ``enhancer.pt`` (best checkpoint) and ``history.json`` into ``out_dir``."""
-    cfg.validate()
-    os.makedirs(out_dir, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    model = CausalEnhancer(cfg.model_config())
-    if cfg.init:
-        _load_init(model, cfg.init)
-    data_cfg = cfg.data_config()
-    _, clean_np, _ = make_clips(data_cfg, cfg.clips, seed=cfg.seed)
-    val_noisy, val_clean, _ = make_clips(data_cfg, cfg.val_clips, seed=cfg.seed + 7919,
-                                         snrs=(0.0, 5.0, 10.0))
-    clean = torch.from_numpy(clean_np)
-    # what is validated and saved: the model itself, or a moving average of its weights
-    averaged = copy.deepcopy(model) if cfg.ema else model
-    val_x, val_y = torch.from_numpy(val_noisy), torch.from_numpy(val_clean)
-    with torch.no_grad():
-        val_in = -float(snr_loss(val_x, val_y))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5,
-                                                       patience=cfg.lr_patience, min_lr=1e-5)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    ckpt = os.path.join(out_dir, CHECKPOINT)
-    hist = History()
-    t0 = time.perf_counter()
-    bar = progress_bar(cfg.epochs, cfg.progress, every=1)
-    stale = 0
-    for epoch in bar:
-        seed = int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0])
-        noisy = torch.from_numpy(degrade_clips(data_cfg, clean_np, seed))
-        order = torch.randperm(cfg.clips, generator=gen)
-        model.train()
-        losses = []
-        for i in range(0, cfg.clips, cfg.batch):
-            idx = order[i:i + cfg.batch]
-            loss = snr_loss(model(noisy[idx]), clean[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            if cfg.ema:
-                with torch.no_grad():
-                    for avg, p in zip(averaged.parameters(), model.parameters(), strict=True):
-                        avg.lerp_(p, 1.0 - cfg.ema)
-            losses.append(float(loss.detach()))
-        model.eval()
-        averaged.eval()
-        with torch.no_grad():
-            val_out = -float(snr_loss(averaged(val_x), val_y))
-        train_snr = -float(np.mean(losses))
-        lr = opt.param_groups[0]["lr"]
-        val_loss = -val_out
-        sched.step(val_loss)
-        hist.epochs.append({"epoch": epoch, "train_loss": -train_snr, "val_loss": val_loss,
-                            "train_snr_db": train_snr, "val_snr_db": val_out,
-                            "val_snr_in_db": val_in, "lr": lr,
-                            "seconds": time.perf_counter() - t0})
-        if val_loss < hist.best_val:
-            hist.best_val, hist.best_epoch, stale = val_loss, epoch, 0
-            save_checkpoint(ckpt, "enhancer", averaged.config, averaged, meta={
-                "train": asdict(cfg), "best_epoch": epoch, "val_snr_in_db": val_in,
-                "val_snr_out_db": val_out, "history": hist.epochs})
-        else:
-            stale += 1
-        bar.set_postfix(train=f"{train_snr:.2f}dB", val=f"{val_out:.2f}dB", lr=f"{lr:.1e}")
-        bar.log_line(epoch, train_snr_db=train_snr, val_snr_db=val_out, val_in_db=val_in,
-                     lr=lr)
-        if stale >= cfg.patience:
-            hist.stopped_early = True
-            break
-    bar.close()
-    hist.seconds = time.perf_counter() - t0
-    if not math.isfinite(hist.best_val):
-        raise InputError("training produced no finite validation loss")
-    with open(os.path.join(out_dir, "history.json"), "w") as fh:
-        json.dump({"config": asdict(cfg), "epochs": hist.epochs, "best_epoch": hist.best_epoch,
-                   "best_val_loss": hist.best_val, "stopped_early": hist.stopped_early,
-                   "seconds": hist.seconds}, fh, indent=2)
-    from sigstream.models.registry import load_checkpoint
+class CausalTask(Task):
+    """Clips: noisy and clean (N, T, 1)."""
 
-    return load_checkpoint(ckpt), hist, ckpt
+    checkpoint_name = CHECKPOINT
+    progress_keys = ("val_snr_db",)
+
+    def __init__(self, cfg: CausalTrainConfig) -> None:
+        self.cfg = cfg
+        self.model = CausalEnhancer(cfg.model)
+        if cfg.init:
+            _load_init(self.model, cfg.init)
+        d, seed = cfg.data, cfg.fit.seed
+        _, self.clean_np, _ = make_clips(d.audio, d.clips, seed=seed)
+        val_noisy, val_clean, _ = make_clips(d.audio, d.val_clips, seed=seed + VAL_SEED_OFFSET,
+                                             snrs=VAL_SNRS)
+        self.clean = torch.from_numpy(self.clean_np)
+        self.val_x, self.val_y = torch.from_numpy(val_noisy), torch.from_numpy(val_clean)
+        with torch.no_grad():
+            self.val_in = -float(snr_loss(self.val_x, self.val_y))
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def train_epoch(self, loop: Loop) -> dict:
+        cfg = self.cfg
+        seed = int(np.random.SeedSequence([cfg.fit.seed, loop.epoch]).generate_state(1)[0])
+        noisy = torch.from_numpy(degrade_clips(cfg.data.audio, self.clean_np, seed))
+        order = torch.randperm(cfg.data.clips, generator=self.gen)
+        self.model.train()
+        losses = []
+        for i in range(0, cfg.data.clips, cfg.data.batch):
+            idx = order[i:i + cfg.data.batch]
+            loss = snr_loss(self.model(noisy[idx]), self.clean[idx])
+            loop.update(loss)
+            losses.append(float(loss.detach()))
+        train_snr = -float(np.mean(losses))
+        return {"train_loss": -train_snr, "train_snr_db": train_snr}
+
+    def validate(self, loop: Loop) -> dict:
+        self.model.eval()
+        loop.eval_model.eval()
+        with torch.no_grad():
+            val_out = -float(snr_loss(loop.eval_model(self.val_x), self.val_y))
+        return {"val_loss": -val_out, "val_snr_db": val_out, "val_snr_in_db": self.val_in}
+
+    def save(self, path: str, loop: Loop) -> None:
+        m, row = loop.eval_model, loop.epochs[-1]
+        save_checkpoint(path, "enhancer", m.config, m, meta={
+            "train": asdict(self.cfg), "best_epoch": loop.best_epoch,
+            "val_snr_in_db": self.val_in, "val_snr_out_db": row["val_snr_db"],
+            "history": loop.epochs})
+
+    def load(self, path: str) -> CausalEnhancer:
+        from sigstream.models.registry import load_checkpoint
+
+        return load_checkpoint(path)
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+
+
+def train(cfg: CausalTrainConfig, out_dir: str, *,
+          callbacks: tuple[Callback, ...] = ()) -> TrainResult:
+    """Train; writes ``enhancer.pt`` (best checkpoint) and ``history.json`` into ``out_dir``."""
+    cfg = resolve(cfg)
+    cfg.validate()
+    torch.manual_seed(cfg.fit.seed)
+    result = fit(CausalTask(cfg), cfg.fit, out_dir, run_config=cfg, callbacks=callbacks)
+    if result.stopped_by != "interrupt" and not math.isfinite(result.best_val):
+        raise InputError("training produced no finite validation loss")
+    return result

@@ -24,7 +24,7 @@ many sequences.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,12 +53,18 @@ class ExtractorData:
 
 @dataclass(frozen=True)
 class DataConfig:
-    preset: str = "seed"
-    sequences: int = 1
-    seconds: float = 10.0
-    sample_rate: float = 1000.0
-    snr_db: float = 0.0
-    freqs: tuple[float, ...] = FREQS
+    """One generated set of sequences (see the module docstring for the presets)."""
+
+    preset: str = field(default="seed", metadata={
+        "help": "data preset: seed (the source document's recipe) | realistic",
+        "choices": PRESETS})
+    sequences: int = field(default=1, metadata={"help": "sequences in the set"})
+    seconds: float = field(default=10.0, metadata={"help": "length of a sequence (s)"})
+    sample_rate: float = field(default=1000.0, metadata={"help": "sample rate (Hz)"})
+    snr_db: float = field(default=0.0, metadata={"help": "realistic preset: SNR of the "
+                                                         "mixture (dB)"})
+    freqs: tuple[float, ...] = field(default=FREQS, metadata={"help": "component frequencies "
+                                                                      "(Hz)"})
 
     def validate(self) -> None:
         if self.preset not in PRESETS:

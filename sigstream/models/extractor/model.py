@@ -41,7 +41,7 @@ identical because both compute ``w_k * n`` from the same integer ``n``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -60,16 +60,22 @@ FRONT_BANDWIDTHS = (0.5, 2.0)  # Hz: a narrow and a wide band around every frequ
 
 @dataclass(frozen=True)
 class ExtractorConfig:
-    """variant: stateful | sequence | multi; hidden/layers/dropout of the LSTM."""
+    """The LSTM extractor; each field's help is in its metadata."""
 
-    variant: str = "multi"
-    hidden: int = 64
-    layers: int = 1
-    dropout: float = 0.0
-    freqs: tuple[float, ...] = FREQS
-    sample_rate: float = 1000.0
-    preset: str = "seed"  # the data preset the weights were trained on (metadata)
-    frontend: str = "none"  # none | bandpass: causal band-pass features for the LSTM
+    variant: str = field(default="multi", metadata={
+        "help": "stateful (one sample per step) | sequence (windows, state carried) | multi "
+                "(all components from one pass)", "choices": VARIANTS})
+    hidden: int = field(default=64, metadata={"help": "LSTM hidden size"})
+    layers: int = field(default=1, metadata={"help": "LSTM layers"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout between LSTM layers"})
+    freqs: tuple[float, ...] = field(default=FREQS, metadata={"help": "component frequencies "
+                                                                      "(Hz)"})
+    sample_rate: float = field(default=1000.0, metadata={"help": "sample rate (Hz)"})
+    preset: str = field(default="seed", metadata={
+        "help": "the data preset the weights were trained on (metadata)"})
+    frontend: str = field(default="none", metadata={
+        "help": "none | bandpass (causal band-pass features) | oscillator (a learnable phase "
+                "reference, for the seed preset)", "choices": FRONTENDS})
 
     def validate(self) -> None:
         if self.variant not in VARIANTS:

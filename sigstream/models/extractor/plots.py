@@ -19,24 +19,28 @@ def _plt():
     return plt
 
 
-def write_figures(model, preset: str, snr_db: float, folder: str, seconds: float = 2.0,
+def write_figures(model, data, folder: str, seconds: float = 2.0,  # noqa: ANN001
                   bands: list | None = None) -> list[str]:
-    """Five figures on the first test sequence; returns the file paths.
+    """Five figures on the first test sequence of ``data`` (the evaluation's
+    ``EvalData``: train and test sets); returns the file paths.
 
     ``bands``: the baseline's tuned band-passes (``evaluate``'s result) to avoid tuning again.
     """
+    import torch
+
     from sigstream.models.baselines import bandpass
-    from sigstream.models.extractor.evaluate import eval_data, predict
 
     plt = _plt()
-    data = eval_data(preset, snr_db)
     test = data.test
+    preset = test.preset
     fs = test.sample_rate
     freqs = test.freqs
     gain = float(len(freqs))
     if bands is None:
         bands = bandpass.tune(freqs, data.train.mixture, data.train.targets, fs, gain)
-    pred = predict(model, test)[0]  # (T, K)
+    model.eval()
+    with torch.inference_mode():
+        pred = model(torch.from_numpy(test.inputs[:1])).numpy()[0]  # (T, K)
     base = bandpass.apply(bands, test.mixture[:1], fs, gain)[0]
     target = test.targets[0]
     mix = test.mixture[0]

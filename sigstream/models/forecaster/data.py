@@ -21,7 +21,7 @@ so millions of training windows are cheap; a seed fixes the draw.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -35,15 +35,18 @@ Components = int | tuple[int, int]
 
 @dataclass(frozen=True)
 class HarmonicsConfig:
-    """num_samples: S per signal; num_components: K or an inclusive (lo, hi) range;
-    periods_range: inclusive integer periods; noise: std of the added noise (0: none);
-    noise_fraction: share of the signals that get noise (1: all)."""
+    """N signals of S (``num_samples``) samples with K (``num_components``) components;
+    each field's help is in its metadata."""
 
-    num_samples: int = 110
-    num_components: Components = (3, 7)
-    periods_range: tuple[int, int] = (2, 100)
-    noise: float = 0.0
-    noise_fraction: float = 1.0
+    num_samples: int = field(default=110, metadata={"help": "samples per signal"})
+    num_components: Components = field(default=(3, 7), metadata={
+        "help": "components: a count or an inclusive (lo, hi) range"})
+    periods_range: tuple[int, int] = field(default=(2, 100), metadata={
+        "help": "inclusive range of the integer periods (samples)"})
+    noise: float = field(default=0.0, metadata={"help": "standard deviation of the added "
+                                                        "white noise (0: none)"})
+    noise_fraction: float = field(default=1.0, metadata={"help": "share of the signals that "
+                                                                 "get noise"})
 
     def component_range(self) -> tuple[int, int]:
         k = self.num_components

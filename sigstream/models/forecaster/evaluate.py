@@ -23,6 +23,8 @@ N(0, 0.1) noise even this oracle cannot pin the components down from 100 samples
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
@@ -32,6 +34,7 @@ from sigstream.models.baselines.forecast import (
     select_order,
 )
 from sigstream.models.forecaster.data import HarmonicsConfig, WindowBatch, components_label, windows
+from sigstream.models.training.family import Evaluation
 
 SCHEMA = "sigstream-forecaster-eval/1"
 TEST_SEED, VAL_SEED = 2, 3
@@ -195,3 +198,53 @@ def table(result: dict) -> str:
         lines.append(f"targets {name}: {items}")
     return "\n".join(lines)
 
+
+
+# -- sigstream eval forecaster ----------------------------------------------------------------
+@dataclass(frozen=True)
+class ForecasterEvalConfig:
+    """What ``sigstream eval forecaster`` takes besides ``--checkpoint`` (repeatable: every
+    checkpoint side by side; none: both shipped presets), ``--json`` and ``--figures``."""
+
+    windows: int = field(default=1000, metadata={"help": "test windows per condition",
+                                                 "low": 1})
+
+    def validate(self) -> None:
+        from sigstream.models.training.config import check
+
+        check(self)
+
+
+def run(cfg: ForecasterEvalConfig, checkpoints: tuple[str, ...],
+        figures: str | None) -> Evaluation:
+    """MSE per horizon step of every checkpoint (or both shipped presets) and the
+    baselines, on the same windows; figures into ``figures`` when given."""
+    import sys
+
+    from sigstream.core.errors import ConfigError, InputError
+    from sigstream.models.forecaster.model import PRESETS, HarmonicForecaster
+    from sigstream.models.registry import build_model, load_checkpoint
+
+    models = {}
+    for path in checkpoints:
+        m = load_checkpoint(path)
+        if not isinstance(m, HarmonicForecaster):
+            raise InputError(f"{path!r} is not a forecaster checkpoint")
+        name = m.config.variant
+        while name in models:
+            name += "'"
+        models[name] = m
+    if not models:  # both shipped presets, side by side
+        for preset in PRESETS:
+            models[f"shipped_{preset}"] = build_model(f"forecaster:preset={preset}")
+    shapes = {(m.lookback, m.horizon) for m in models.values()}
+    if len(shapes) != 1:
+        raise ConfigError(f"the checkpoints disagree on (lookback, horizon): {sorted(shapes)}")
+    result = evaluate(models, n_windows=cfg.windows, n_val=min(500, cfg.windows),
+                      progress=sys.stderr.isatty())
+    files: list[str] = []
+    if figures:
+        from sigstream.models.forecaster.plots import write_figures
+
+        files = write_figures(models, result, figures)
+    return Evaluation(result, table(result), files)

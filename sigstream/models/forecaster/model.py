@@ -34,7 +34,7 @@ back, so the stage is scale-equivariant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -54,18 +54,26 @@ CLAMP = 6.0  # candidate forecasts are clipped to this many window RMS
 
 @dataclass(frozen=True)
 class ForecasterConfig:
-    """variant: ar_lstm | seq2seq_gru | mlp_gru; hidden: recurrent size; embed: MLP width."""
+    """The harmonic forecaster; each field's help is in its metadata."""
 
-    variant: str = "mlp_gru"
-    lookback: int = 100
-    horizon: int = 10
-    hidden: int = 64
-    embed: int = 256
-    analytic: bool = True
-    burg_orders: tuple[int, ...] = (12, 32, 80)
-    ls_orders: tuple[int, ...] = ()  # minimum-norm least-squares AR orders, lookback/2 .. L-1
-    teacher_forcing: float = 0.0  # seq2seq_gru only: probability of feeding the truth (training)
-    preset: str = "accurate"  # which shipped weights: accurate (least-squares candidates) | fast
+    variant: str = field(default="mlp_gru", metadata={
+        "help": "ar_lstm | seq2seq_gru | mlp_gru", "choices": VARIANTS})
+    lookback: int = field(default=100, metadata={"help": "lookback samples"})
+    horizon: int = field(default=10, metadata={"help": "forecast samples"})
+    hidden: int = field(default=64, metadata={"help": "recurrent size"})
+    embed: int = field(default=256, metadata={"help": "MLP width"})
+    analytic: bool = field(default=True, metadata={
+        "help": "analytic candidates (DFT, Burg and least-squares AR forecasts) for the "
+                "network to weigh; off: the network alone"})
+    burg_orders: tuple[int, ...] = field(default=(12, 32, 80), metadata={
+        "help": "AR orders of the Burg candidates, each <= lookback - 2"})
+    ls_orders: tuple[int, ...] = field(default=(), metadata={
+        "help": "minimum-norm least-squares AR orders, each in lookback/2 .. lookback - 1"})
+    teacher_forcing: float = field(default=0.0, metadata={
+        "help": "seq2seq_gru: probability of feeding the truth while training"})
+    preset: str = field(default="accurate", metadata={
+        "help": "which shipped weights: accurate (least-squares candidates) | fast",
+        "choices": PRESETS})
 
     def validate(self) -> None:
         if self.variant not in VARIANTS:

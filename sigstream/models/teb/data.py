@@ -31,7 +31,7 @@ Dropouts
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.signal import lfilter
@@ -45,14 +45,18 @@ UP_CENTER, UP_SCALE = 25.0, 25.0  # normalised UP = (mmHg - 25) / 25
 
 @dataclass(frozen=True)
 class CtgConfig:
-    """records: N; minutes: record length (20 -> 4,800 samples at 4 Hz); dropouts: whether
-    to add sensor-loss runs (the clean traces are always returned too)."""
+    """N (``records``) records; each field's help is in its metadata. With ``dropouts`` the
+    clean traces are returned too."""
 
-    records: int = 16
-    minutes: float = 20.0
-    dropouts: bool = True
-    fhr_dropouts_per_20min: float = 3.0
-    up_dropouts_per_20min: float = 1.0
+    records: int = field(default=16, metadata={"help": "records"})
+    minutes: float = field(default=20.0, metadata={
+        "help": "record length in minutes (at 4 Hz, 20 minutes are 4,800 samples: 300 "
+                "steps of 16)"})
+    dropouts: bool = field(default=True, metadata={"help": "sensor-loss runs (NaN or zeros)"})
+    fhr_dropouts_per_20min: float = field(default=3.0, metadata={
+        "help": "FHR sensor-loss runs per 20 minutes (2-30 s each)"})
+    up_dropouts_per_20min: float = field(default=1.0, metadata={
+        "help": "UP sensor-loss runs per 20 minutes (5-40 s each)"})
 
     def validate(self) -> None:
         if self.records < 1:

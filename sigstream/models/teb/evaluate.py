@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from sigstream.core.errors import ConfigError
 from sigstream.models.teb.data import FHR_SCALE
 from sigstream.models.teb.model import TebStreamer, future_targets
 from sigstream.models.teb.train import TEST_SEED, TRAIN_SEED, TebData, make_data
+from sigstream.models.training.family import Evaluation
 
 Z50, Z95 = 0.6744897501960817, 1.959963984540054
 AR_LAGS = 64
@@ -275,3 +277,39 @@ def write_figures(streamer: TebStreamer, out_dir: str, record: int = 0,
         plt.close(fig)
         files.append(path)
     return files
+
+
+# -- sigstream eval teb -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class TebEvalConfig:
+    """What ``sigstream eval teb`` takes besides ``--checkpoint``/``--json``/``--figures``."""
+
+    records: int = field(default=64, metadata={"help": "held-out records", "low": 1})
+    minutes: float = field(default=20.0, metadata={"help": "record length in minutes",
+                                                   "above": 0})
+
+    def validate(self) -> None:
+        from sigstream.models.training.config import check
+
+        check(self)
+
+
+def run(cfg: TebEvalConfig, checkpoints: tuple[str, ...], figures: str | None) -> Evaluation:
+    """The checkpoint (or the shipped weights) against persistence and a linear AR
+    baseline on held-out records; the 4-panel PDF and NLL per horizon into ``figures``."""
+    import os
+
+    from sigstream.models.teb.train import load_teb, shipped_weights
+    from sigstream.models.training.family import one_checkpoint
+
+    given = one_checkpoint(checkpoints, "teb")
+    path = given or shipped_weights()
+    if not given and not os.path.isfile(path):
+        raise ConfigError("no TEB-VAE weights ship with this install; train them with "
+                          "`sigstream train teb --out DIR` and pass --checkpoint DIR/teb.pt")
+    streamer = load_teb(path)
+    result = evaluate(streamer, records=cfg.records, minutes=cfg.minutes)
+    result["checkpoint"] = path
+    files = write_figures(streamer, figures, result=result, minutes=cfg.minutes) if figures \
+        else []
+    return Evaluation(result, table(result), files)

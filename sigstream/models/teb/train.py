@@ -8,11 +8,12 @@ validation records with seed 3 (``sigstream eval teb`` uses seed 2). Features ar
 computed once by the fixed front-end; the target is the normalised FHR with NaN where
 it is missing.
 
-Schedule. Adam with plateau halving of the learning rate, gradient clipping at 1, early
-stopping on the validation NLL (deterministic, posterior mean, every step decoded). Each
-update takes ``batch`` records; the encoders run over all L steps, the decoder only over
-``decode_steps`` steps drawn at random from ``[warmup, L)`` (it is pointwise in time, so
-this is an unbiased, much cheaper estimate of the same loss). Everything is seeded.
+Schedule (:func:`~sigstream.models.training.loop.fit`). Adam with ReduceLROnPlateau,
+gradient clipping at 1, early stopping on the validation NLL (deterministic, posterior
+mean, every step decoded). Each update takes ``batch`` records; the encoders run over all
+L steps, the decoder only over ``decode_steps`` steps drawn at random from ``[warmup, L)``
+(it is pointwise in time, so this is an unbiased, much cheaper estimate of the same
+loss). Everything is seeded.
 
 Checkpoint. One :func:`~sigstream.models.checkpoint.save_checkpoint` file (model name
 ``"teb"``) holding a :class:`~sigstream.models.teb.model.TebStreamer` (front-end + model):
@@ -22,11 +23,10 @@ metadata (training config, history, best epoch). :func:`load_teb` rebuilds it.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -36,10 +36,20 @@ from sigstream.core.errors import ConfigError, InputError
 from sigstream.models.checkpoint import read_checkpoint, save_checkpoint
 from sigstream.models.teb.data import CtgConfig, generate
 from sigstream.models.teb.frontend import FrontEndConfig, TebFrontEnd
-from sigstream.models.teb.model import SeqVaeTeb, TebConfig, TebStreamer, preset
-from sigstream.models.training.loop import progress_bar
+from sigstream.models.teb.model import PRESETS, SeqVaeTeb, TebConfig, TebStreamer, preset
+from sigstream.models.training.callbacks import EveryEpoch
+from sigstream.models.training.config import FitConfig, check, opt, part, resolve
+from sigstream.models.training.loop import Callback, Loop, Task, TrainResult, fit
 
 TRAIN_SEED, VAL_SEED, TEST_SEED = 1, 3, 2
+SHIPPED = "teb.pt"
+
+
+def shipped_weights() -> str:
+    """The path of the shipped TEB-VAE weights (``weights/teb.pt`` of this package)."""
+    from importlib import resources
+
+    return str(resources.files("sigstream.models.teb") / "weights" / SHIPPED)
 
 
 @dataclass(frozen=True)
@@ -51,35 +61,52 @@ class TebBundleConfig:
 
 
 @dataclass(frozen=True)
-class TebTrainConfig:
-    preset: str = "small"
-    epochs: int = 40
-    seed: int = 0
-    train_records: int = 192
-    val_records: int = 32
-    minutes: float = 20.0
-    batch: int = 16
-    decode_steps: int = 48
-    lr: float = 2e-3
-    patience: int = 8
-    lr_patience: int = 3
-    clip: float = 1.0
-    kld_beta: float = 1.0
-    max_minutes: float = 0.0  # wall-clock budget (0: none); stops after the epoch that exceeds
-    plot_every: int = 0  # write the 4-panel PDF every N epochs (0: never)
-    progress: bool = True
+class TebModelOptions:
+    """The model is a :func:`~sigstream.models.teb.model.preset` of dimensions plus the
+    loss's KL weight; the channel counts are the front-end's."""
+
+    preset: str = opt("small", "model dimensions: small (shipped, CPU-trainable) | seed",
+                      choices=PRESETS)
+    kld_beta: float = opt(1.0, "KL weight", low=0)
 
     def validate(self) -> None:
         preset(self.preset)
-        for name in ("epochs", "train_records", "val_records", "batch", "decode_steps",
-                     "patience"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or self.kld_beta < 0 or self.max_minutes < 0 or self.plot_every < 0:
-            raise ConfigError("lr must be > 0; kld_beta, max_minutes, plot_every >= 0")
-        if self.minutes * 60 * 4 / 16 <= preset(self.preset).warmup:
-            raise ConfigError("records are too short: they must be longer than the warmup "
-                              f"({preset(self.preset).warmup} steps of 4 s)")
+        check(self)
+
+
+@dataclass(frozen=True)
+class TebTrainData:
+    """Synthetic CTG records (:class:`CtgConfig`): training and validation sets."""
+
+    DERIVED: ClassVar[tuple[str, ...]] = ("ctg.records",)
+    ctg: CtgConfig = part(CtgConfig, "training data")
+    train_records: int = opt(192, "training records (seed 1)", low=1)
+    val_records: int = opt(32, "validation records (seed 3)", low=1)
+    batch: int = opt(16, "records per update", low=1)
+
+    def validate(self) -> None:
+        self.ctg.validate()
+        check(self)
+
+
+@dataclass(frozen=True)
+class TebTrainConfig:
+    """Everything ``sigstream train teb`` takes."""
+
+    model: TebModelOptions = part(TebModelOptions, "the TEB-VAE")
+    data: TebTrainData = part(TebTrainData, "training data")
+    decode_steps: int = opt(48, "steps decoded per record and update", low=1)
+    plot_every: int = opt(0, "write the 4-panel PDF of a validation record to OUT/plots "
+                          "every N epochs (0: never)", low=0, metavar="N")
+    fit: FitConfig = part(lambda: FitConfig(epochs=40, lr=2e-3, patience=8, lr_patience=3),
+                          "optimisation")
+
+    def validate(self) -> None:
+        check(self)
+        warmup = preset(self.model.preset).warmup
+        if self.data.ctg.minutes * 60 * 4 / 16 <= warmup:
+            raise ConfigError(f"records are too short: --minutes must make them longer than "
+                              f"the warmup ({warmup} steps of 4 s)")
 
 
 @dataclass
@@ -101,9 +128,12 @@ class TebData:
 
 
 def make_data(frontend: TebFrontEnd, records: int, seed: int, minutes: float = 20.0,
-              chunk: int = 64) -> TebData:
-    """Generate records and their features (front-end run offline, in chunks of records)."""
-    d = generate(CtgConfig(records=records, minutes=minutes), seed)
+              chunk: int = 64, ctg: CtgConfig | None = None) -> TebData:
+    """Generate records and their features (front-end run offline, in chunks of records);
+    ``ctg``: the recipe (its ``records`` replaced), else the default one of ``minutes``."""
+    cfg = dataclasses.replace(ctg, records=records) if ctg else CtgConfig(records=records,
+                                                                          minutes=minutes)
+    d = generate(cfg, seed)
     f, u = d.normalised()
     raw = torch.from_numpy(np.stack([f, u], axis=-1))  # (B, T, 2)
     with torch.no_grad():
@@ -117,8 +147,9 @@ def build(train_cfg: TebTrainConfig, frontend_cfg: FrontEndConfig | None = None
           ) -> TebStreamer:
     fe = TebFrontEnd(frontend_cfg or FrontEndConfig())
     fc = fe.config
-    cfg = preset(train_cfg.preset, x_channels=fc.per_signal, y_st_channels=fc.st_channels,
-                 y_ph_channels=fc.ph_channels, kld_beta=train_cfg.kld_beta)
+    cfg = preset(train_cfg.model.preset, x_channels=fc.per_signal,
+                 y_st_channels=fc.st_channels, y_ph_channels=fc.ph_channels,
+                 kld_beta=train_cfg.model.kld_beta)
     return TebStreamer(SeqVaeTeb(cfg), fe)
 
 
@@ -170,77 +201,79 @@ def evaluate_nll(model: SeqVaeTeb, data: TebData, batch: int = 32) -> float:
     return total / max(count, 1)
 
 
-def train(cfg: TebTrainConfig, out_dir: str,
-          callback: Callable[[int, SeqVaeTeb], None] | None = None
-          ) -> tuple[TebStreamer, dict, str]:
-    """Train; writes ``teb.pt`` (best checkpoint) and ``history.json`` into ``out_dir``."""
-    cfg.validate()
-    os.makedirs(out_dir, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    streamer = build(cfg)
-    model = streamer.model
-    train_data = make_data(streamer.frontend, cfg.train_records, TRAIN_SEED, cfg.minutes)
-    val_data = make_data(streamer.frontend, cfg.val_records, VAL_SEED, cfg.minutes)
-    model.set_normalisation(train_data.x_ph, train_data.y_st, train_data.y_ph)
-    if callback is None and cfg.plot_every:
+class TebTask(Task):
+    """Features y_st (B, L, C_st), y_ph (B, L, C_ph), x_ph (B, L, C_x); raw FHR (B, T)."""
+
+    checkpoint_name = SHIPPED
+    monitor = "val_nll"
+    label = "validation NLL"
+    progress_keys = ("kld_loss",)
+
+    def __init__(self, cfg: TebTrainConfig, out_dir: str) -> None:
+        self.cfg = cfg
+        self.streamer = build(cfg)
+        self.model = self.streamer.model
+        d = cfg.data
+        self.train_data = make_data(self.streamer.frontend, d.train_records, TRAIN_SEED,
+                                    ctg=d.ctg)
+        self.val_data = make_data(self.streamer.frontend, d.val_records, VAL_SEED, ctg=d.ctg)
+        self.model.set_normalisation(self.train_data.x_ph, self.train_data.y_st,
+                                     self.train_data.y_ph)
+        self.out_dir = out_dir
+        self.gen = torch.Generator().manual_seed(cfg.fit.seed)
+
+    def callbacks(self) -> list[Callback]:
+        if not self.cfg.plot_every:
+            return []
         from sigstream.models.teb.plots import PlotCallback
 
-        callback = PlotCallback(cfg.plot_every, os.path.join(out_dir, "plots"), val_data)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5,
-                                                       patience=cfg.lr_patience, min_lr=1e-5)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    n_steps = train_data.y_st.shape[1]
-    warm = model.config.warmup
-    ckpt = os.path.join(out_dir, "teb.pt")
-    hist: dict = {"config": asdict(cfg), "epochs": [], "best_epoch": -1, "best_val_nll": None,
-                  "stopped_early": False}
-    best, stale = float("inf"), 0
-    t0 = time.perf_counter()
-    bar = progress_bar(cfg.epochs, cfg.progress, every=1)
-    for epoch in bar:
+        plots = PlotCallback(self.cfg.plot_every, os.path.join(self.out_dir, "plots"),
+                             self.val_data)
+        return [EveryEpoch(lambda loop, row: plots(loop.epoch, loop.eval_model))]
+
+    def train_epoch(self, loop: Loop) -> dict:
+        model, data, cfg = self.model, self.train_data, self.cfg
         model.train()
-        perm = torch.randperm(len(train_data), generator=gen)
+        n_steps, warm = data.y_st.shape[1], model.config.warmup
+        perm = torch.randperm(len(data), generator=self.gen)
         sums = {"total_loss": 0.0, "reconstruction_loss": 0.0, "kld_loss": 0.0}
         n_batches = 0
-        for i in range(0, len(train_data), cfg.batch):
-            d = train_data.subset(perm[i:i + cfg.batch])
+        for i in range(0, len(data), cfg.data.batch):
+            d = data.subset(perm[i:i + cfg.data.batch])
             k = min(cfg.decode_steps, n_steps - warm)
-            steps = torch.randperm(n_steps - warm, generator=gen)[:k].sort().values + warm
+            steps = torch.randperm(n_steps - warm, generator=self.gen)[:k].sort().values + warm
             out = model(d.y_st, d.y_ph, d.x_ph, steps=steps)
             losses = model.compute_loss(out, d.y_raw)
-            opt.zero_grad(set_to_none=True)
-            losses["total_loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
+            loop.update(losses["total_loss"])
             for key in sums:
                 sums[key] += float(losses[key].detach())
             n_batches += 1
         row = {k: v / n_batches for k, v in sums.items()}
-        val = evaluate_nll(model, val_data)
-        lr = opt.param_groups[0]["lr"]
-        sched.step(val)
-        row.update(epoch=epoch, val_nll=val, lr=lr, seconds=time.perf_counter() - t0)
-        hist["epochs"].append(row)
-        if val < best:
-            best, stale = val, 0
-            hist.update(best_epoch=epoch, best_val_nll=val)
-            save_teb(ckpt, streamer, meta={"train": asdict(cfg), "best_epoch": epoch,
-                                           "best_val_nll": val})
-        else:
-            stale += 1
-        if callback is not None:
-            callback(epoch, model)
-        bar.set_postfix(loss=f"{row['total_loss']:.4f}", val=f"{val:.4f}", lr=f"{lr:.1e}")
-        bar.log_line(epoch, loss=row["total_loss"], kld=row["kld_loss"], val_nll=val, lr=lr)
-        if stale >= cfg.patience:
-            hist["stopped_early"] = True
-            break
-        if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
-            hist["stopped_budget"] = True
-            break
-    bar.close()
-    hist["seconds"] = time.perf_counter() - t0
-    with open(os.path.join(out_dir, "history.json"), "w") as fh:
-        json.dump(hist, fh, indent=2)
-    return load_teb(ckpt), hist, ckpt
+        return {**row, "train_loss": row["total_loss"]}
+
+    def validate(self, loop: Loop) -> dict:
+        return {"val_nll": evaluate_nll(loop.eval_model, self.val_data)}
+
+    def save(self, path: str, loop: Loop) -> None:
+        streamer = TebStreamer(loop.eval_model, self.streamer.frontend)
+        save_teb(path, streamer, meta={"train": asdict(self.cfg), "best_epoch": loop.best_epoch,
+                                       "best_val_nll": loop.best_val})
+
+    def load(self, path: str) -> TebStreamer:
+        return load_teb(path)
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+
+
+def train(cfg: TebTrainConfig, out_dir: str, *,
+          callbacks: tuple[Callback, ...] = ()) -> TrainResult:
+    """Train; writes ``teb.pt`` (best checkpoint), ``history.json`` and, with
+    ``plot_every``, ``plots/`` into ``out_dir``."""
+    cfg = resolve(cfg)
+    cfg.validate()
+    torch.manual_seed(cfg.fit.seed)
+    return fit(TebTask(cfg, out_dir), cfg.fit, out_dir, run_config=cfg, callbacks=callbacks)

@@ -1,169 +1,156 @@
-"""Training loop for streamable sequence models: truncated BPTT with carried state.
+"""The one training loop: :func:`fit` runs a family's :class:`Task` epoch by epoch.
 
-B: batch (sequences), T: time, C: channels.
+An epoch is one round of training and validation: ``task.train_epoch(loop)`` makes some
+updates through :meth:`Loop.update` (zero the gradients, backward, clip, Adam step, then
+every callback's ``on_update``), ``task.validate(loop)`` measures the model that is
+validated and saved (:attr:`Loop.eval_model`: the model itself, or its moving average).
+fit() then keeps the history, tracks the best value of ``task.monitor`` (lower is better,
+strictly), saves the best checkpoint through ``task.save`` and lets the callbacks act.
 
-The state is carried from window to window in time order (never shuffled
-across time) and detached at window boundaries, so the model is trained as it
-streams. Per epoch: a progress bar, validation, a learning-rate schedule
-(plateau halving), gradient clipping, best-checkpoint saving and early
-stopping. Deterministic for a given seed on a given thread count.
+What every trainer gets from :class:`~sigstream.models.training.config.FitConfig`, each a
+callback in :mod:`~sigstream.models.training.callbacks`: progress (tqdm on a terminal,
+plain lines otherwise), ``ReduceLROnPlateau`` (``lr_patience``), early stopping
+(``patience``), an exponential moving average of the weights (``ema``), a wall-time
+budget (``max_minutes``) and training plots at the end (``plots``). A task adds its own
+(a curriculum, per-epoch figures). A curriculum is a callback whose ``tracking`` says
+whether fit() tracks the best value yet, and whose ``final`` says whether the schedule is
+in its last stage (learning-rate plateaus act only then); it may call
+:meth:`Loop.reset_monitor` when a stage starts afresh.
+
+Ends. A run ends after ``epochs`` epochs, when a callback calls :meth:`Loop.stop`
+(patience, budget, a finished curriculum) or on Ctrl-C: fit() catches KeyboardInterrupt,
+keeps the best checkpoint (saving the current model only when no epoch improved), writes
+``history.json`` and returns with ``stopped_by == "interrupt"``. A resumable task gets
+``OUT/resume.pt`` after every epoch (model, average, optimiser, callbacks, task state,
+history, RNG); ``fit(..., resume=True)`` continues from it exactly where it stopped.
+
+Every trainer returns one :class:`TrainResult`.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import dataclasses
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
-from sigstream.core import state as st
-from sigstream.core.contract import StreamingModule
+from sigstream.core.errors import ConfigError, InputError
+from sigstream.core.files import write_atomic
+from sigstream.models.training import callbacks as cbs
+from sigstream.models.training.base import Callback, Loop, Task, TrainResult
+from sigstream.models.training.config import FitConfig
 
+__all__ = ["fit", "Task", "Callback", "Loop", "TrainResult", "RESUME", "HISTORY"]
 
-@dataclass(frozen=True)
-class FitConfig:
-    """epochs: maximum; patience: epochs without improvement before stopping;
-    tbptt: window length for truncated backpropagation (1 = one sample per step)."""
-
-    epochs: int = 60
-    lr: float = 3e-3
-    min_lr: float = 1e-5
-    lr_patience: int = 3
-    lr_factor: float = 0.5
-    patience: int = 10
-    clip: float = 1.0
-    tbptt: int = 500
-    batch: int = 0  # sequences per update (0: all of an epoch's sequences at once)
-    seed: int = 0
-    progress: bool = True
+RESUME = "resume.pt"
+HISTORY = "history.json"
+_RESUMABLE_STOPS = ("budget", "interrupt")
+_LOOSE = ("max_minutes", "progress", "plots")  # FitConfig fields a resumed run may change
 
 
-@dataclass
-class History:
-    epochs: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_val: float = math.inf
-    stopped_early: bool = False
-    seconds: float = 0.0
+def _jsonable(config: Any) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config))) if config is not None else {}
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
+def _comparable(config: dict) -> dict:
+    """The options a resumed run must share with the first: all but the loose ones."""
+    out = {k: v for k, v in config.items() if k not in _LOOSE}
+    if isinstance(out.get("fit"), dict):
+        out["fit"] = {k: v for k, v in out["fit"].items() if k not in _LOOSE}
+    return out
 
 
-class progress_bar:  # noqa: N801 - used like tqdm
-    """tqdm on a terminal; on a pipe or file, one plain line every ``every`` epochs."""
-
-    def __init__(self, epochs: int, enabled: bool, every: int = 10) -> None:
-        import sys
-
-        from tqdm.auto import tqdm
-
-        self.tty = enabled and sys.stderr.isatty()
-        self.plain = enabled and not self.tty
-        self.every = every
-        self._bar = tqdm(range(epochs), disable=not self.tty, unit="epoch", dynamic_ncols=True)
-
-    def __iter__(self):
-        return iter(self._bar)
-
-    def set_postfix(self, **kw: object) -> None:
-        self._bar.set_postfix(**kw)
-
-    def log_line(self, epoch: int, **kw: float) -> None:
-        if self.plain and epoch % self.every == 0:
-            import sys
-
-            items = " ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
-                             for k, v in kw.items())
-            print(f"epoch {epoch}: {items}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-def run_sequence(model: StreamingModule, x: Tensor, y: Tensor, tbptt: int,
-                 loss_fn: Callable[[Tensor, Tensor], Tensor],
-                 optimizer: torch.optim.Optimizer | None = None, clip: float = 1.0,
-                 step_size: int | None = None) -> float:
-    """One pass over (B, T, C) sequences in time order; trains when ``optimizer`` is given.
-
-    ``step_size`` feeds the model that many samples per ``step`` call (1 for the
-    sample-by-sample stateful variant); losses are accumulated over ``tbptt``
-    samples before each backward pass. Returns the mean loss per sample.
-    """
-    state = model.init_state(x.shape[0])
-    total, count = 0.0, 0
-    t_len = x.shape[1]
-    for start in range(0, t_len, tbptt):
-        stop = min(start + tbptt, t_len)
-        n = step_size or (stop - start)
-        outs = []
-        for s in range(start, stop, n):
-            out, state = model.step(x[:, s:min(s + n, stop)], state)
-            outs.append(out)
-        out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
-        loss = loss_fn(out, y[:, start:stop])
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-        state = st.map_state(lambda t: t.detach(), state)
-        total += float(loss.detach()) * (stop - start)
-        count += stop - start
-    return total / max(count, 1)
+def fit(task: Task, config: FitConfig, out_dir: str, *, run_config: Any = None,
+        callbacks: Iterable[Callback] = (), resume: bool = False) -> TrainResult:
+    """Train ``task`` with ``config``; writes ``task.checkpoint_name`` (the best model),
+    ``history.json`` (``run_config`` included) and, for a resumable task, ``resume.pt``
+    into ``out_dir``. ``resume`` continues from ``out_dir/resume.pt``; the options must
+    be the same except the budget and the output settings."""
+    os.makedirs(out_dir, exist_ok=True)
+    standard_first = [cbs.MovingAverage(config.ema)] if config.ema else []
+    standard = [cbs.Plateau(config) if config.lr_patience is not None else None,
+                *task.callbacks(), *callbacks, cbs.EarlyStopping(config.patience),
+                cbs.Budget(config.max_minutes) if config.max_minutes else None,
+                cbs.Progress(config.progress, task.planned_epochs(config), task),
+                cbs.TrainingPlots() if config.plots else None]
+    loop = Loop(task, config, out_dir, [c for c in [*standard_first, *standard] if c])
+    resume_path = os.path.join(out_dir, RESUME)
+    settings = _jsonable(run_config)
+    for cb in loop.callbacks:
+        cb.on_fit_start(loop)
+    done = False
+    if resume:
+        done = loop._restore(_read_resume(resume_path, settings))
+    try:
+        while not done and loop.stopped_by is None:
+            if config.epochs is not None and loop.epoch >= config.epochs:
+                loop.stop("epochs")
+                break
+            for cb in loop.callbacks:
+                cb.on_epoch_start(loop)
+            lr = loop.lr
+            row = {"epoch": loop.epoch, **task.train_epoch(loop)}
+            row.update(task.validate(loop))
+            row.update(lr=lr, seconds=loop.seconds)
+            loop._observe(float(row[task.monitor]))
+            loop.epochs.append(row)
+            if loop.improved:
+                loop.save_checkpoint()
+            for cb in loop.callbacks:
+                cb.on_epoch_end(loop, row)
+            loop.epoch += 1
+            if task.resumable:
+                stop = loop.stopped_by
+                state = loop._state(settings, done=stop is not None
+                                    and stop not in _RESUMABLE_STOPS)
+                write_atomic(resume_path, lambda fh, s=state: torch.save(s, fh))
+    except KeyboardInterrupt:
+        loop.stop("interrupt")
+    return _finish(loop, settings)
 
 
-def fit(model: StreamingModule,
-        train_data: Callable[[int], tuple[Tensor, Tensor]],
-        val_data: tuple[Tensor, Tensor],
-        config: FitConfig,
-        on_best: Callable[[int, History], None] | None = None,
-        step_size: int | None = None,
-        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> History:
-    """Train ``model``; ``train_data(epoch)`` returns that epoch's (x, y) (B, T, C) tensors.
+def _read_resume(path: str, settings: dict) -> dict:
+    if not os.path.isfile(path):
+        raise InputError(f"nothing to resume: {path!r} not found")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if _comparable(saved["config"]) != _comparable(settings):
+        raise ConfigError(f"{path!r} was written with other training options; resume with "
+                          f"the same options (see its {HISTORY})")
+    return saved
 
-    ``on_best`` is called whenever validation improves (e.g. to save a checkpoint).
-    """
-    loss_fn = loss_fn or torch.nn.functional.mse_loss
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr)
-    hist = History()
-    t0 = time.perf_counter()
-    bar = progress_bar(config.epochs, config.progress)
-    stale = 0
-    for epoch in bar:
-        model.train()
-        x, y = train_data(epoch)
-        size = config.batch or x.shape[0]
-        losses = [run_sequence(model, x[i:i + size], y[i:i + size], config.tbptt, loss_fn, opt,
-                               config.clip, step_size) for i in range(0, x.shape[0], size)]
-        train_loss = float(np.mean(losses))
-        model.eval()
-        with torch.no_grad():
-            val_loss = float(loss_fn(model(val_data[0]), val_data[1]))
-        lr = opt.param_groups[0]["lr"]
-        sched.step(val_loss)
-        hist.epochs.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                            "lr": lr, "seconds": time.perf_counter() - t0})
-        if val_loss < hist.best_val:
-            hist.best_val, hist.best_epoch, stale = val_loss, epoch, 0
-            if on_best is not None:
-                on_best(epoch, hist)
-        else:
-            stale += 1
-        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", lr=f"{lr:.1e}")
-        bar.log_line(epoch, train=train_loss, val=val_loss, lr=lr)
-        if stale >= config.patience:
-            hist.stopped_early = True
-            break
-    bar.close()
-    hist.seconds = time.perf_counter() - t0
-    return hist
+
+def _finish(loop: Loop, settings: dict) -> TrainResult:
+    """Keep the best checkpoint (the current model when no epoch improved), store the
+    history in it and in ``history.json``, run ``on_fit_end`` and load the best model."""
+    task = loop.task
+    if loop.best_epoch < 0 or not os.path.isfile(loop.checkpoint):
+        loop.save_checkpoint()
+    _annotate(loop.checkpoint, {"history": loop.epochs, "best_epoch": loop.best_epoch,
+                                "stopped_by": loop.stopped_by or "epochs"})
+    result = TrainResult(model=None, checkpoint=loop.checkpoint, epochs=loop.epochs,
+                         monitor=task.monitor, best_epoch=loop.best_epoch,
+                         best_val=loop.best_val, stopped_by=loop.stopped_by or "epochs",
+                         seconds=loop.seconds, updates=loop.updates, label=task.label,
+                         extra=loop.extra)
+    history = {"config": settings, "monitor": task.monitor, "epochs": loop.epochs,
+               "best_epoch": loop.best_epoch, "best_val": loop.best_val,
+               "stopped_by": result.stopped_by, "stopped_early": result.stopped_early,
+               "seconds": result.seconds, "updates": loop.updates, **loop.extra}
+    write_atomic(os.path.join(loop.out_dir, HISTORY),
+                 (json.dumps(history, indent=1) + "\n").encode())
+    for cb in loop.callbacks:
+        cb.on_fit_end(loop, result)
+    result.model = task.load(loop.checkpoint)
+    return result
+
+
+def _annotate(path: str, meta: dict) -> None:
+    """Add ``meta`` to the metadata of the sigstream checkpoint at ``path`` (atomically)."""
+    from sigstream.models.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(path)
+    payload["meta"].update(meta)
+    write_atomic(path, lambda fh: torch.save(payload, fh))

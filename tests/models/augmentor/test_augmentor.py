@@ -106,11 +106,12 @@ def test_checkpoint_round_trip_keeps_normaliser(tmp_path) -> None:
 
 def _train_cfg(**kw):
     from sigstream.models.augmentor.train import AugmentorTrainConfig
+    from sigstream.models.training.config import build
 
     base = dict(windows=300, window=32, hidden=24, resblocks=1, hop=8, epochs=6, batch=32,
-                lr=3e-3, patience=50, progress=False, data=(("sample_rate", "100.0"),))
+                lr=3e-3, patience=50, progress=False, sample_rate=100.0)
     base.update(kw)
-    return AugmentorTrainConfig(**base)
+    return build(AugmentorTrainConfig, **base)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +120,8 @@ def trained(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("aug")
     torch.set_num_threads(1)
-    model, hist, path = train(_train_cfg(), str(out))
-    return model, hist, path, out
+    result = train(_train_cfg(), str(out))
+    return result.model, result, result.checkpoint, out
 
 
 def test_tiny_training_lowers_the_loss(trained) -> None:
@@ -142,10 +143,10 @@ def test_freeze_encoder_leaves_it_bit_identical(trained, tmp_path) -> None:
     from sigstream.models.augmentor.train import train
 
     src, _, path, _ = trained
-    tuned, hist, _ = train(_train_cfg(init=path, freeze="encoder", epochs=3, data_seed=5),
-                           str(tmp_path))
-    assert hist.frozen and all(n.split(".")[0] in ("encoder", "post_encoding_resblock",
-                                                   "resblocks") for n in hist.frozen)
+    hist = train(_train_cfg(init=path, freeze="encoder", epochs=3, data_seed=5), str(tmp_path))
+    tuned, frozen = hist.model, hist.extra["frozen"]
+    assert frozen and all(n.split(".")[0] in ("encoder", "post_encoding_resblock",
+                                              "resblocks") for n in frozen)
     a, b = src.net.state_dict(), tuned.net.state_dict()
     for name in a:
         if name.startswith(("encoder", "post_encoding_resblock", "resblocks")):
@@ -183,12 +184,37 @@ def test_encoder_transfer_to_another_window_length(trained, tmp_path) -> None:
     torch.testing.assert_close(dst.encoder[0].weight[:, :64] @ ones64,
                                src.encoder[0].weight[:, :32] @ ones32, atol=0.05, rtol=0.05)
     # fine-tuning the transferred model with the encoder frozen (through the trainer)
-    model, hist, _ = train(_train_cfg(init=trained[2], freeze="encoder", window=64, hop=16,
-                                      epochs=3), str(tmp_path))
-    assert hist.transferred_from_window == 32 and model.net.config.window == 64
+    hist = train(_train_cfg(init=trained[2], freeze="encoder", window=64, hop=16, epochs=3),
+                 str(tmp_path))
+    model = hist.model
+    assert hist.extra["transferred_from_window"] == 32 and model.net.config.window == 64
     assert hist.best_val < hist.epochs[0]["val_loss"] or hist.best_epoch == 0
     assert torch.equal(model.net.resblocks[0].fc1.weight, src.resblocks[0].fc1.weight)
     assert model.latency == 48
+
+
+# Recorded with the trainer before it moved onto fit() (commit 5ce96a2; torch 2.13 CPU, one
+# thread): plateau halving; data drawn with the default sensor model.
+RECORDED = dict(
+    config=dict(windows=300, window=32, hidden=24, resblocks=1, hop=8, epochs=6, batch=32,
+                lr=0.05, lr_patience=0, patience=3),
+    train=[0.32756285766760507, 0.15327508946259816, 0.14534294605255127, 0.140512678027153,
+           0.14593820770581564, 0.14686864316463472],
+    val=[0.14884378015995026, 0.15243349969387054, 0.14532248675823212, 0.1464202105998993,
+         0.14521563053131104, 0.1446753740310669],
+    lr=[0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125])
+
+
+def test_training_reproduces_the_recorded_run(tmp_path) -> None:
+    from sigstream.models.augmentor.train import AugmentorTrainConfig, train
+    from sigstream.models.training.config import build
+
+    result = train(build(AugmentorTrainConfig, progress=False, **RECORDED["config"]),
+                   str(tmp_path))
+    assert [e["train_loss"] for e in result.epochs] == pytest.approx(RECORDED["train"],
+                                                                      rel=1e-6)
+    assert [e["val_loss"] for e in result.epochs] == pytest.approx(RECORDED["val"], rel=1e-6)
+    assert [e["lr"] for e in result.epochs] == pytest.approx(RECORDED["lr"], rel=1e-9)
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")

@@ -156,22 +156,23 @@ def test_registry_entry() -> None:
 def test_tiny_training_lowers_the_loss(tmp_path) -> None:
     from sigstream.models.enhancer.train import CausalTrainConfig, train
     from sigstream.models.registry import load_checkpoint
+    from sigstream.models.training.config import build
 
-    cfg = CausalTrainConfig(epochs=3, clips=16, val_clips=6, batch=8, seconds=0.25, hidden=8,
-                            frame=8, window=32, taps=16, speech=False, progress=False,
-                            lr=5e-3)
-    model, hist, path = train(cfg, str(tmp_path))
-    first = hist.epochs[0]
+    cfg = build(CausalTrainConfig, epochs=3, clips=16, val_clips=6, batch=8, seconds=0.25,
+                hidden=8, frame=8, window=32, taps=16, speech=False, progress=False, lr=5e-3)
+    result = train(cfg, str(tmp_path))
+    model, path = result.model, result.checkpoint
+    first = result.epochs[0]
     # the model starts as the identity filter (validation SNR out == in); training beats it
-    assert hist.best_val < -first["val_snr_in_db"]
-    assert hist.epochs[-1]["train_loss"] < first["train_loss"]
+    assert result.best_val < -first["val_snr_in_db"]
+    assert result.epochs[-1]["train_loss"] < first["train_loss"]
     saved = json.loads((tmp_path / "history.json").read_text())
-    assert len(saved["epochs"]) == len(hist.epochs)
+    assert len(saved["epochs"]) == len(result.epochs)
     again = load_checkpoint(path)
     x = torch.randn(1, 100, 1)
     with torch.inference_mode():
         torch.testing.assert_close(again(x), model(x))
-    assert again.meta["train"]["seed"] == 0
+    assert again.meta["train"]["fit"]["seed"] == 0
 
 
 def test_init_with_fewer_taps_grows_the_filter_without_changing_the_output(tmp_path) -> None:
@@ -201,11 +202,13 @@ def test_init_with_fewer_taps_grows_the_filter_without_changing_the_output(tmp_p
 def test_ema_training_saves_the_average_not_the_last_weights(tmp_path) -> None:
     from sigstream.models.enhancer.train import CausalTrainConfig, train
     from sigstream.models.registry import load_checkpoint
+    from sigstream.models.training.config import build
 
     common = dict(epochs=2, clips=16, val_clips=6, batch=8, seconds=0.25, hidden=8, frame=8,
                   window=32, taps=16, speech=False, progress=False, lr=5e-3, patience=5)
-    _, plain, _ = train(CausalTrainConfig(**common), str(tmp_path / "plain"))
-    _, hist, path = train(CausalTrainConfig(ema=0.5, **common), str(tmp_path / "ema"))
+    plain = train(build(CausalTrainConfig, **common), str(tmp_path / "plain"))
+    hist = train(build(CausalTrainConfig, ema=0.5, **common), str(tmp_path / "ema"))
+    path = hist.checkpoint
     assert hist.best_val < -hist.epochs[0]["val_snr_in_db"]  # the average learns too
     # same seed and data: only the averaging differs, so the saved weights differ
     a = load_checkpoint(str(tmp_path / "plain" / "enhancer.pt")).state_dict()
@@ -213,4 +216,29 @@ def test_ema_training_saves_the_average_not_the_last_weights(tmp_path) -> None:
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert [e["train_loss"] for e in plain.epochs] == [e["train_loss"] for e in hist.epochs]
     with pytest.raises(ConfigError, match="--ema"):
-        CausalTrainConfig(ema=1.0).validate()
+        build(CausalTrainConfig, ema=1.0).validate()
+
+
+# Recorded with the trainer before it moved onto fit() (commit 5ce96a2; torch 2.13 CPU, one
+# thread): a moving average of the weights, plateau halving.
+RECORDED = dict(
+    config=dict(epochs=5, clips=16, val_clips=6, batch=8, seconds=0.25, hidden=8, frame=8,
+                window=32, taps=16, speech=False, lr=0.05, ema=0.5, lr_patience=0,
+                patience=4),
+    train=[-1.9264752864837646, 4.273315072059631, 4.6604533195495605, 1.131424367427826,
+           -2.177354782819748],
+    val=[1.2847782373428345, 1.9409093856811523, 5.470972061157227, 0.9815142750740051,
+         0.01793980598449707],
+    lr=[0.05, 0.05, 0.025, 0.0125, 0.0125])
+
+
+def test_training_reproduces_the_recorded_run(tmp_path) -> None:
+    from sigstream.models.enhancer.train import CausalTrainConfig, train
+    from sigstream.models.training.config import build
+
+    result = train(build(CausalTrainConfig, progress=False, **RECORDED["config"]),
+                   str(tmp_path))
+    assert [e["train_loss"] for e in result.epochs] == pytest.approx(RECORDED["train"],
+                                                                      rel=1e-6)
+    assert [e["val_loss"] for e in result.epochs] == pytest.approx(RECORDED["val"], rel=1e-6)
+    assert [e["lr"] for e in result.epochs] == pytest.approx(RECORDED["lr"], rel=1e-9)

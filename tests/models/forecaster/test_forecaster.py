@@ -22,6 +22,7 @@ from sigstream.models.forecaster.model import (
     default_ls_orders,
 )
 from sigstream.models.forecaster.train import ForecasterTrainConfig, train
+from sigstream.models.training.config import build
 from sigstream.stream.runner import StreamRunner
 
 L, H = 24, 3
@@ -165,23 +166,81 @@ def test_shipped_config_exports_with_parity(exported_shipped_config, comps, nois
 def _train_cfg(**kw) -> ForecasterTrainConfig:
     base = dict(variant="mlp_gru", lookback=L, horizon=H, hidden=8, embed=16, batch=32,
                 stages=(2, 5), steps_per_stage=10, final_steps=30, val_every=10,
-                val_windows=64, patience=10, lr=3e-3, progress=False)
-    return ForecasterTrainConfig(**{**base, **kw})
+                val_windows_per_stage=64, patience=10, lr=3e-3, progress=False)
+    return build(ForecasterTrainConfig, **{**base, **kw})
 
 
 def test_tiny_training_lowers_the_loss_and_resumes(tmp_path) -> None:
     cfg = _train_cfg(analytic=False)  # the network alone: the loss must come from learning
-    model, hist, path = train(cfg, str(tmp_path))
-    final = [v["val_mse"] for v in hist["validations"] if v["components"] == 5]
+    result = train(cfg, str(tmp_path))
+    model, path = result.model, result.checkpoint
+    final = [v["val_mse"] for v in result.epochs if v["components"] == 5]
     assert len(final) == 3 and final[-1] < final[0]
-    assert [s["components"] for s in hist["stages"]] == [2, 5]
+    assert [s["components"] for s in result.extra["stages"]] == [2, 5]
     assert os.path.isfile(path) and (tmp_path / "resume.pt").exists()
     assert (tmp_path / "history.json").exists() and model.config.variant == "mlp_gru"
     # a finished run resumes to the same result; other options are refused
-    again, hist2, _ = train(cfg, str(tmp_path), resume=True)
-    assert hist2["validations"] == hist["validations"]
+    again = train(cfg, str(tmp_path), resume=True)
+    assert again.epochs == result.epochs
     with pytest.raises(ConfigError, match="other training options"):
         train(_train_cfg(analytic=False, lr=1e-3), str(tmp_path), resume=True)
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path) -> None:
+    """Ctrl-C in the last stage, then --resume: the same weights, history and stages as one
+    uninterrupted run (windows are keyed by stage and update; RNG, optimiser, plateau and
+    curriculum state travel in resume.pt)."""
+    from sigstream.models.training.loop import Callback
+
+    class CtrlC(Callback):
+        def on_update(self, loop) -> None:  # noqa: ANN001 - in the middle of epoch 2
+            if loop.epoch == 6 and loop.updates == 22:
+                raise KeyboardInterrupt
+
+    cfg = _train_cfg(analytic=False, stages=(2, 3, 5), steps_per_stage=6, val_every=4,
+                     final_steps=16, lr_patience=0, lr=0.05)
+    whole = train(cfg, str(tmp_path / "whole"))
+    lrs = [e["lr"] for e in whole.epochs]
+    assert lrs[5] > lrs[6] > lrs[7]  # plateaus on both sides of the cut: their state resumes
+    cut = train(cfg, str(tmp_path / "cut"), callbacks=(CtrlC(),))
+    assert cut.stopped_by == "interrupt" and len(cut.epochs) == 6
+    rest = train(cfg, str(tmp_path / "cut"), resume=True)
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in whole.epochs]
+    assert [{k: v for k, v in e.items() if k != "seconds"} for e in rest.epochs] == strip
+    assert rest.extra["stages"] == whole.extra["stages"] and rest.updates == whole.updates
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(v, rest.model.state_dict()[k]), k
+
+
+# Recorded with the trainer before it moved onto fit() (commit 5ce96a2; torch 2.13 CPU, one
+# thread): a seed must keep giving the weights it gave.
+RECORDED = {
+    "last-stage-plateaus": dict(
+        config=dict(analytic=False, stages=(3,), final_steps=60, val_every=3, patience=10,
+                    lr=0.05, batch=8),
+        train=[0.3914967179298401, 0.15087084472179413, 0.6773789525032043, 0.5369147658348083,
+               0.4077753722667694, 0.3392344117164612, 0.22017261385917664, 0.5035860538482666,
+               0.5154356956481934, 0.46368208527565, 0.3001411259174347],
+        val=[0.2618066072463989, 0.33107441663742065, 0.44405218958854675, 0.3675754964351654,
+             0.36308008432388306, 0.3574831485748291, 0.35331490635871887, 0.35001498460769653,
+             0.34208205342292786, 0.32847893238067627, 0.3196605443954468],
+        lr=[0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.0125, 0.0125, 0.0125, 0.00625]),
+    "two-stages": dict(
+        config=dict(analytic=False),
+        train=[0.4157797396183014, 0.2956347167491913, 0.25750380754470825,
+               0.21957449615001678],
+        val=[0.3979813754558563, 0.3065895140171051, 0.24642261862754822, 0.2075244039297104],
+        lr=[0.003, 0.003, 0.003, 0.003]),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORDED))
+def test_training_reproduces_the_recorded_run(tmp_path, case: str) -> None:
+    rec = RECORDED[case]
+    result = train(_train_cfg(**rec["config"]), str(tmp_path))
+    assert [e["train_loss"] for e in result.epochs] == pytest.approx(rec["train"], rel=1e-6)
+    assert [e["val_loss"] for e in result.epochs] == pytest.approx(rec["val"], rel=1e-6)
+    assert [e["lr"] for e in result.epochs] == pytest.approx(rec["lr"], rel=1e-9)
 
 
 def test_clean_weight_weighs_noise_free_windows() -> None:

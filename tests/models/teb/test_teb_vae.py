@@ -397,24 +397,48 @@ def test_load_rejects_other_checkpoints_and_bad_train_configs(tmp_path) -> None:
     from sigstream.models.baselines.butterworth import Butterworth, ButterworthConfig
     from sigstream.models.checkpoint import save_checkpoint
     from sigstream.models.teb.train import TebTrainConfig, load_teb
+    from sigstream.models.training.config import build
 
     cfg = ButterworthConfig()
     save_checkpoint(str(tmp_path / "b.pt"), "butterworth", cfg, Butterworth(cfg))
     with pytest.raises(InputError, match="not a TEB-VAE"):
         load_teb(str(tmp_path / "b.pt"))
     with pytest.raises(ConfigError, match="too short"):
-        TebTrainConfig(minutes=1).validate()
+        build(TebTrainConfig, minutes=1).validate()
     with pytest.raises(ConfigError, match="unknown TEB preset"):
-        TebTrainConfig(preset="huge").validate()
+        build(TebTrainConfig, preset="huge").validate()
+
+
+# Recorded with the trainer before it moved onto fit() (commit 5ce96a2; torch 2.13 CPU, one
+# thread): plateau halving every epoch without improvement, then early stopping.
+RECORDED = dict(
+    config=dict(epochs=5, train_records=4, val_records=2, minutes=5, batch=2, decode_steps=4,
+                lr=0.05, lr_patience=0, patience=4),
+    train=[19.548397660255432, 104734.84716796875, 87594.56042480469, 16.556846857070923,
+           6.461105823516846],
+    val=[3.8221490383148193, 5.9375691413879395, 6.05735969543457, 5.987079620361328,
+         5.930896282196045],
+    lr=[0.05, 0.05, 0.025, 0.0125, 0.00625])
+
+
+def test_training_reproduces_the_recorded_run(tmp_path) -> None:  # noqa: ANN001
+    from sigstream.models.teb.train import TebTrainConfig, train
+    from sigstream.models.training.config import build
+
+    result = train(build(TebTrainConfig, progress=False, **RECORDED["config"]), str(tmp_path))
+    assert [e["train_loss"] for e in result.epochs] == pytest.approx(RECORDED["train"],
+                                                                      rel=1e-6)
+    assert [e["val_nll"] for e in result.epochs] == pytest.approx(RECORDED["val"], rel=1e-6)
+    assert [e["lr"] for e in result.epochs] == pytest.approx(RECORDED["lr"], rel=1e-9)
+    assert result.stopped_early and result.best_epoch == 0
 
 
 def test_shipped_weights_stream_like_offline() -> None:
     """models/weights/teb.pt loads and streams a held-out-style record like offline."""
-    from sigstream.cli.train_teb import default_checkpoint
     from sigstream.models.teb.data import CtgConfig, generate
-    from sigstream.models.teb.train import load_teb
+    from sigstream.models.teb.train import load_teb, shipped_weights
 
-    teb = load_teb(default_checkpoint())
+    teb = load_teb(shipped_weights())
     assert teb.model.config.latent == 16 and teb.model.config.horizon == 480
     f, u = generate(CtgConfig(records=1, minutes=4), 99).normalised()
     x = torch.from_numpy(np.stack([f, u], axis=-1))
