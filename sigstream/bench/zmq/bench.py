@@ -44,6 +44,7 @@ import numpy as np
 import zmq
 
 from sigstream.bench.timing import default_model, summarise_us
+from sigstream.core.files import write_atomic
 from sigstream.stream.net import wire
 
 __all__ = ["SCHEMA", "transport_hop", "served_extractor", "serve_capacity", "run_zmq",
@@ -866,8 +867,7 @@ def _main(argv: list[str]) -> int:
     quick = "--quick" in argv
     result = run_zmq(quick=quick, progress=True)
     if "--json" in argv:
-        with open(argv[argv.index("--json") + 1], "w") as fh:
-            json.dump(result, fh, indent=1)
+        write_atomic(argv[argv.index("--json") + 1], json.dumps(result, indent=1).encode())
     print(markdown_zmq(result))
     return 0
 

@@ -85,7 +85,13 @@ from zmq.utils.monitor import recv_monitor_message
 from sigstream.core.errors import ConfigError
 from sigstream.stream.net import wire
 from sigstream.stream.net.ring import HashRing, stream_key
-from sigstream.stream.net.service import Front, ServiceStats, ThreadedService, split_envelope
+from sigstream.stream.net.service import (
+    Front,
+    ServiceStats,
+    ThreadedService,
+    check_config,
+    split_envelope,
+)
 from sigstream.stream.net.sockets import (
     HANDSHAKE_FAILED,
     CurveClient,
@@ -174,21 +180,12 @@ class RouterConfig:
     linger: float = 1.0
 
     def validate(self) -> None:
-        for name in ("vnodes", "max_streams", "max_batch", "max_message_bytes", "hwm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("worker_timeout", "probe_timeout", "connect_timeout", "poll_interval"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
-        for name in ("rejoin_interval", "request_timeout", "idle_timeout", "stats_every",
-                     "drain_timeout", "linger"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-                raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if self.max_message_bytes < wire.HEADER_SIZE:
-            raise ConfigError(f"max_message_bytes must be >= {wire.HEADER_SIZE}")
+        check_config(self, counts=("vnodes", "max_streams", "max_batch", "max_message_bytes",
+                                   "hwm"),
+                     positive_seconds=("worker_timeout", "probe_timeout", "connect_timeout",
+                                       "poll_interval"),
+                     seconds=("rejoin_interval", "request_timeout", "idle_timeout",
+                              "stats_every", "drain_timeout", "linger"))
 
 
 @dataclass

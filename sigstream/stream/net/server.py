@@ -51,7 +51,13 @@ import zmq
 
 from sigstream.core.errors import ConfigError
 from sigstream.stream.net import wire
-from sigstream.stream.net.service import Front, ServiceStats, ThreadedService, split_envelope
+from sigstream.stream.net.service import (
+    Front,
+    ServiceStats,
+    ThreadedService,
+    check_config,
+    split_envelope,
+)
 from sigstream.stream.net.sessions import (
     Action,
     Key,
@@ -120,18 +126,11 @@ class ServerConfig:
     linger: float = 1.0
 
     def validate(self) -> None:
-        for name in ("max_batch", "max_frames", "max_message_bytes", "max_streams", "hwm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("idle_timeout", "stats_every", "drain_timeout", "linger"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value >= 0:
-                raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if not (isinstance(self.poll_interval, (int, float)) and self.poll_interval > 0):
-            raise ConfigError(f"poll_interval must be > 0 s, got {self.poll_interval!r}")
-        if self.max_message_bytes < wire.HEADER_SIZE:
-            raise ConfigError(f"max_message_bytes must be >= {wire.HEADER_SIZE}")
+        check_config(self, counts=("max_batch", "max_frames", "max_message_bytes",
+                                   "max_streams", "hwm"),
+                     positive_seconds=("poll_interval",),
+                     seconds=("idle_timeout", "stats_every", "drain_timeout", "linger"),
+                     finite=False)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any
 
 import zmq
 
+from sigstream.core.errors import ConfigError
 from sigstream.stream.net import wire
 from sigstream.stream.net.sockets import (
     CurveServer,
@@ -145,6 +146,31 @@ class ServiceStats:
 
     def uptime_s(self) -> float:
         return round(time.monotonic() - self.started, 3)
+
+
+def check_config(config: Any, *, counts: tuple[str, ...] = (),
+                 positive_seconds: tuple[str, ...] = (), seconds: tuple[str, ...] = (),
+                 finite: bool = True) -> None:
+    """Validate a service config's fields by kind; one ConfigError line naming the field.
+
+    counts: positive integers; positive_seconds: finite numbers > 0; seconds: numbers >= 0
+    (finite unless ``finite=False``); ``max_message_bytes`` must hold a header.
+    """
+    for name in counts:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    for name in positive_seconds:
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+    limit = float("inf") if finite else float("nan")
+    for name in seconds:
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not value >= 0 or value == limit:
+            raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    if config.max_message_bytes < wire.HEADER_SIZE:
+        raise ConfigError(f"max_message_bytes must be >= {wire.HEADER_SIZE}")
 
 
 def split_envelope(parts: list[Any]) -> tuple[list[Any], list[Any]]:

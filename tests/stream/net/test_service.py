@@ -151,3 +151,31 @@ def test_housekeeping_sweeps_and_prints_when_due(capsys: pytest.CaptureFixture) 
     svc._housekeeping()  # not due again yet
     assert svc.sweeps == 1
     assert capsys.readouterr().err == "svc: sweeps 1\n"
+
+
+def test_check_config_names_the_field_of_each_kind() -> None:
+    import dataclasses
+
+    from sigstream.core.errors import ConfigError
+    from sigstream.stream.net.service import check_config
+
+    @dataclasses.dataclass
+    class Cfg:
+        n: int = 1
+        wait: float = 0.5
+        idle: float = 0.0
+        max_message_bytes: int = 1 << 20
+
+    kinds = dict(counts=("n",), positive_seconds=("wait",), seconds=("idle",))
+    check_config(Cfg(), **kinds)
+    for bad, fragment in [(dict(n=0), "n must be a positive integer"),
+                          (dict(n=True), "n must be a positive integer"),
+                          (dict(wait=0.0), "wait must be a number of seconds > 0"),
+                          (dict(wait=float("inf")), "wait must be a number of seconds > 0"),
+                          (dict(idle=-1.0), "idle must be a number of seconds >= 0"),
+                          (dict(idle=float("nan")), "idle must be a number of seconds >= 0"),
+                          (dict(idle=float("inf")), "idle must be a number of seconds >= 0"),
+                          (dict(max_message_bytes=10), "max_message_bytes must be >= 64")]:
+        with pytest.raises(ConfigError, match=fragment):
+            check_config(Cfg(**bad), **kinds)
+    check_config(Cfg(idle=float("inf")), **kinds, finite=False)  # the server's "never"
