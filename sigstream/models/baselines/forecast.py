@@ -145,7 +145,10 @@ def burg(windows: Tensor, orders: Sequence[int]) -> list[Tensor]:
     out: dict[int, Tensor] = {}
     for m in range(p_max):
         num = -2.0 * (f * b).sum(dim=1)
-        den = (f * f + b * b).sum(dim=1) + 1e-12 * energy + 1e-300
+        den = (f * f + b * b).sum(dim=1) + 1e-12 * energy
+        # a silent window has num = den = 0: k = 0 there. (Not ``den + 1e-300``: ONNX keeps
+        # such a constant in float32, where it is 0, and the graph then gives 0 / 0 = NaN.)
+        den = torch.where(den > 0, den, torch.ones_like(den))
         k = (num / den)[:, None]  # (N, 1) reflection coefficient, |k| <= 1
         a = torch.cat([a + k * a.flip(1), k], dim=1)
         f, b = (f + k * b)[:, 1:], (b + k * f)[:, :-1]

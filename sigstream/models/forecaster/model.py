@@ -152,7 +152,11 @@ class HarmonicForecaster(WindowForecaster):
         # DC and Nyquist are real: their "phase" is a sign (+-pi flips on -0.0), so they
         # enter as signed values; the other bins as amplitude and phase
         last = self.n_bins - 1 if self.config.lookback % 2 == 0 else self.n_bins
-        phase = torch.atan2(im[:, 1:last], re[:, 1:last])
+        re_in, im_in = re[:, 1:last], im[:, 1:last]
+        # ONNX has no atan2: the exporter writes atan(y / x) with quadrant terms, NaN at
+        # x = y = 0 (a silent window). atan2(0, 1) = 0 = atan2(0, 0) there, in every runtime.
+        re_in = torch.where((re_in == 0) & (im_in == 0), torch.ones_like(re_in), re_in)
+        phase = torch.atan2(im_in, re_in)
         return torch.sqrt(re * re + im * im + 1e-12), torch.cat(
             [re[:, :1], phase, re[:, last:]], dim=1)
 

@@ -162,6 +162,32 @@ def test_shipped_config_exports_with_parity(exported_shipped_config, comps, nois
         np.testing.assert_allclose(np.concatenate(outs, axis=1), ref, atol=1e-4)
 
 
+def test_silent_windows_give_the_same_forecast_on_every_runtime(exported_shipped_config
+                                                                ) -> None:
+    """An all-zero lookback (a stream that starts silent, or goes silent) forecasts what eager
+    torch forecasts on ONNX and TorchScript too, never NaN: the Burg recursion's 0 / 0 and the
+    spectrum's atan2(0, 0) used to be NaN in the ONNX graph."""
+    from sigstream.export.runtime import load_runner
+
+    m, sources = exported_shipped_config
+    x = np.zeros((2, 150, 1), np.float32)
+    x[0, 120:, 0] = np.sin(np.arange(30, dtype=np.float32) * 0.3)  # silence, then a tone
+    x[1, 40:60, 0] = 1.5  # a burst inside silence: silent windows before and after
+    with torch.inference_mode():
+        ref = m(torch.from_numpy(x)).numpy()
+    assert np.isfinite(ref).all()
+    for source in sources:
+        r = load_runner(source)
+        st = r.init_state(2)
+        outs = []
+        for a, b in _chunks(150):
+            y, st = r.step(x[:, a:b], st)
+            outs.append(y)
+        y = np.concatenate(outs, axis=1)
+        assert np.isfinite(y).all()
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
 # -- training and evaluation -----------------------------------------------------------------
 def _train_cfg(**kw) -> ForecasterTrainConfig:
     base = dict(variant="mlp_gru", lookback=L, horizon=H, hidden=8, embed=16, batch=32,
