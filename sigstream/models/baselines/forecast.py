@@ -47,15 +47,22 @@ class WindowForecaster(StreamingModule):
     """Base: sliding windows of ``lookback`` samples -> ``horizon`` future samples each.
 
     Subclasses implement ``forecast(windows (N, L)) -> (N, H)``.
+
+    ``every`` = N > 1 forecasts once per N samples instead of at every sample (the cost
+    divided by N): ``hop = decimation = N``, chunks are whole groups of N samples, and
+    output row j is the forecast made at the group's last sample, input sample
+    ``(j + 1) N - 1`` (the rows ``N - 1 :: N`` of the every-sample output).
     """
 
-    def __init__(self, lookback: int, horizon: int) -> None:
+    def __init__(self, lookback: int, horizon: int, every: int = 1) -> None:
         super().__init__()
         if lookback < 2 or horizon < 1:
             raise ConfigError(f"need lookback >= 2 and horizon >= 1, got {lookback}, {horizon}")
-        self.lookback, self.horizon = lookback, horizon
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"forecast_every must be a whole number >= 1, got {every!r}")
+        self.lookback, self.horizon, self.every = lookback, horizon, every
         self.in_channels, self.out_channels = 1, horizon
-        self.hop, self.latency = 1, 0
+        self.hop, self.latency, self.decimation = every, 0, every
         self.register_buffer("_offsets", torch.arange(lookback), persistent=False)
 
     def forecast(self, windows: Tensor) -> Tensor:
@@ -65,17 +72,18 @@ class WindowForecaster(StreamingModule):
         return WindowState(torch.zeros(batch, self.lookback - 1, device=self._offsets.device))
 
     def sliding_windows(self, x: Tensor, state: WindowState) -> tuple[Tensor, Tensor]:
-        """(B, T, 1) chunk -> ((B, T, L) windows ending at each sample, (B, L-1+T) history)."""
+        """(B, T, 1) chunk -> ((B, T / N, L) windows ending at each forecast sample (every
+        sample for N = 1), (B, L-1+T) history)."""
         full = torch.cat([state.history, x[..., 0]], dim=1)  # (B, L-1+T)
-        t = torch.arange(x.shape[1], device=x.device)
-        idx = t[:, None] + self._offsets[None, :]  # (T, L)
+        t = torch.arange(self.every - 1, x.shape[1], self.every, device=x.device)
+        idx = t[:, None] + self._offsets[None, :]  # (T / N, L)
         return full[:, idx], full
 
     def step(self, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
         b = x.shape[0]
         if not torch.jit.is_tracing() and x.shape[1] == 0:
             return x.new_zeros(b, 0, self.horizon), state
-        win, full = self.sliding_windows(x, state)  # (B, T, L)
+        win, full = self.sliding_windows(x, state)  # (B, T / N, L)
         y = self.forecast(win.reshape(-1, self.lookback))  # (B * T, H)
         keep = full[:, full.shape[1] - (self.lookback - 1):]
         return y.reshape(b, -1, self.horizon), WindowState(keep)

@@ -39,8 +39,9 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562: ENTRIES imports torch on 
         return (
             ModelEntry(
                 "forecaster", "harmonic forecaster: the next `horizon` samples at every "
-                "sample, (B, T, H)", ForecasterConfig, HarmonicForecaster,
-                weights="forecaster-{preset}.pt",
+                "sample (or every forecast_every=N), (B, T / N, H)", ForecasterConfig,
+                HarmonicForecaster, weights="forecaster-{preset}.pt",
+                stream_options=("forecast_every",),
             ),
         )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

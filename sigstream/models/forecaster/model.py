@@ -71,6 +71,9 @@ class ForecasterConfig:
         "help": "minimum-norm least-squares AR orders, each in lookback/2 .. lookback - 1"})
     teacher_forcing: float = field(default=0.0, metadata={
         "help": "seq2seq_gru: probability of feeding the truth while training"})
+    forecast_every: int = field(default=1, metadata={
+        "help": "forecast once per N samples (hop and decimation N: the cost divided by N); "
+                "1: at every sample. How the model streams, not its weights"})
     preset: str = field(default="accurate", metadata={
         "help": "which shipped weights: accurate (least-squares candidates) | fast",
         "choices": PRESETS})
@@ -92,6 +95,9 @@ class ForecasterConfig:
             raise ConfigError(f"ls_orders (--ls-orders) must be AR orders in "
                               f"{(self.lookback + 1) // 2} .. {self.lookback - 1} (lookback / 2 "
                               f".. lookback - 1) and need the analytic candidates")
+        if isinstance(self.forecast_every, bool) or self.forecast_every < 1:
+            raise ConfigError(f"forecast_every must be a whole number >= 1, got "
+                              f"{self.forecast_every!r}")
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
         if not 0 <= self.teacher_forcing <= 1:
@@ -114,12 +120,13 @@ def dft_basis(lookback: int) -> Tensor:
 
 
 class HarmonicForecaster(WindowForecaster):
-    """(B, T, 1) stream -> (B, T, H) forecasts; hop 1, latency 0, any sample rate."""
+    """(B, T, 1) stream -> (B, T / N, H) forecasts (N = ``forecast_every``, 1 by default);
+    hop N, latency 0, any sample rate."""
 
     def __init__(self, config: ForecasterConfig | None = None) -> None:
         self.config = cfg = config or ForecasterConfig()
         cfg.validate()
-        super().__init__(cfg.lookback, cfg.horizon)
+        super().__init__(cfg.lookback, cfg.horizon, cfg.forecast_every)
         self.sample_rate = None
         self.n_bins = cfg.lookback // 2 + 1
         self.register_buffer("basis", dft_basis(cfg.lookback))

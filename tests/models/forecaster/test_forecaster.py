@@ -188,6 +188,53 @@ def test_silent_windows_give_the_same_forecast_on_every_runtime(exported_shipped
         np.testing.assert_allclose(y, ref, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def every4():
+    from sigstream.models.registry import build_model
+
+    return (build_model("forecaster:preset=fast"),
+            build_model("forecaster:preset=fast,forecast_every=4"))
+
+
+def test_forecast_every_n_is_every_nth_forecast_and_streams_like_offline(every4) -> None:
+    every_sample, m = every4
+    assert (m.hop, m.decimation, m.latency, m.out_channels) == (4, 4, 0, 10)
+    x = torch.from_numpy(windows(HarmonicsConfig(num_components=5, noise=0.1), 2, 160, 0,
+                                 1).lookback[..., None].numpy())
+    with torch.inference_mode():
+        y = m(x)
+        assert y.shape == (2, 40, 10)  # one forecast per 4 samples
+        torch.testing.assert_close(y, every_sample(x)[:, 3::4], atol=0, rtol=0)
+    assert_streams_like_offline(m, x, [4, 0, 36, 8, 4, 108])
+    assert_causal(m, x, 40)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_forecast_every_n_exports_with_parity(every4, backend: str) -> None:
+    from sigstream.export.backends import on_backend
+
+    _, m = every4
+    x = np.random.default_rng(5).standard_normal((2, 160, 1)).astype(np.float32)
+    with torch.inference_mode():
+        ref = m(torch.from_numpy(x)).numpy()
+    runner = StreamRunner(on_backend(m, backend, name="forecaster"), batch=2)
+    sizes = [4, 40, 4, 52, 60]
+    got = np.concatenate([runner.step(x[:, a:a + n])
+                          for a, n in zip(np.cumsum([0, *sizes[:-1]]), sizes, strict=True)],
+                         axis=1)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of the hop 4"):
+        runner.step(x[:, :6])
+
+
+def test_forecast_every_bad_values() -> None:
+    from sigstream.models.registry import build_model
+
+    for bad in ("0", "-2"):
+        with pytest.raises(ConfigError, match="forecast_every"):
+            build_model(f"forecaster:preset=fast,forecast_every={bad}")
+
+
 # -- training and evaluation -----------------------------------------------------------------
 def _train_cfg(**kw) -> ForecasterTrainConfig:
     base = dict(variant="mlp_gru", lookback=L, horizon=H, hidden=8, embed=16, batch=32,
