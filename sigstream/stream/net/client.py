@@ -53,7 +53,7 @@ class _ClientBase:
         sid = self.stream_id if stream_id is None else int(stream_id)
         if seq is None:
             seq = self._next_seq.get(sid, 0)
-        self._next_seq[sid] = seq + 1
+        self._next_seq[sid] = (seq + 1) % wire.SEQ_MODULUS
         flags = (wire.START if start else 0) | (wire.END if end else 0) | \
             (wire.RESET if reset else 0)
         h = Header(stream_id=sid, seq=seq, flags=flags, channels=self.channels,

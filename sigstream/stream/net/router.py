@@ -501,9 +501,11 @@ class Router(ThreadedService):
     def _on_request(self, parts: list[bytes]) -> None:
         self.counters.received += 1
         envelope, body = split_envelope(parts)
-        if len(body) != 2:
-            self.front.reply_error(envelope, None, "frame_count",
-                                   f"message has {len(body)} frame(s), expected 2")
+        if len(body) != 2:  # answered here; the stream is named when the header is valid
+            try:
+                wire.decode(body)
+            except WireError as err:
+                self.front.reply_error(envelope, err.header, err.reason, err.message)
             return
         try:
             h = wire.decode_header(body[0])

@@ -358,6 +358,15 @@ class Server(ThreadedService):
         if h.is_error:
             self.front.reply_error(envelope, h, "unexpected_flags", "clients must not send ERROR")
             return
+        if h.is_control and len(data):  # a request's payload: empty or a JSON object
+            try:
+                wire.parse_json(data)
+            except WireError as err:
+                if h.is_stats:
+                    self.front.reply_error(envelope, h, err.reason, err.message)
+                else:
+                    self._enqueue(envelope, h, None, (err.reason, err.message))
+                return
         if h.is_stats:
             self.front.reply_stats(envelope, h, self.stats())
             return

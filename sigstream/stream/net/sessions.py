@@ -27,7 +27,8 @@ END flag                                  ``free`` once answered (:meth:`~Sessio
 samples / a control message               STEP (model call) / ACK (flags echoed)
 ========================================  ==================================================
 
-Whatever is not rejected sets the next expected sequence number to ``seq + 1`` and
+Whatever is not rejected sets the next expected sequence number to ``seq + 1`` (modulo
+2**64: sequence numbers are u64, and 2**64 - 1 is followed by 0) and
 the session's ``last_seen`` to ``now``. :meth:`~SessionTable.advance` is the fast
 path: it accepts only the expected sequence number of a live session (anything else
 goes through ``admit``); :meth:`~SessionTable.rollback` gives a sequence number back
@@ -47,7 +48,7 @@ from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sigstream.stream.net.wire import Header
+from sigstream.stream.net.wire import SEQ_MODULUS, Header
 
 __all__ = ["Action", "Key", "Session", "SessionCounters", "SessionSettings", "SessionTable",
            "Verdict"]
@@ -168,8 +169,9 @@ class SessionTable:
             verdict = Verdict(action, session, restart=True, reset=True, free=h.end)
         else:
             expected = session.next_seq
-            if h.seq < expected:
-                code = "duplicate" if h.seq == expected - 1 else "out_of_order"
+            if h.seq == (expected - 1) % SEQ_MODULUS or h.seq < expected:
+                code = ("duplicate" if h.seq == (expected - 1) % SEQ_MODULUS
+                        else "out_of_order")
                 return Verdict(Action.REJECT, code=code,
                                message=f"sequence number {h.seq}; expected {expected}")
             missing = h.seq - expected
@@ -180,7 +182,7 @@ class SessionTable:
             if reset:
                 self.counters.resets += 1
             verdict = Verdict(action, session, reset=reset, missing=missing, free=h.end)
-        session.next_seq = h.seq + 1
+        session.next_seq = (h.seq + 1) % SEQ_MODULUS  # u64: 2**64 - 1 is followed by 0
         session.last_seen = now
         return verdict
 
@@ -190,7 +192,7 @@ class SessionTable:
         session = self._sessions.get(key)
         if session is None or seq != session.next_seq:
             return None
-        session.next_seq = seq + 1
+        session.next_seq = (seq + 1) % SEQ_MODULUS
         session.last_seen = now
         return session
 

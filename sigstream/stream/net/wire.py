@@ -25,7 +25,8 @@ offset  size  type       field
 10      2     u16        reserved, write 0, ignore on read
 12      4     u32        frames N (1 ... max for samples; 0 for control)
 16      8     u64        stream id (chosen by the client; unique per connection)
-24      8     u64        sequence number (per stream, +1 per message, from any start)
+24      8     u64        sequence number (per stream, +1 per message modulo 2**64,
+                         from any start)
 32      8     f64        sample rate in Hz (IEEE 754; 0 = unspecified; finite, >= 0)
 40      8     u64        capture timestamp, ns since the Unix epoch (0 = unknown);
                          echoed unchanged in replies, for latency measurement
@@ -38,8 +39,10 @@ int16 samples ``k`` decode to float32 ``k / 32768``. Non-finite float32 samples
 ERROR flag, dtype 0, N = 0 and a JSON payload ``{"code": "...", "message": "..."}``
 (``code`` is one of :data:`REASONS` or a server reason such as
 ``"channels_mismatch"``); STATS requests have the STATS flag, dtype 0, N = 0 and an
-empty payload; STATS replies carry a JSON object. Nothing on the wire is ever
-unpickled or evaluated.
+empty payload; STATS replies carry a JSON object. A request's control payload is
+empty or a JSON object (anything else is rejected, ``bad_json``). An ERROR reply
+names the stream and sequence number whenever the first frame was a valid header
+(e.g. for ``frame_count``). Nothing on the wire is ever unpickled or evaluated.
 
 :func:`encode` builds a message, :func:`decode` validates and parses one and
 raises :class:`WireError` (with a short ``reason`` code) for anything malformed.
@@ -63,7 +66,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = [
-    "MAGIC", "VERSION", "HEADER_SIZE", "HEADER_FORMAT", "MAX_FRAMES", "MAX_JSON_BYTES",
+    "MAGIC", "VERSION", "SEQ_MODULUS", "HEADER_SIZE", "HEADER_FORMAT", "MAX_FRAMES",
+    "MAX_JSON_BYTES",
     "START", "END", "RESET", "ERROR", "STATS", "KNOWN_FLAGS",
     "DTYPE_CONTROL", "DTYPE_FLOAT32", "DTYPE_INT16", "REASONS",
     "Header", "WireError", "encode", "encode_with_header", "encode_control", "encode_error",
@@ -94,6 +98,9 @@ KNOWN_FLAGS = START | END | RESET | ERROR | STATS
 DTYPE_CONTROL, DTYPE_FLOAT32, DTYPE_INT16 = 0, 1, 2
 _ITEMSIZE = {DTYPE_FLOAT32: 4, DTYPE_INT16: 2}
 _NP_DTYPE: dict[int, np.dtype] = {DTYPE_FLOAT32: np.dtype("<f4"), DTYPE_INT16: np.dtype("<i2")}
+
+SEQ_MODULUS = 1 << 64
+"""Sequence numbers are u64: the one after ``2**64 - 1`` is 0."""
 
 MAX_FRAMES = 1 << 16
 """Default largest N a receiver accepts in one message."""
@@ -279,7 +286,14 @@ def decode(frames: Any, *, max_frames: int = MAX_FRAMES,
     Raises :class:`WireError` for anything malformed.
     """
     if len(frames) != 2:
-        raise WireError("frame_count", f"message has {len(frames)} frame(s), expected 2")
+        header = None
+        if frames:  # name the stream in the reply when the first frame is a valid header
+            try:
+                header = decode_header(frames[0])
+            except WireError as err:
+                header = err.header
+        raise WireError("frame_count", f"message has {len(frames)} frame(s), expected 2",
+                        header)
     h = decode_header(frames[0])
     buf = _buffer(frames[1])
     size = len(buf) if not isinstance(buf, memoryview) else buf.nbytes

@@ -191,6 +191,9 @@ def test_bad_input_gets_error_replies_and_other_streams_stay_exact() -> None:
         ([raw_header(rate=8000.0), ones(16)], "rate_mismatch"),
         ([raw_header(flags=wire.ERROR, dtype=0, frames=0), b""], "unexpected_flags"),
         ([raw_header(dtype=0, frames=0), b""], "unexpected_flags"),
+        ([raw_header(flags=wire.START, dtype=0, frames=0), b"not json"], "bad_json"),
+        ([raw_header(flags=wire.RESET, dtype=0, frames=0), b"[1, 2]"], "bad_json"),
+        ([raw_header(flags=wire.STATS, dtype=0, frames=0), b"{"], "bad_json"),
     ]
     x = np.random.default_rng(3).standard_normal((len(cases) + 8) * 16).astype(np.float32)
     with Server(model, LOCAL, cfg) as srv:
@@ -202,8 +205,8 @@ def test_bad_input_gets_error_replies_and_other_streams_stay_exact() -> None:
             bad.send_raw(frames)
             h, err = bad.recv()
             assert h.is_error and err["code"] == code, (k, err)
-            if code not in ("header_size", "frame_count", "bad_magic", "bad_version"):
-                assert h.stream_id == 9  # parsed headers are echoed
+            if code not in ("header_size", "bad_magic", "bad_version"):
+                assert h.stream_id == 9  # parsed headers are echoed (frame_count's too)
             h, y = good.recv()
             assert not h.is_error and h.seq == k
             out.append(y)

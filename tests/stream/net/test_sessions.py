@@ -197,3 +197,21 @@ def test_counters_can_be_shared_with_a_service() -> None:
     table.admit(A, chunk(3), 0.0)
     assert (stats.streams_opened, stats.gaps, stats.missing, stats.chunks) == (1, 1, 2, 0)
     assert list(table) == [table.get(A)]
+
+
+def test_sequence_numbers_wrap_after_the_largest_u64() -> None:
+    """u64 sequence numbers: 2**64 - 1 is followed by 0 (not an endless out_of_order), and a
+    repeat of 2**64 - 1 after the wrap is a duplicate."""
+    table = SessionTable()
+    last = wire.SEQ_MODULUS - 1
+    table.admit(A, chunk(last - 1), now=1.0)
+    assert table.admit(A, chunk(last), now=1.0).action is Action.STEP
+    v = table.admit(A, chunk(0), now=1.0)
+    assert v.action is Action.STEP and v.missing == 0
+    assert table.admit(A, chunk(0), now=1.0).code == "duplicate"
+    assert table.admit(A, chunk(1), now=1.0).action is Action.STEP
+    assert table.advance(A, 2, now=1.0) is not None
+    table.admit(B, chunk(last), now=1.0)
+    assert table.admit(B, chunk(last), now=1.0).code == "duplicate"
+    assert table.advance(B, 0, now=1.0) is not None  # the fast path wraps too
+    assert counts(table)["gaps"] == 0
