@@ -48,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the server until Ctrl-C; errors a user can cause raise SigstreamError."""
     from sigstream.export.backends import load_model
     from sigstream.stream.net.server import Server, ServerConfig
-    from sigstream.stream.net.sockets import is_loopback_endpoint
 
     config = ServerConfig(
         max_batch=args.max_batch, idle_timeout=args.idle_timeout,
@@ -59,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
     # the factory runs after the bind address and keys are checked
     server = Server(lambda: load_model(args.model, args.backend, threads=args.threads),
                     bind=args.bind, config=config)
-    if args.insecure and not args.curve_secret and not is_loopback_endpoint(args.bind):
-        print(f"warning: serving {args.bind} unencrypted and unauthenticated; anyone who can "
-              "reach it can send data", file=sys.stderr)
+    for line in security_warnings(args.bind, insecure=args.insecure,
+                                  curve_secret=args.curve_secret,
+                                  curve_clients=args.curve_clients):
+        print(f"warning: {line}", file=sys.stderr)
     with sigint_stops(server):
         endpoint = server.bind()
         m = server.runner.model
@@ -72,3 +72,18 @@ def run(args: argparse.Namespace) -> int:
         server.serve_forever()
     print(f"stopped; {server.stats_line()}", file=sys.stderr)
     return 0
+
+
+def security_warnings(bind: str, *, insecure: bool, curve_secret: str | None,
+                      curve_clients: str | None) -> list[str]:
+    """What a user should know about who can reach the server (one line each)."""
+    from sigstream.stream.net.sockets import is_loopback_endpoint
+
+    out = []
+    if insecure and not curve_secret and not is_loopback_endpoint(bind):
+        out.append(f"serving {bind} unencrypted and unauthenticated; anyone who can reach it "
+                   "can send data")
+    if curve_secret and not curve_clients:
+        out.append("encrypted, but any client key is accepted: anyone who knows the server's "
+                   "public key can send data; --curve-clients DIR admits only those clients")
+    return out

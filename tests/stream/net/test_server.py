@@ -555,3 +555,19 @@ def test_non_finite_chunk_of_a_running_stream_is_rejected_and_batch_mates_stay_e
                                    offline(model, x[sid][None, :, None])[0, :, 0],
                                    atol=1e-5, rtol=0)
     assert stats["rejected"] == {"non_finite": 1} and stats["gaps"] == 0
+
+
+def test_serve_warns_when_any_client_key_is_accepted() -> None:
+    from sigstream.cli.commands.serve import security_warnings
+
+    def warn(bind: str = "tcp://127.0.0.1:5555", **kw) -> list[str]:
+        base = dict(insecure=False, curve_secret=None, curve_clients=None)
+        return security_warnings(bind, **{**base, **kw})
+
+    assert warn() == []
+    assert warn(curve_secret="s.key_secret", curve_clients="clients/") == []
+    (line,) = warn(curve_secret="s.key_secret")
+    assert "any client key is accepted" in line and "--curve-clients" in line
+    (line,) = warn("tcp://0.0.0.0:5555", insecure=True)
+    assert "unencrypted and unauthenticated" in line
+    assert warn("tcp://127.0.0.1:5555", insecure=True) == []
