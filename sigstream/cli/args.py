@@ -23,45 +23,34 @@ from sigstream.models.training.config import (
 )
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, cast: type, ok, what: str, shown: str) -> Any:
+    """``cast(text)`` if ``ok`` of it, else an ArgumentTypeError naming ``what`` and ``shown``."""
     try:
-        value = int(text)
+        value = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {shown}, got "
+                                         f"{value if cast is int else repr(text)}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "a whole number", "a number >= 1")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "a whole number", "a number >= 0")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 < v < float("inf"), "a number", "a number > 0")
 
 
 def seconds(text: str) -> float:
     """A finite number of seconds >= 0 (0 usually means "off")."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 <= v < float("inf"), "a number of seconds",
+                   "a number of seconds >= 0")
 
 
 def positive_seconds(text: str) -> float:

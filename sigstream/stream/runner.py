@@ -43,6 +43,9 @@ class StreamRunner:
         self.state = self._init(batch)
         self._batch = batch
         self._exposed: tuple[weakref.ref, weakref.ref] | None = None
+        # set by the first ``rows`` step: only then do full steps record what they expose
+        # (a runner that always steps every stream pays nothing for in-place writes)
+        self._partial = False
 
     # -- streams -----------------------------------------------------------------
     @property
@@ -104,9 +107,9 @@ class StreamRunner:
             if self.validate:
                 self._check(x, self._batch)
             y, self.state = self._step(x, self.state)
-            # the new state may share memory with x or y, which the caller holds: remember
-            # them, so that an in-place write (a ``rows`` step) copies such leaves first
-            self._exposed = (weakref.ref(x), weakref.ref(y))
+            if self._partial:  # the new state may share memory with x or y, which the caller
+                # holds: remember them, so that the next ``rows`` step copies such leaves first
+                self._exposed = (weakref.ref(x), weakref.ref(y))
             return y
         idx = self._rows(rows)
         if self.validate:
@@ -116,7 +119,10 @@ class StreamRunner:
         if len(idx) == self._batch and (idx == np.arange(self._batch)).all():
             return self.step(x)
         y, new = self._step(x, st.select(self.state, idx))
-        if self._exposed is not None:
+        if not self._partial:  # the first rows step: what full steps exposed is unknown,
+            self.state = st.map_state(_copy, self.state)  # so own every leaf (once)
+            self._partial = True
+        elif self._exposed is not None:
             alive = [a for a in (ref() for ref in self._exposed) if a is not None]
             self.state = st.private(self.state, *alive)
             self._exposed = None
@@ -157,3 +163,7 @@ def _is_torch_model(model: Any) -> bool:
     if torch is None:
         return False
     return isinstance(model, (torch.nn.Module, torch.jit.ScriptModule))
+
+
+def _copy(leaf: Any) -> Any:
+    return leaf.copy() if isinstance(leaf, np.ndarray) else leaf.clone()

@@ -177,6 +177,14 @@ def test_rows_never_write_into_the_callers_arrays() -> None:
     np.testing.assert_array_equal(x, kept_x)
     np.testing.assert_array_equal(y, kept_y)
     assert runner.state[0][:, 0, 0].tolist() == [-9.0, 5.0]
+    # once rows steps are in use, full steps record what they expose: the same holds again
+    x2 = np.arange(6, 12, dtype=np.float32).reshape(2, 3, 1)
+    y2 = runner.step(x2)
+    kept_x2, kept_y2 = x2.copy(), y2.copy()
+    runner.step(np.full((1, 1, 1), -7.0, np.float32), rows=[1])
+    np.testing.assert_array_equal(x2, kept_x2)
+    np.testing.assert_array_equal(y2, kept_y2)
+    assert runner.state[0][:, 0, 0].tolist() == [8.0, -7.0]
 
 
 def test_rows_and_reset_validation() -> None:

@@ -49,6 +49,7 @@ from sigstream.stream.net.sockets import (
     SocketOptions,
     bind_socket,
     check_bind_allowed,
+    close_monitored,
     connect_socket,
     curve_for,
     make_socket,
@@ -251,17 +252,8 @@ class _Socket:
                                  "binding side admits this side's key (its curve_clients=)")
 
     def close(self, linger: int | None = None) -> None:
-        if self.monitor is not None:
-            if self.sock is not None:
-                try:
-                    self.sock.disable_monitor()
-                except zmq.ZMQError:
-                    pass
-            self.monitor.close(0)
-            self.monitor = None
-        if self.sock is not None:
-            self.sock.close(linger)
-            self.sock = None
+        close_monitored(self.sock, self.monitor, linger)
+        self.sock = self.monitor = None
         if self._auth is not None:
             self._auth.stop()
             self._auth = None

@@ -97,6 +97,7 @@ from sigstream.stream.net.sockets import (
     CurveClient,
     CurveServer,
     SocketOptions,
+    close_monitored,
     connect_socket,
     load_public_key,
     make_socket,
@@ -320,11 +321,6 @@ class Router(ThreadedService):
         self._next_token = 1
         self._probe_seq = 0
 
-    @property
-    def endpoint(self) -> str | None:
-        """The bound client endpoint (None before :meth:`bind`)."""
-        return self.front.endpoint
-
     # -- sockets ----------------------------------------------------------------------------------
     def bind(self) -> str:
         """Bind the client socket and connect to the workers; returns the bound endpoint."""
@@ -370,19 +366,11 @@ class Router(ThreadedService):
         self._poller.register(monitor, zmq.POLLIN)
 
     def _close_worker(self, w: _Worker) -> None:
-        if w.monitor is not None:
-            self._poller.unregister(w.monitor)
-            if w.sock is not None:
-                try:
-                    w.sock.disable_monitor()
-                except zmq.ZMQError:
-                    pass
-            w.monitor.close(0)
-            w.monitor = None
-        if w.sock is not None:
-            self._poller.unregister(w.sock)
-            w.sock.close(0)
-            w.sock = None
+        for sock in (w.monitor, w.sock):
+            if sock is not None:
+                self._poller.unregister(sock)
+        close_monitored(w.sock, w.monitor, 0)
+        w.sock = w.monitor = None
         w.connected = False
 
     def _close(self) -> None:

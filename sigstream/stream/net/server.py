@@ -223,11 +223,6 @@ class Server(ThreadedService):
         self._fast: dict[int, list[tuple]] = {}  # frames -> this iteration's fast-path chunks
         self._fast_keys: set[Key] = set()
 
-    @property
-    def endpoint(self) -> str | None:
-        """The bound endpoint (None before :meth:`bind`)."""
-        return self.front.endpoint
-
     # -- sockets ----------------------------------------------------------------------------------
     def bind(self) -> str:
         """Create the ROUTER socket and bind it; returns the bound endpoint. Idempotent."""

@@ -55,6 +55,12 @@ class ThreadedService:
 
     _thread_name = "sigstream-service"
     config: Any
+    front: Front
+
+    @property
+    def endpoint(self) -> str | None:
+        """The bound client-facing endpoint (None before :meth:`bind`)."""
+        return self.front.endpoint
 
     def _init_lifecycle(self) -> None:
         self._stop = threading.Event()

@@ -117,6 +117,20 @@ def connect_socket(sock: zmq.Socket, endpoint: str, what: str = "") -> str:
 # -- options --------------------------------------------------------------------------------------
 
 
+def close_monitored(sock: zmq.Socket | None, monitor: zmq.Socket | None,
+                    linger: int | None = None) -> None:
+    """Close a socket and the monitor socket watching it (either may be None)."""
+    if monitor is not None:
+        if sock is not None:
+            try:
+                sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        monitor.close(0)
+    if sock is not None:
+        sock.close(linger)
+
+
 @dataclass(frozen=True)
 class SocketOptions:
     """Socket options set before a socket binds or connects (None: ZeroMQ's default).
