@@ -149,6 +149,33 @@ def bench_streams(cfg: BenchConfig, log: Callable[[str], None], backend: str = "
     return rows
 
 
+def bench_speech(cfg: BenchConfig, log: Callable[[str], None]) -> dict | None:
+    """The speech enhancer against RNNoise, both at 48 kHz on 10 ms chunks, one stream,
+    one thread, in this run: the enhancer on every backend, RNNoise through its Python
+    binding (``pyrnnoise``, the ``eval`` extra; left out when missing). None when the
+    run does not include ``enhancer``."""
+    if "enhancer" not in cfg.models:
+        return None
+    from sigstream.models.enhancer import quality
+    from sigstream.models.enhancer.evaluate import measure_rtf
+
+    model = default_model("enhancer")
+    seconds = 1.0 if cfg.quick else 5.0
+    out: dict = {"chunk_ms": 10.0, "threads": 1, "sample_rate": float(model.sample_rate)}
+    for backend in cfg.backends:
+        if backend == "torch":
+            out[backend] = measure_rtf(model, None, seconds=seconds)
+        else:
+            out[backend] = measure_rtf(
+                model, lambda m, _b, name, threads, be=backend: on_backend(
+                    m, be, name=name, threads=threads), seconds=seconds)
+        log(f"enhancer {backend:12s} 10 ms chunks  RTF {out[backend]['rtf']:.4f}")
+    if quality.rnnoise_available():
+        out["rnnoise"] = quality.rnnoise_rtf(seconds)
+        log(f"RNNoise  (pyrnnoise)   10 ms chunks  RTF {out['rnnoise']['rtf']:.4f}")
+    return out
+
+
 def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
     """Everything; returns the JSON-ready result."""
     import platform
@@ -169,6 +196,7 @@ def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
     for backend in ("onnx", "torch"):
         if backend in cfg.backends:
             streams += bench_streams(cfg, log, backend)
+    speech = bench_speech(cfg, log)
     overhead = run_overhead(quick=cfg.quick, progress=False)
     zmq = None
     if cfg.zmq:
@@ -183,6 +211,7 @@ def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
         "latency": latency,
         "speedups": speedups(latency),
         "streams": streams,
+        "speech": speech,
         "pipeline_overhead": overhead["pipeline_overhead"],
         "zmq": zmq,
         "peak_rss_mb": peak_rss_mb(),
@@ -217,6 +246,16 @@ def markdown(result: dict) -> str:
         out.append(f"| {r['backend']} | {r['chunk']} | {r['budget_us']:.0f} | "
                    f"{r['batched_streams']} | {r['one_by_one_streams']} | "
                    f"{r['throughput_ratio_batched_vs_one_by_one']:.1f}x |")
+    if result.get("speech"):
+        sp_ = result["speech"]
+        out += ["", "### Speech enhancer against RNNoise (48 kHz, 10 ms chunks, one stream, "
+                "one thread)", "", "| system | real-time factor (mean) | p50 per chunk (ms) | "
+                "p99 per chunk (ms) |", "|---|---:|---:|---:|"]
+        for k, v in sp_.items():
+            if isinstance(v, dict):
+                name = "RNNoise (pyrnnoise)" if k == "rnnoise" else f"enhancer ({k})"
+                out.append(f"| {name} | {v['rtf']:.4f} | {v['p50_chunk_ms']:.3f} | "
+                           f"{v['p99_chunk_ms']:.3f} |")
     out += ["", "### Pipeline overhead (identity model)", "",
             "| block | pipeline p50 (µs) | pipeline p99 (µs) | bare loop p50 (µs) | ratio |",
             "|---:|---:|---:|---:|---:|"]

@@ -184,7 +184,10 @@ def load_checkpoint(path: str, overrides: dict | None = None) -> StreamingModule
     """Rebuild the model a checkpoint describes, in eval mode; ``overrides`` replace
     config options that do not change the weights (e.g. how the model streams)."""
     payload = read_checkpoint(path)
-    entry = get_entry(payload["model"])
+    name = payload["model"]
+    if name == "enhancer" and "taps" in payload["config"]:
+        name = "audio-enhancer"  # written before the 48 kHz speech enhancer took the name
+    entry = get_entry(name)
     try:
         saved = {k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()}
         config = entry.config_type(**{**saved, **(overrides or {})})

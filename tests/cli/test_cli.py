@@ -55,9 +55,10 @@ def test_models_lists_builtins() -> None:
 
 
 def test_demo_enhancer_writes_npz_and_png(tmp_path: Path) -> None:
-    """The default demo: the shipped causal enhancer at 16 kHz, zero lookahead."""
+    """The first release's causal enhancer at 16 kHz, zero lookahead."""
     out = tmp_path / "x.npz"
-    p = sig("demo", "--seconds", "2", "--no-realtime", "--out", str(out))
+    p = sig("demo", "--model", "audio-enhancer", "--seconds", "2", "--no-realtime",
+            "--out", str(out))
     assert p.returncode == 0, p.stderr
     d = np.load(out)
     assert d["input"].shape == d["output"].shape == d["clean"].shape == (32000, 1)
@@ -67,7 +68,8 @@ def test_demo_enhancer_writes_npz_and_png(tmp_path: Path) -> None:
     err_out = np.mean((d["output"] - d["clean"]) ** 2)
     assert err_out < 0.7 * np.mean((d["input"] - d["clean"]) ** 2)
     png = tmp_path / "x.png"
-    p = sig("demo", "--seconds", "1", "--no-realtime", "--out", str(png))
+    p = sig("demo", "--model", "audio-enhancer", "--seconds", "1", "--no-realtime",
+            "--out", str(png))
     assert p.returncode == 0, p.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -53,7 +53,8 @@ def test_finetune_with_frozen_encoder(trained, tmp_path) -> None:
 
     from sigstream.cli.main import main
 
-    code = main(["train", "enhancer", "--init", str(trained / "augmentor.pt"), "--freeze",
+    code = main(["train", "enhancer", "--arch", "augmentor", "--init",
+                 str(trained / "augmentor.pt"), "--freeze",
                  "encoder", "--out", str(tmp_path), "--epochs", "2", "--data",
                  "lq_noise=0.3,lowpass_k=0.2", *TINY])
     assert code == 0
@@ -66,14 +67,16 @@ def test_finetune_with_frozen_encoder(trained, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["train", "enhancer", "--out", "x", "--freeze", "encoder"], "--freeze needs --init"),
-    (["train", "enhancer", "--out", "x", "--freeze", "decoder", "--init", "y.pt"],
+    (["train", "enhancer", "--arch", "augmentor", "--out", "x", "--freeze", "encoder"],
+     "--freeze needs --init"),
+    (["train", "enhancer", "--arch", "augmentor", "--out", "x", "--freeze", "decoder",
+      "--init", "y.pt"],
      "cannot freeze"),
     (["train", "enhancer", "--arch", "causal", "--out", "x", "--freeze", "encoder"],
      "--arch augmentor"),
     (["train", "enhancer", "--out", "x", "--rate", "8000"], "--arch causal"),
     (["train", "enhancer", "--out", "x", "--taps", "256"], "--taps is an option of --arch causal"),
-    (["eval", "enhancer", "--arch", "both", "--checkpoint", "x.pt"], "one --arch"),
+    (["eval", "enhancer", "--arch", "all", "--checkpoint", "x.pt"], "one --arch"),
     (["eval", "enhancer", "--checkpoint", "missing.pt"], "file not found"),
 ])
 def test_user_errors_are_one_line(args, words: str, capsys, tmp_path, monkeypatch) -> None:
@@ -101,5 +104,5 @@ def test_train_causal_with_its_own_options(tmp_path) -> None:
     hist = json.loads((tmp_path / "history.json").read_text())
     assert len(hist["epochs"]) == 2 and hist["config"]["fit"]["ema"] == 0.5
     assert hist["config"]["data"]["audio"]["snr_range"] == [0.0, 10.0]
-    payload = torch.load(tmp_path / "enhancer.pt", weights_only=True)
+    payload = torch.load(tmp_path / "audio-enhancer.pt", weights_only=True)
     assert payload["config"]["sample_rate"] == 8000.0 and payload["config"]["taps"] == 16

@@ -218,25 +218,26 @@ OLD_SPELLINGS = [
     ("train teb", "--plot-every 2", "plot_every", 2),
     ("train teb", "--quiet", "fit.progress", False),
     ("train enhancer", "--arch causal", "model.taps", 128),
-    ("train enhancer", "--seed 3", "fit.seed", 3),
-    ("train enhancer", "--epochs 7", "fit.epochs", 7),
-    ("train enhancer", "--lr 0.01", "fit.lr", 0.01),
-    ("train enhancer", "--batch 16", "data.batch", 16),
-    ("train enhancer", "--hidden 9", "model.hidden", 9),
-    ("train enhancer", "--dropout 0.2", "model.dropout", 0.2),
-    ("train enhancer", "--patience 3", "fit.patience", 3),
-    ("train enhancer", "--init x.pt", "init", "x.pt"),
-    ("train enhancer", "--quiet", "fit.progress", False),
-    ("train enhancer", "--init x.pt --freeze encoder", "freeze", "encoder"),
-    ("train enhancer", "--finetune-lr-factor 0.2", "finetune_lr_factor", 0.2),
-    ("train enhancer", "--window 64", "data.sensor.window", 64),
-    ("train enhancer", "--hop 16", "model.hop", 16),
-    ("train enhancer", "--resblocks 0", "model.resblocks", 0),
-    ("train enhancer", "--bank 0", "model.bank", 0),
-    ("train enhancer", "--windows 300", "data.windows", 300),
-    ("train enhancer", "--data-seed 5", "data.data_seed", 5),
-    ("train enhancer", "--data lq_noise=0.3,lowpass_k=0.2", "data.sensor.lq_noise", 0.3),
-    ("train enhancer", "--max-minutes 1.5", "fit.max_minutes", 1.5),
+    ("train enhancer", "--arch augmentor --seed 3", "fit.seed", 3),
+    ("train enhancer", "--arch augmentor --epochs 7", "fit.epochs", 7),
+    ("train enhancer", "--arch augmentor --lr 0.01", "fit.lr", 0.01),
+    ("train enhancer", "--arch augmentor --batch 16", "data.batch", 16),
+    ("train enhancer", "--arch augmentor --hidden 9", "model.hidden", 9),
+    ("train enhancer", "--arch augmentor --dropout 0.2", "model.dropout", 0.2),
+    ("train enhancer", "--arch augmentor --patience 3", "fit.patience", 3),
+    ("train enhancer", "--arch augmentor --init x.pt", "init", "x.pt"),
+    ("train enhancer", "--arch augmentor --quiet", "fit.progress", False),
+    ("train enhancer", "--arch augmentor --init x.pt --freeze encoder", "freeze", "encoder"),
+    ("train enhancer", "--arch augmentor --finetune-lr-factor 0.2", "finetune_lr_factor", 0.2),
+    ("train enhancer", "--arch augmentor --window 64", "data.sensor.window", 64),
+    ("train enhancer", "--arch augmentor --hop 16", "model.hop", 16),
+    ("train enhancer", "--arch augmentor --resblocks 0", "model.resblocks", 0),
+    ("train enhancer", "--arch augmentor --bank 0", "model.bank", 0),
+    ("train enhancer", "--arch augmentor --windows 300", "data.windows", 300),
+    ("train enhancer", "--arch augmentor --data-seed 5", "data.data_seed", 5),
+    ("train enhancer", "--arch augmentor --data lq_noise=0.3,lowpass_k=0.2",
+     "data.sensor.lq_noise", 0.3),
+    ("train enhancer", "--arch augmentor --max-minutes 1.5", "fit.max_minutes", 1.5),
     ("train enhancer", "--arch causal --rate 8000", "data.audio.sample_rate", 8000.0),
     ("train enhancer", "--arch causal --rate 8000", "model.sample_rate", 8000.0),
     ("train enhancer", "--arch causal --seconds 0.5", "data.audio.seconds", 0.5),
@@ -251,10 +252,9 @@ OLD_SPELLINGS = [
     ("eval forecaster", "--windows 16", "windows", 16),
     ("eval teb", "--records 2", "records", 2),
     ("eval teb", "--minutes 5", "minutes", 5.0),
-    ("eval enhancer", "--uncertainty 3", "uncertainty", 3),
+    ("eval enhancer", "--arch augmentor --uncertainty 3", "uncertainty", 3),
     ("eval enhancer", "--arch causal --seed 4", "seed", 4),
-    ("eval enhancer", "--stream-seconds 20", "stream_seconds", 20.0),
-    ("eval enhancer", "--arch both --uncertainty 2", "uncertainty", 2),
+    ("eval enhancer", "--arch augmentor --stream-seconds 20", "stream_seconds", 20.0),
 ]
 
 
@@ -281,15 +281,20 @@ def test_common_spellings_parse() -> None:
                                     "f", "--threads", "2"])
     assert (ns.checkpoint, ns.json, ns.figures, ns.threads) == (["a.pt", "b.pt"], "r.json",
                                                                 "f", 2)
-    assert build_parser().parse_args(["eval", "enhancer", "--arch", "both"]).arch == "both"
+    assert build_parser().parse_args(["eval", "enhancer", "--arch", "all"]).arch == "all"
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
-    (["train", "enhancer", "--data", "lq_nois=0.3"], "unknown key 'lq_nois' in --data"),
-    (["train", "enhancer", "--data", "lq_noise"], "expected KEY=VALUE"),
-    (["train", "enhancer", "--data", "f1=3"], "expected 2 values separated by '/'"),
+    (["train", "enhancer", "--arch", "augmentor", "--data", "lq_nois=0.3"],
+     "unknown key 'lq_nois' in --data"),
+    (["train", "enhancer", "--arch", "augmentor", "--data", "lq_noise"], "expected KEY=VALUE"),
+    (["train", "enhancer", "--arch", "augmentor", "--data", "f1=3"],
+     "expected 2 values separated by '/'"),
     (["train", "teb", "--resume"], None),  # no such option: teb does not resume
-    (["eval", "enhancer", "--seed", "3"], "--seed is an option of --arch causal"),
+    (["eval", "enhancer", "--stream-seconds", "3"],
+     "--stream-seconds is an option of --arch augmentor"),
+    (["eval", "enhancer", "--arch", "speech", "--uncertainty", "3"],
+     "--uncertainty is an option of --arch augmentor"),
     (["eval", "enhancer", "--arch", "causal", "--stream-seconds", "3"],
      "--stream-seconds is an option of --arch augmentor"),
 ])
@@ -323,7 +328,8 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_writes_the_history(tmp_path: Path)
     history.json, and the summary says where they are."""
     out = tmp_path / "aug"
     proc = subprocess.Popen(
-        [*CMD, "train", "enhancer", "--windows", "300", "--window", "32", "--hop", "8",
+        [*CMD, "train", "enhancer", "--arch", "augmentor", "--windows", "300", "--window", "32",
+         "--hop", "8",
          "--hidden", "16", "--resblocks", "1", "--batch", "32", "--epochs", "100000",
          "--patience", "100000", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)

@@ -69,7 +69,7 @@ def servers(tmp_path_factory) -> Iterator[dict[str, str]]:
     torch.manual_seed(0)
     cfg = EnhancerConfig()
     path = str(tmp_path_factory.mktemp("http") / "enhancer.pt")
-    save_checkpoint(path, "enhancer", cfg, CausalEnhancer(cfg))
+    save_checkpoint(path, "audio-enhancer", cfg, CausalEnhancer(cfg))
     started = {"augmentor": _spawn("augmentor", "--max-samples", "4096", "--max-body",
                                    "200000", "--max-passes", "16"),
                "enhancer": _spawn(path)}

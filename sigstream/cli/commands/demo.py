@@ -1,13 +1,26 @@
-"""``sigstream demo``: a built-in model cleans a synthetic noisy stream, live.
+"""``sigstream demo``: a built-in model cleans a noisy stream, live.
 
 N: frames, C: channels.
 
-By default the shipped causal enhancer (zero lookahead, 16 kHz) cleans held-out
-speech (espeak-ng, when installed) and harmonic tones in mixed noise at 5 dB SNR; any
-other model (``--model butterworth`` ...) gets the 1 kHz noisy sines. The live line
-shows the pipeline stats, the SNR of the last second in and out, and the latency
-budget (model lookahead + block + compute). ``--out`` writes the arrays (``.npz``) or
-a before/after figure (``.png`` / ``.pdf``).
+What the model gets depends on its sample rate:
+
+* 48 kHz, one channel (the speech enhancer, ``enhancer``): real speech in real noise,
+  the two clips shipped in ``sigstream/models/enhancer/demo/`` (a Galician talker and
+  recorded sliding noise, both in the test split of the enhancer's corpus; sources and
+  licence in its ``CREDITS.md``, made by ``scripts/make_demo_clips.py``), looped to
+  ``--seconds`` and mixed at 5 dB SNR.
+  The SNR and SI-SDR it reports compare output sample ``t`` with clean sample
+  ``t - latency`` (the model's stated latency); blocks default to 5 ms.
+* other audio rates (>= 8 kHz, one channel, e.g. the 16 kHz ``audio-enhancer``):
+  held-out synthetic speech (espeak-ng, when installed) and harmonic tones in mixed
+  noise at 5 dB SNR; the SNR out is taken after the best delay up to 64 samples
+  (50 ms at most).
+* anything else (``--model butterworth`` ...): the 1 kHz noisy sines, likewise.
+
+The live line shows the pipeline stats, the SNR of the last second in and out, and the
+latency budget (model lookahead + block + compute). ``--out`` writes the arrays
+(``.npz``: input, output, clean reference, sample rate, latency) or a before/after
+figure (``.png`` / ``.pdf``).
 """
 
 from __future__ import annotations
@@ -24,24 +37,33 @@ from sigstream.core.files import write_atomic
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("demo", help="enhance a synthetic noisy stream in real time",
+    d = sub.add_parser("demo", help="enhance a noisy stream in real time",
                        description="The main job on an embedded default: a built-in model "
-                                   "cleans a synthetic noisy stream in real time, with live "
-                                   "stats.")
+                                   "cleans a noisy stream in real time, with live stats. A "
+                                   "48 kHz model (the speech enhancer) gets the shipped real "
+                                   "speech in real noise at 5 dB SNR and is scored against "
+                                   "the clean speech delayed by its latency; a 16 kHz one "
+                                   "synthetic speech and tones in noise; any other the 1 kHz "
+                                   "noisy sines.")
     d.add_argument("--seconds", type=positive_float, default=10.0,
                    help="length of the stream (default 10)")
     d.add_argument("--no-realtime", action="store_true", help="run as fast as possible")
     d.add_argument("--out", metavar="PATH", help="PATH.npz: save input, output, clean "
                                                  "reference and sample rate; PATH.png or "
                                                  ".pdf: a before/after figure")
-    d.add_argument("--block", type=positive_int, default=32, help="frames per chunk (32)")
+    d.add_argument("--block", type=positive_int,
+                   help="frames per chunk (default: 5 ms for the 48 kHz speech stream, "
+                        "240 frames, one STFT hop of the speech enhancer; 32 otherwise)")
     d.add_argument("--model", default="enhancer",
-                   help="model name or checkpoint (default: the shipped causal enhancer)")
+                   help="model name or checkpoint (default: enhancer, the shipped speech "
+                        "enhancer)")
     d.set_defaults(func=run)
 
 
 _OUT_KINDS = (".npz", ".png", ".pdf")
 DEMO_SNR_DB = 5.0
+CLIP_RATE = 48000.0  # the shipped speech and noise clips
+SPEECH_BLOCK_S = 0.005
 
 
 class _Prebuilt:
@@ -56,14 +78,68 @@ class _Prebuilt:
         return self._noisy[a:self._pos], self._clean[a:self._pos]
 
 
+def demo_clips() -> tuple[str, str]:
+    """Paths of the shipped clean speech and noise clips (48 kHz mono WAV)."""
+    import sigstream.models.enhancer as family
+
+    folder = os.path.join(os.path.dirname(os.path.abspath(family.__file__)), "demo")
+    return os.path.join(folder, "speech.wav"), os.path.join(folder, "noise.wav")
+
+
+def speech_mixture(total: int, snr_db: float = DEMO_SNR_DB) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean), each (total, 1) float32 at 48 kHz: the shipped speech clip looped to
+    ``total`` frames, plus the shipped noise clip looped likewise and scaled so that the
+    whole stream is at ``snr_db``."""
+    import soundfile as sf
+
+    speech_path, noise_path = demo_clips()
+    try:
+        speech, r1 = sf.read(speech_path, dtype="float32")
+        noise, r2 = sf.read(noise_path, dtype="float32")
+    except (OSError, RuntimeError) as exc:  # soundfile raises LibsndfileError (RuntimeError)
+        raise InputError(f"cannot read the demo clips in {os.path.dirname(speech_path)}: "
+                         f"{exc}; reinstall sigstream") from None
+    if r1 != CLIP_RATE or r2 != CLIP_RATE or speech.ndim != 1 or noise.ndim != 1:
+        raise InputError(f"the demo clips in {os.path.dirname(speech_path)} are not 48 kHz "
+                         "mono; reinstall sigstream")
+    clean = np.resize(speech, total)
+    noise = np.resize(noise, total).astype(np.float64)
+    gain = np.sqrt(np.mean(clean.astype(np.float64) ** 2)
+                   / (np.mean(noise**2) * 10 ** (snr_db / 10))) if total else 0.0
+    noisy = (clean + gain * noise).astype(np.float32)
+    return noisy[:, None], clean[:, None]
+
+
+def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Scale-invariant SDR in dB of ``estimate`` against ``reference`` (same shape, any
+    rank, flattened): 10 log10(|a s|^2 / |a s - y|^2) with a = <y, s> / <s, s>."""
+    s = np.asarray(reference, dtype=np.float64).ravel()
+    y = np.asarray(estimate, dtype=np.float64).ravel()
+    ss = float(s @ s)
+    if ss == 0 or s.size == 0:
+        return float("nan")
+    target = (float(y @ s) / ss) * s
+    err = float(np.sum((y - target) ** 2))
+    return float("inf") if err == 0 else 10 * np.log10(float(target @ target) / err)
+
+
 def _stream(model, seconds: float):
-    """(generator, description) for the model: audio-like data for 16 kHz single-channel
-    models such as the enhancer, the 1 kHz noisy sines otherwise."""
+    """(generator, total frames, description, lag) for the model: the shipped speech in
+    noise for 48 kHz single-channel models such as the speech enhancer (``lag``: the
+    model's latency, the fixed delay at which output is compared with the clean speech),
+    audio-like data for other audio rates and the 1 kHz noisy sines otherwise (``lag``
+    None: the best delay is searched)."""
     from sigstream.models.synth import GENERATORS
 
     rate = float(model.sample_rate or 1000.0)
     total = int(round(seconds * rate))
-    if rate >= 8000 and (model.in_channels or 1) == 1:
+    mono = (model.in_channels or 1) == 1
+    if rate == CLIP_RATE and mono:
+        noisy, clean = speech_mixture(total)
+        return (_Prebuilt(noisy, clean, rate), total,
+                f"real speech (a held-out Galician talker) in held-out real noise at "
+                f"{DEMO_SNR_DB:g} dB SNR, {rate / 1000:g} kHz", int(model.latency))
+    if rate >= 8000 and mono:
         from sigstream.models.enhancer.data import AudioStream, espeak_available
 
         speech = espeak_available()
@@ -72,9 +148,23 @@ def _stream(model, seconds: float):
         what = ("held-out speech and harmonic tones" if speech else
                 "harmonic tones (install espeak-ng for speech)")
         return (_Prebuilt(noisy, clean, rate), total,
-                f"{what} in mixed noise at {DEMO_SNR_DB:g} dB SNR, {rate / 1000:g} kHz")
+                f"{what} in mixed noise at {DEMO_SNR_DB:g} dB SNR, {rate / 1000:g} kHz", None)
     gen = GENERATORS["sines"].build(sample_rate=rate, channels=model.in_channels or 1, seed=0)
-    return gen, total, GENERATORS["sines"].description
+    return gen, total, GENERATORS["sines"].description, None
+
+
+def _scores(ref: np.ndarray, noisy: np.ndarray, out: np.ndarray, lag: int | None,
+            max_lag: int) -> tuple[float, float, int]:
+    """(SNR in, SNR out, lag used): the output against the clean reference delayed by
+    ``lag`` frames, or by the best delay up to ``max_lag`` when ``lag`` is None."""
+    from sigstream.models.metrics import aligned_snr_db, snr_db
+
+    s_in = snr_db(ref, noisy)
+    if lag is None:
+        s_out, lag = aligned_snr_db(ref, out, max_lag)
+        return s_in, s_out, lag
+    n = min(len(ref), len(out))
+    return s_in, (snr_db(ref[: n - lag], out[lag:n]) if n > lag else float("nan")), lag
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,10 +187,10 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # one stream, small chunks: threads only add hand-off latency
     model = build_model(args.model)
     rate = float(model.sample_rate or 1000.0)
-    gen, total, description = _stream(model, args.seconds)
+    gen, total, description, fixed_lag = _stream(model, args.seconds)
     source = GeneratorSource(gen, total_frames=total, keep_reference=True)
     sink = ArraySink()
-    block = args.block
+    block = args.block or (int(round(SPEECH_BLOCK_S * rate)) if fixed_lag is not None else 32)
     if block % model.hop:
         block = model.hop * max(1, round(block / model.hop))
     pipe = Pipeline(source, [ModelStage(model)], sink,
@@ -123,9 +213,13 @@ def run(args: argparse.Namespace) -> int:
             show_stats(stats)
             return
         a = max(0, n - window)
-        ref, noisy = source.reference()[a:n], source.consumed()[a:n]
-        s_in = snr_db(ref, noisy)
-        s_out, _ = aligned_snr_db(ref, sink.data[a:n], max_lag)
+        ref, noisy, out = source.reference()[:n], source.consumed()[:n], sink.data[:n]
+        s_in = snr_db(ref[a:], noisy[a:])
+        if fixed_lag is None:
+            s_out, _ = aligned_snr_db(ref[a:], out[a:], max_lag)
+        else:  # the output's last second against the clean one `latency` frames before
+            a = max(a, fixed_lag)
+            s_out = snr_db(ref[a - fixed_lag:n - fixed_lag], out[a:]) if n > a else float("nan")
         c = stats.compute.percentiles_us()
         print(f"\r{stats.samples_in / rate:6.1f}s  SNR (last 1 s) {s_in:5.1f} dB -> "
               f"{s_out:5.1f} dB  latency {lookahead_ms:.1f} + {block_ms:.1f} + "
@@ -137,14 +231,22 @@ def run(args: argparse.Namespace) -> int:
     out = sink.data
     ref = source.reference()[: len(out)]
     noisy = source.consumed()[: len(out)]
-    s_in = snr_db(ref, noisy)
-    s_out, lag = aligned_snr_db(ref, out, max_lag)
+    s_in, s_out, lag = _scores(ref, noisy, out, fixed_lag, max_lag)
     summ = stats.summary()
     c = summ["compute"]
     print(f"samples {summ['samples_in']} in / {summ['samples_out']} out, chunks {summ['chunks']}",
           file=sys.stderr)
-    print(f"SNR in {s_in:.1f} dB -> out {s_out:.1f} dB ({s_out - s_in:+.1f} dB, "
-          f"after {lag / rate * 1e3:.1f} ms group delay)", file=sys.stderr)
+    if fixed_lag is None:
+        print(f"SNR in {s_in:.1f} dB -> out {s_out:.1f} dB ({s_out - s_in:+.1f} dB, "
+              f"after {lag / rate * 1e3:.1f} ms group delay)", file=sys.stderr)
+    else:  # output t against clean t - latency, the model's stated alignment
+        n = len(out)
+        sdr_in = si_sdr_db(ref, noisy)
+        sdr_out = si_sdr_db(ref[: n - lag], out[lag:]) if n > lag else float("nan")
+        print(f"SNR in {s_in:.1f} dB -> out {s_out:.1f} dB ({s_out - s_in:+.1f} dB); SI-SDR in "
+              f"{sdr_in:.1f} dB -> out {sdr_out:.1f} dB ({sdr_out - sdr_in:+.1f} dB); output "
+              f"against the clean speech {lag} samples ({lag / rate * 1e3:.2f} ms, the model's "
+              "latency) before", file=sys.stderr)
     print(f"latency: lookahead {lookahead_ms:.1f} ms + block {block_ms:.1f} ms + compute "
           f"p99 {c['p99_us'] / 1e3:.2f} ms = {lookahead_ms + block_ms + c['p99_us'] / 1e3:.2f} ms",
           file=sys.stderr)
@@ -152,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
           f"real-time factor {summ['real_time_factor']:.3f}; "
           f"overruns {summ['overruns']}, underruns {summ['underruns']}", file=sys.stderr)
     if args.out and ext == ".npz":
-        _save_npz(args.out, input=noisy, output=out, clean=ref, sample_rate=np.float64(rate))
+        _save_npz(args.out, input=noisy, output=out, clean=ref, sample_rate=np.float64(rate),
+                  latency=np.int64(model.latency))
         print(f"wrote {args.out}", file=sys.stderr)
     elif args.out:
         _save_figure(args.out, noisy[:, 0], out[:, 0], ref[:, 0], rate, s_in, s_out, args.model)

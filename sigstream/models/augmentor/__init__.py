@@ -2,7 +2,7 @@
 
 ``ENTRIES``: what this family adds to the model registry (built on first access, so
 importing the package stays free of torch); ``TRAINING``: what it adds to
-``sigstream train`` and ``sigstream eval`` (``enhancer --arch augmentor``, the default).
+``sigstream train`` and ``sigstream eval`` (``enhancer --arch augmentor``).
 """
 
 from sigstream.models.training.family import Trainable
@@ -10,7 +10,6 @@ from sigstream.models.training.family import Trainable
 TRAINING = Trainable(
     command="enhancer",
     arch="augmentor",
-    default_arch=True,
     summary="the SensorAugmentor window model (vibration)",
     description="the SensorAugmentor window model on the vibration task (128-sample "
                 "windows, 100 Hz); --init with --freeze encoder fine-tunes, --init of "

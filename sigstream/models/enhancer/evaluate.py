@@ -1,313 +1,629 @@
-"""Evaluation of the causal enhancer on held-out audio-like data, against causal baselines.
+"""``sigstream eval enhancer``: the 48 kHz speech enhancer against RNNoise and classical
+baselines on the corpus's held-out test mixtures, scored with the field's metrics.
 
-N: clips, T: samples, C: channels (1).
+B: mixtures in a batch, T: samples (48 kHz).
 
-:func:`evaluate` draws held-out clips (phrases and voices never used in training; see
-:func:`sigstream.models.enhancer.data.heldout_clips`) at each input SNR in ``snrs`` and
-reports, per SNR and averaged: input SNR, output SNR and SNR improvement of the model
-and of every causal classical baseline, measured on the same clips in the same run. All
-outputs are compared with the clean clip sample for sample, without delay compensation:
-a causal system has to deliver the clean signal now, so a filter's group delay counts
-as error for it as it would for the model (whose latency is 0).
+Data: :func:`sigstream.models.enhancer.noises.test_mixtures` on the corpus
+(:func:`~sigstream.models.enhancer.corpus.load_corpus`), split ``test`` (talkers and
+noise recordings never used in training): ``per_condition`` mixtures of ``seconds`` for
+every input SNR x noise kind. A few mixtures of the ``val`` split (another seed) tune the
+classical baselines, never the test ones.
 
-Baselines (all causal, zero lookahead):
+Methods, all on the same mixtures in the same run, each aligned with the clean signal
+by its own delay before scoring (a method is not charged for the latency it declares;
+the latency is reported instead):
 
-* ``butterworth_bandpass``: a causal Butterworth band-pass (``scipy.signal.butter`` +
-  ``sosfilt``): a high-pass that removes drift and hum and a low-pass that removes
-  high-frequency noise. Order (2, 4) and both cut-offs (each possibly off) are chosen on
-  a grid for the best mean SNR improvement on a separate tuning set (same generator,
-  another seed), so the baseline gets its best fixed setting.
-* every baseline of :mod:`sigstream.models.baselines.enhance` whose ``causal`` attribute
-  is true (the Butterworth low-pass with drift removal), with its low-pass cut-off and
-  drift high-pass tuned on the same tuning set.
+* ``noisy``: the input itself (the reference for the improvements).
+* ``model``: the enhancer (``--checkpoint`` files, or the registry's ``enhancer``),
+  offline: ``model.forward`` over the whole mixture (padded with ``latency`` zeros),
+  output advanced by ``model.latency``. A model at another rate than 48 kHz gets its
+  input resampled to its rate and its output back to 48 kHz (``resample_poly``, zero
+  phase), and the report says so. Several checkpoints are ``model:<file name>``.
+* ``rnnoise``: RNNoise at 48 kHz, advanced by its measured delay (960 samples;
+  :mod:`.quality`).
+* ``butterworth``: the causal baseline of :mod:`sigstream.models.baselines.enhance`
+  (Butterworth low-pass with drift high-pass), cut-offs tuned on the tuning mixtures,
+  advanced by its group delay at 1 kHz.
+* ``wiener``: ``scipy.signal.wiener`` from the same module (a centred window: not
+  causal), window tuned likewise.
+* ``spectral_offline``: :func:`.quality.spectral_offline`, an MMSE-LSA spectral gain
+  that sees the whole file (not causal).
+
+Metrics per mixture and method: SI-SDR, its improvement over the noisy input (SI-SDRi),
+PESQ-WB, STOI and ESTOI (:mod:`.quality`); means per input SNR, per noise kind and over
+all; and how often the model's SI-SDR beats RNNoise's (per SNR x kind condition and per
+mixture). A metric whose package is missing is left out and named, with the command
+that installs it. Real-time factors, one thread, 10 ms chunks at 48 kHz, in the same
+run: the model in torch (eager), stepped chunk by chunk, and RNNoise (``sigstream bench``
+measures the model on ONNX Runtime against RNNoise: the export layer sits above this one).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-from scipy import signal
 
-from sigstream.models.enhancer.data import heldout_clips
-from sigstream.models.training.family import Evaluation, load_model, one_checkpoint
+from sigstream.core.errors import ConfigError, InputError
+from sigstream.models.enhancer import quality as q
+from sigstream.models.training.config import check, opt
+from sigstream.models.training.family import Evaluation
 
-__all__ = ["evaluate", "write_figures", "tune_butterworth", "butterworth_baseline",
-           "CausalEvalConfig", "run", "table"]
+__all__ = ["CausalEvalConfig", "run", "evaluate", "table", "Method", "model_method",
+           "tune_baselines", "measure_rtf", "RATE", "METRICS", "METRIC_LABELS", "KINDS"]
 
-_ORDERS = (2, 4)
-_LOWPASS = (1500.0, 2500.0, 3500.0, 5000.0, None)
-_HIGHPASS = (None, 40.0, 80.0, 150.0)
-
-
-def _snr(clean: np.ndarray, est: np.ndarray) -> np.ndarray:
-    """(N, T) -> (N,) SNR in dB."""
-    err = np.sum((est - clean) ** 2, axis=-1)
-    return 10 * np.log10(np.sum(clean**2, axis=-1) / np.maximum(err, 1e-20))
-
-
-def butterworth_baseline(x: np.ndarray, rate: float, order: int, low: float | None,
-                         high: float | None) -> np.ndarray:
-    """Causal Butterworth: high-pass at ``low`` and/or low-pass at ``high`` (Hz); (N, T)."""
-    y = np.asarray(x, dtype=np.float64)
-    if low:
-        y = signal.sosfilt(signal.butter(order, low, "highpass", fs=rate, output="sos"), y,
-                           axis=-1)
-    if high:
-        y = signal.sosfilt(signal.butter(order, high, "lowpass", fs=rate, output="sos"), y,
-                           axis=-1)
-    return y
+RATE = 48000
+KINDS = ("white", "pink", "babble", "real")
+METRICS = ("si_sdr", "si_sdri", "pesq_wb", "stoi", "estoi")
+METRIC_LABELS = {"si_sdr": "SI-SDR (dB)", "si_sdri": "SI-SDR improvement over the noisy "
+                 "input (dB)", "pesq_wb": "PESQ-WB (MOS-LQO, 1.04-4.64)",
+                 "stoi": "STOI (0-1)", "estoi": "ESTOI (0-1)"}
+_BATCH = 8
+_BUTTER_CUTOFFS = (3000.0, 4000.0, 6000.0, 8000.0, 12000.0, 16000.0)
+_BUTTER_DRIFTS = (0.0, 50.0, 100.0, 200.0)
+_WIENER_WINDOWS = (0.0002, 0.0005, 0.001, 0.003)
 
 
-def tune_butterworth(noisy: np.ndarray, clean: np.ndarray, rate: float) -> dict:
-    """The (order, low, high) with the best mean SNR improvement on (N, T) tuning clips."""
-    base = _snr(clean, noisy)
-    best: dict = {"order": 0, "low": None, "high": None, "gain_db": 0.0}  # identity
-    for order in _ORDERS:
-        for low in _HIGHPASS:
-            for high in _LOWPASS:
-                if low is None and high is None:
-                    continue
-                gain = float(np.mean(_snr(clean, butterworth_baseline(
-                    noisy, rate, order, low, high)) - base))
-                if gain > best["gain_db"]:
-                    best = {"order": order, "low": low, "high": high, "gain_db": gain}
-    return best
+def _log(message: str) -> None:
+    print(f"eval enhancer: {message}", file=sys.stderr, flush=True)
 
 
-def _run_model(model: Any, noisy: np.ndarray, uncertainty: int, batch: int = 8,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """(N, T) -> enhanced (N, T) and, with uncertainty > 0, its MC-dropout std."""
-    outs, stds = [], []
-    for i in range(0, len(noisy), batch):
-        x = torch.from_numpy(np.ascontiguousarray(noisy[i:i + batch, :, None], np.float32))
-        mean, std = model.enhance(x, uncertainty=uncertainty, seed=seed + i)
-        outs.append(mean[..., 0].numpy())
-        if std is not None:
-            stds.append(std[..., 0].numpy())
-    return np.concatenate(outs), (np.concatenate(stds) if stds else None)
+# -- methods --------------------------------------------------------------------------------
+@dataclass
+class Method:
+    """One enhancement method: ``fn`` maps noisy (B, T) at 48 kHz to estimates (B, T)
+    aligned with the clean signal; ``delay`` is what alignment removed (samples at 48 kHz,
+    for the model its latency at its own rate)."""
+
+    key: str
+    label: str
+    short: str
+    causal: bool
+    fn: Callable[[np.ndarray], np.ndarray]
+    delay: int = 0
+    setting: dict = field(default_factory=dict)
+    note: str = ""
+
+    def describe(self) -> dict:
+        out = {"label": self.label, "short": self.short, "causal": self.causal,
+               "delay_samples": int(self.delay), "setting": self.setting}
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
-def _helper_baselines(tune_x: np.ndarray, tune_y: np.ndarray, rate: float) -> dict[str, Any]:
-    """The causal baselines of :mod:`sigstream.models.baselines.enhance` (when present), each
-    tuned on the tuning clips: name -> (callable (N, T) -> (N, T), setting)."""
-    try:
-        from sigstream.models.baselines import enhance as eb
-    except ImportError:
-        return {}
-    base = _snr(tune_y, tune_x)
+def _advanced(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, delay: int) -> np.ndarray:
+    """``fn`` over ``x`` (B, T) padded with ``delay`` zeros, its output advanced by
+    ``delay``: (B, T)."""
+    if delay <= 0:
+        return np.asarray(fn(x), np.float64)
+    pad = np.concatenate([x, np.zeros((x.shape[0], delay), x.dtype)], axis=1)
+    return np.asarray(fn(pad), np.float64)[:, delay:delay + x.shape[1]]
 
-    def score(target: np.ndarray, est: np.ndarray) -> float:
-        return float(np.mean(_snr(target, est) - base))
 
-    found: dict[str, Any] = {}
-    for b in eb.causal_baselines(eb.default_baselines(rate)):
-        if isinstance(b, eb.ButterworthBaseline):  # tune the low-pass, then the drift high-pass
-            b, _ = eb.tune(b, "cutoff_hz", (1500.0, 2500.0, 3500.0, 5000.0, 7000.0),
-                           tune_x, tune_y, rate, score)
-            b, _ = eb.tune(b, "drift_hz", (0.0, 0.5, 20.0, 40.0, 80.0, 150.0),
-                           tune_x, tune_y, rate, score)
-        name = str(getattr(b, "name", type(b).__name__))
-        found[name] = (lambda x, b=b: b(x, rate), _setting(b))
-    return found
+def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    if y.shape[1] >= n:
+        return y[:, :n]
+    return np.concatenate([y, np.zeros((y.shape[0], n - y.shape[1]))], axis=1)
+
+
+def model_method(model: Any, key: str = "model", label: str = "sigstream enhancer") -> Method:
+    """The model as a :class:`Method`: offline ``forward``, output advanced by its
+    latency; resampled to and from its rate when that is not 48 kHz."""
+    import torch
+
+    rate = float(model.sample_rate or RATE)
+    if int(getattr(model, "decimation", 1) or 1) != 1 or int(model.in_channels or 1) != 1 \
+            or int(model.out_channels or 1) != 1:
+        raise InputError(f"{label} is not a one-channel enhancer (decimation "
+                         f"{getattr(model, 'decimation', 1)}, channels {model.in_channels} -> "
+                         f"{model.out_channels})")
+    latency, hop = int(model.latency), max(int(model.hop or 1), 1)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        xin = q.resample(np.asarray(x, np.float64), RATE, rate, axis=-1)
+        n = xin.shape[1]
+        total = -(-(n + latency) // hop) * hop
+        buf = np.zeros((xin.shape[0], total, 1), np.float32)
+        buf[:, :n, 0] = xin
+        with torch.no_grad():
+            y = model.forward(torch.from_numpy(buf))[..., 0].double().numpy()
+        y = y[:, latency:latency + n]
+        return _fit_length(q.resample(y, rate, RATE, axis=-1), x.shape[1])
+
+    note = ""
+    if rate != RATE:
+        note = (f"runs at {rate / 1000:g} kHz: its input is resampled from 48 kHz and its "
+                f"output back to 48 kHz (scipy resample_poly, zero phase)"
+                + (f"; nothing above {rate / 2000:g} kHz survives" if rate < RATE else ""))
+    return Method(key, label, key.removeprefix("model:")[:14], True, fn,
+                  delay=latency, note=note,
+                  setting={"sample_rate": rate, "latency_samples": latency,
+                           "latency_ms": 1000.0 * latency / rate})
+
+
+def _rnnoise_method() -> Method:
+    return Method("rnnoise", "RNNoise", "RNNoise", True,
+                  lambda x: np.stack([q.rnnoise(row, RATE) for row in x]),
+                  delay=q.rnnoise_delay(),
+                  setting={"frame_samples": q.RNNOISE_FRAME, "input_scale": "int16 units"})
+
+
+def _spectral_method() -> Method:
+    return Method("spectral_offline", "offline spectral (non-causal)", "spectral*", False,
+                  lambda x: np.stack([q.spectral_offline(row, RATE) for row in x]),
+                  setting={"frame_s": 0.032, "percentile": 10.0, "smooth_s": 0.125,
+                           "gain": "MMSE-LSA", "floor_db": -20.0})
+
+
+def _group_delay(sos: np.ndarray, rate: float, at_hz: float = 1000.0) -> int:
+    """Group delay of a filter at ``at_hz`` in whole samples (>= 0)."""
+    from scipy import signal
+
+    _, h = signal.sosfreqz(sos, worN=[at_hz - 1.0, at_hz + 1.0], fs=rate)
+    phase = float(np.angle(h[1] / h[0]))
+    return max(int(round(-phase / (2 * np.pi * 2.0) * rate)), 0)
+
+
+def _score(clean: np.ndarray, noisy: np.ndarray, est: np.ndarray) -> float:
+    """Mean SI-SDR improvement over rows."""
+    return float(np.mean([q.si_sdr(c, e) - q.si_sdr(c, n)
+                          for c, n, e in zip(clean, noisy, est, strict=True)]))
+
+
+def tune_baselines(tuning: Sequence[Any] = (), rate: float = RATE) -> list[Method]:
+    """The classical baselines of :mod:`sigstream.models.baselines.enhance` as methods:
+    its causal ones (the Butterworth low-pass with drift removal: cut-off and drift
+    high-pass tuned on a grid, aligned by the group delay at 1 kHz) and the (non-causal)
+    Wiener filter (window tuned); tuned for the best mean SI-SDR improvement on
+    ``tuning`` mixtures, left at their defaults when there are none."""
+    import dataclasses
+
+    from sigstream.models.baselines import enhance as eb
+
+    clean = np.stack([np.asarray(m.clean, np.float64) for m in tuning]) if tuning else None
+    noisy = np.stack([np.asarray(m.noisy, np.float64) for m in tuning]) if tuning else None
+    out: list[Method] = []
+
+    def best(candidates: list[Any], delay: Callable[[Any], int]) -> tuple[Any, float | None]:
+        if clean is None or noisy is None:
+            return candidates[0], None
+        scored = []
+        for cand in candidates:
+            try:
+                est = _advanced(lambda x, c=cand: c(x, rate), noisy, delay(cand))
+            except ConfigError:
+                continue
+            scored.append((_score(clean, noisy, est), cand))
+        s, cand = max(scored, key=lambda t: t[0])
+        return cand, s
+
+    baselines = eb.default_baselines(rate)
+    for b in eb.causal_baselines(baselines):
+        if isinstance(b, eb.ButterworthBaseline):
+            grid = [dataclasses.replace(b, cutoff_hz=c, drift_hz=d)
+                    for c in _BUTTER_CUTOFFS for d in _BUTTER_DRIFTS if c < rate / 2]
+            if clean is None:
+                grid = [dataclasses.replace(b, cutoff_hz=8000.0, drift_hz=50.0)]
+
+            def delay(c: Any) -> int:
+                return _group_delay(c.sos(rate), rate)
+            label, short = "Butterworth low-pass (causal)", "Butterworth"
+        else:
+            grid = [b]
+
+            def delay(c: Any) -> int:
+                return 0
+            label = short = str(getattr(b, "name", type(b).__name__))
+        chosen, s = best(grid, delay)
+        d = delay(chosen)
+        out.append(Method(str(chosen.name), label, short, True,
+                          lambda x, c=chosen: c(x, rate), delay=d,
+                          setting={**_setting(chosen), "tuning_si_sdri_db": s},
+                          note="" if s is not None else "not tuned (no tuning mixtures)"))
+    for b in baselines:
+        if isinstance(b, eb.WienerBaseline):
+            grid = [dataclasses.replace(b, window_s=w) for w in _WIENER_WINDOWS] \
+                if clean is not None else [dataclasses.replace(b, window_s=0.0005)]
+            chosen, s = best(grid, lambda c: 0)
+            out.append(Method("wiener", "scipy Wiener filter (non-causal)", "Wiener*", False,
+                              lambda x, c=chosen: c(x, rate),
+                              setting={**_setting(chosen), "tuning_si_sdri_db": s},
+                              note="" if s is not None else "not tuned (no tuning mixtures)"))
+    return out
 
 
 def _setting(b: Any) -> dict:
     import dataclasses
 
-    if dataclasses.is_dataclass(b):
-        return {k: v for k, v in dataclasses.asdict(b).items() if k != "name"}
-    return {}
+    return {k: v for k, v in dataclasses.asdict(b).items() if k != "name"}
 
 
-def _stats(clean: np.ndarray, noisy: np.ndarray, est: np.ndarray, levels: np.ndarray,
-           snrs: tuple[float, ...], noises: np.ndarray | None = None) -> dict:
-    s_in, s_out = _snr(clean, noisy), _snr(clean, est)
+# -- real-time factors ----------------------------------------------------------------------
+class _Eager:
+    """The model itself as a runner (``init_state`` / ``step`` on numpy chunks)."""
 
-    def row(k: np.ndarray) -> dict:
-        return {"clips": int(k.sum()), "snr_in_db": float(s_in[k].mean()),
-                "snr_out_db": float(s_out[k].mean()),
-                "snr_improvement_db": float((s_out[k] - s_in[k]).mean())}
+    def __init__(self, model: Any) -> None:
+        self.model = model
 
-    out = {"per_snr": {f"{s:g}": row(levels == s) for s in snrs},
-           "snr_in_db": float(s_in.mean()), "snr_out_db": float(s_out.mean()),
-           "snr_improvement_db": float((s_out - s_in).mean())}
-    if noises is not None:
-        out["per_noise"] = {str(n): row(noises == n) for n in sorted(set(noises.tolist()))}
+    def init_state(self, batch: int) -> Any:
+        return self.model.init_state(batch)
+
+    def step(self, x: np.ndarray, state: Any) -> tuple[Any, Any]:
+        import torch
+
+        with torch.no_grad():
+            return self.model.step(torch.from_numpy(x), state)
+
+
+def measure_rtf(model: Any, backend: Callable[..., Any] | None = None, *,
+                seconds: float = 2.0, chunk_ms: float = 10.0, warmup: int = 20,
+                name: str = "enhancer") -> dict:
+    """The model's real-time factor, one thread, stepped on chunks of ``chunk_ms`` at the
+    model's rate (whole hops), state carried, one stream: on ``backend(model, "onnx",
+    name=..., threads=1)`` (e.g. :func:`sigstream.export.backends.on_backend`, which the
+    export layer above this one provides: ``sigstream bench`` passes it) or, without one,
+    on torch itself (eager)."""
+    import torch
+
+    rate = float(model.sample_rate or RATE)
+    hop = max(int(model.hop or 1), 1)
+    chunk = max(hop, -(-int(round(chunk_ms * rate / 1000)) // hop) * hop)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runner = backend(model, "onnx", name=name, threads=1) if backend else _Eager(model)
+        n = max(int(seconds * rate) // chunk, 1)
+        x = (0.05 * np.random.default_rng(0).standard_normal((n + warmup, 1, chunk, 1))
+             ).astype(np.float32)
+        state = runner.init_state(1)
+        for i in range(warmup):
+            _, state = runner.step(x[i], state)
+        times = np.empty(n)
+        clock = time.perf_counter
+        for i in range(n):
+            t0 = clock()
+            _, state = runner.step(x[warmup + i], state)
+            times[i] = clock() - t0
+    finally:
+        torch.set_num_threads(threads)
+    return {"backend": "onnxruntime" if backend else "torch (eager)",
+            **q.rtf_summary(times, chunk, rate)}
+
+
+# -- the evaluation -------------------------------------------------------------------------
+def _metric_fns(available: dict[str, bool]) -> dict[str, Callable[[np.ndarray, np.ndarray],
+                                                                   float]]:
+    fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"si_sdr": q.si_sdr}
+    if available.get("pesq_wb"):
+        fns["pesq_wb"] = lambda c, e: q.pesq_wb(c, e, RATE)
+    if available.get("stoi"):
+        fns["stoi"] = lambda c, e: q.stoi(c, e, RATE)
+    if available.get("estoi"):
+        fns["estoi"] = lambda c, e: q.stoi(c, e, RATE, extended=True)
+    return fns
+
+
+def _example_index(mixtures: Sequence[Any], snr: float = 5.0) -> int:
+    """The mixture for the spectrogram figure: real noise if any, input SNR nearest 5 dB."""
+    def rank(i: int) -> tuple[bool, float, int]:
+        m = mixtures[i]
+        return (str(m.kind) != "real", abs(float(m.snr_db) - snr), i)
+    return min(range(len(mixtures)), key=rank)
+
+
+def _nanmean(values: list[float]) -> float | None:
+    a = np.asarray([v for v in values if v is not None], np.float64)
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else None
+
+
+def _means(records: list[dict], keys: list[str], metrics: list[str]) -> dict:
+    return {"mixtures": len(records), "methods": {
+        k: {m: _nanmean([r["metrics"][k].get(m) for r in records]) for m in metrics}
+        for k in keys}}
+
+
+def _beats(records: list[dict], model: str, other: str = "rnnoise") -> dict:
+    """How often ``model``'s SI-SDR beats ``other``'s: per (SNR, kind) condition (means)
+    and per mixture."""
+    cells: dict[tuple[float, str], list[dict]] = {}
+    for r in records:
+        cells.setdefault((r["snr_db"], r["kind"]), []).append(r)
+    won = sum(1 for rs in cells.values()
+              if np.mean([r["metrics"][model]["si_sdr"] for r in rs])
+              > np.mean([r["metrics"][other]["si_sdr"] for r in rs]))
+    per_mix = sum(1 for r in records
+                  if r["metrics"][model]["si_sdr"] > r["metrics"][other]["si_sdr"])
+    return {"conditions_won": won, "conditions": len(cells),
+            "conditions_percent": 100.0 * won / max(len(cells), 1),
+            "mixtures_won": per_mix, "mixtures": len(records),
+            "mixtures_percent": 100.0 * per_mix / max(len(records), 1)}
+
+
+def evaluate(mixtures: Sequence[Any], models: Sequence[Method], *,
+             tuning: Sequence[Any] = (), rtf: bool = True, rtf_models: Sequence[Any] = (),
+             backend: Callable[..., Any] | None = None, rtf_seconds: float = 2.0,
+             log: Callable[[str], None] = _log) -> tuple[dict, dict]:
+    """Score ``models`` (methods from :func:`model_method`), RNNoise and the baselines on
+    ``mixtures`` (objects with ``clean``, ``noisy`` (48 kHz), ``snr_db``, ``kind``,
+    ``talker``, ``noise_source``). ``rtf_models``: the models behind ``models``, in the
+    same order, for the real-time factors (``backend``: ``on_backend``, by default the
+    export layer's). Returns the JSON-ready result and the spectrogram example (clean,
+    noisy and every method's output for one mixture)."""
+    if not mixtures:
+        raise InputError("no test mixtures: the corpus's test split gave none for these "
+                         "SNRs and kinds")
+    t_start = time.perf_counter()
+    available = q.available_metrics()
+    fns = _metric_fns(available)
+    missing = {m: f"{q.METRIC_PACKAGES[m][1]} needs the {q.METRIC_PACKAGES[m][0]} package: "
+                  f"{q.INSTALL}" for m, ok in available.items() if not ok}
+    metrics = [m for m in METRICS if m not in missing]
+    notes: list[str] = []
+
+    methods = [Method("noisy", "noisy input", "noisy", True, lambda x: x), *models]
+    if q.rnnoise_available():
+        methods.append(_rnnoise_method())
+    else:
+        missing["rnnoise"] = f"RNNoise needs the pyrnnoise package: {q.INSTALL}"
+        notes.append(f"RNNoise not run: the pyrnnoise package is missing ({q.INSTALL})")
+    log(f"tuning the classical baselines on {len(tuning)} validation mixtures")
+    methods += tune_baselines(tuning)
+    methods.append(_spectral_method())
+    notes += [f"{m.label}: {m.note}" for m in methods if m.note]
+    keys = [m.key for m in methods]
+
+    example_at = _example_index(mixtures)
+    example: dict = {}
+    records: list[dict] = []
+    undefined: dict[str, int] = {}
+    log(f"{len(mixtures)} mixtures x {len(methods)} methods; metrics "
+        f"{', '.join(metrics)}")
+    for start in range(0, len(mixtures), _BATCH):
+        batch = mixtures[start:start + _BATCH]
+        lengths = {np.asarray(m.clean).size for m in batch}
+        groups = [[m for m in batch if np.asarray(m.clean).size == n] for n in sorted(lengths)]
+        for group in groups:
+            clean = np.stack([np.asarray(m.clean, np.float64).reshape(-1) for m in group])
+            noisy = np.stack([np.asarray(m.noisy, np.float64).reshape(-1) for m in group])
+            outs = {m.key: np.asarray(m.fn(noisy), np.float64) for m in methods}
+            for i, mix in enumerate(group):
+                per: dict[str, dict[str, float]] = {}
+                for key in keys:
+                    scores = {name: fn(clean[i], outs[key][i]) for name, fn in fns.items()}
+                    for name, v in scores.items():
+                        if not np.isfinite(v):
+                            undefined[name] = undefined.get(name, 0) + 1
+                    per[key] = scores
+                for key in keys:
+                    per[key]["si_sdri"] = per[key]["si_sdr"] - per["noisy"]["si_sdr"]
+                records.append({"snr_db": float(mix.snr_db), "kind": str(mix.kind),
+                                "talker": str(mix.talker),
+                                "noise_source": str(mix.noise_source), "metrics": per})
+                if mix is mixtures[example_at]:
+                    example = {"clean": clean[i], "noisy": noisy[i], "rate": RATE,
+                               "snr_db": float(mix.snr_db), "kind": str(mix.kind),
+                               "talker": str(mix.talker),
+                               "noise_source": str(mix.noise_source),
+                               "outputs": {k: outs[k][i] for k in keys if k != "noisy"},
+                               "labels": {m.key: m.label for m in methods}}
+        done = min(start + _BATCH, len(mixtures))
+        log(f"{done}/{len(mixtures)} mixtures ({time.perf_counter() - t_start:.0f} s)")
+    for name, count in undefined.items():
+        notes.append(f"{name}: undefined for {count} method outputs (left out of the means)")
+
+    snrs = sorted({r["snr_db"] for r in records})
+    kinds = list(dict.fromkeys(r["kind"] for r in records))
+    result: dict = {
+        "data": {"split": "test", "mixtures": len(records), "sample_rate": RATE,
+                 "seconds": float(np.mean([np.asarray(m.clean).size for m in mixtures])
+                                  / RATE),
+                 "snrs": snrs, "kinds": kinds,
+                 "talkers": sorted({r["talker"] for r in records}),
+                 "noise_sources": sorted({r["noise_source"] for r in records}),
+                 "tuning_mixtures": len(tuning)},
+        "methods": {m.key: m.describe() for m in methods},
+        "metrics": metrics,
+        "metric_labels": {m: METRIC_LABELS[m] for m in metrics},
+        "missing": missing,
+        "overall": _means(records, keys, metrics),
+        "per_snr": {f"{s:g}": _means([r for r in records if r["snr_db"] == s], keys, metrics)
+                    for s in snrs},
+        "per_kind": {k: _means([r for r in records if r["kind"] == k], keys, metrics)
+                     for k in kinds},
+    }
+    if "rnnoise" in keys:
+        result["model_vs_rnnoise"] = {m.key: _beats(records, m.key) for m in models}
+    if rtf:
+        log("real-time factors (one thread, 10 ms chunks)")
+        result["rtf"] = _rtfs(models, rtf_models, backend, rtf_seconds, notes)
+    result["notes"] = notes
+    result["per_mixture"] = records
+    result["elapsed_s"] = time.perf_counter() - t_start
+    return _jsonable(result), example
+
+
+def _rtfs(models: Sequence[Method], rtf_models: Sequence[Any],
+          backend: Callable[..., Any] | None, seconds: float, notes: list[str]) -> dict:
+    out: dict = {"chunk_ms": 10.0, "threads": 1}
+    for method, model in zip(models, rtf_models, strict=False):
+        try:
+            out[method.key] = measure_rtf(model, backend, seconds=seconds)
+        except Exception as exc:  # noqa: BLE001 - reported, the scores still stand
+            out[method.key] = {"error": str(exc).splitlines()[0][:200] if str(exc) else
+                               type(exc).__name__}
+            notes.append(f"{method.label}: timing failed: "
+                         f"{out[method.key]['error']}")
+    if q.rnnoise_available():
+        out["rnnoise"] = q.rnnoise_rtf(seconds)
     return out
 
 
-def evaluate(model: Any, *, seed: int = 0, snrs: tuple[float, ...] = (0.0, 5.0, 10.0),
-             uncertainty: int = 0, per_snr: int = 16, seconds: float = 2.0,
-             speech: bool = True) -> dict:
-    """Model and causal baselines on held-out clips at each input SNR in ``snrs``.
-
-    Returns a JSON-ready dict: ``model`` and ``baselines[name]`` each with ``snr_in_db``,
-    ``snr_out_db``, ``snr_improvement_db`` (means over all clips), ``per_snr`` and
-    ``per_noise`` (the same per noise kind);
-    ``best_baseline``, ``margin_db`` (model improvement minus the best baseline's),
-    ``target_margin_db`` (3) and ``meets_target``; with ``uncertainty > 0`` the mean
-    MC-dropout std and the fraction of clean samples inside the ±2σ band.
-    """
-    rate = float(model.sample_rate or 16000.0)
-    noisy, clean, info = heldout_clips(seed, snrs, per_snr, seconds, rate, speech)
-    noisy, clean = noisy[..., 0].astype(np.float64), clean[..., 0].astype(np.float64)
-    levels = np.array([i["snr_db"] for i in info])
-    kinds = np.array([i["noise"] for i in info])
-    tune_x, tune_y, _ = heldout_clips(seed + 500, snrs, max(4, per_snr // 2), seconds, rate,
-                                      speech)
-    bw = tune_butterworth(tune_x[..., 0].astype(np.float64), tune_y[..., 0].astype(np.float64),
-                          rate)
-    enhanced, std = _run_model(model, noisy.astype(np.float32), uncertainty, seed=seed)
-    result: dict = {
-        "data": {"seed": seed, "snrs": list(snrs), "clips_per_snr": per_snr,
-                 "seconds": seconds, "sample_rate": rate,
-                 "sources": sorted({i["source"] for i in info}),
-                 "noises": sorted({i["noise"] for i in info})},
-        "latency_samples": int(model.latency), "lookahead_samples": int(model.latency),
-        "model": _stats(clean, noisy, enhanced.astype(np.float64), levels, snrs, kinds),
-        "baselines": {},
-    }
-    bw_out = (butterworth_baseline(noisy, rate, bw["order"], bw["low"], bw["high"])
-              if bw["order"] else noisy)
-    result["baselines"]["butterworth_bandpass"] = {
-        **_stats(clean, noisy, bw_out, levels, snrs, kinds),
-        "setting": {k: bw[k] for k in ("order", "low", "high")}, "causal": True}
-    helpers = _helper_baselines(tune_x[..., 0].astype(np.float64),
-                                tune_y[..., 0].astype(np.float64), rate)
-    for name, (fn, setting) in helpers.items():
-        out = np.asarray(fn(noisy), np.float64)
-        result["baselines"][name] = {**_stats(clean, noisy, out, levels, snrs, kinds),
-                                     "setting": setting, "causal": True}
-    scored = {k: v["snr_improvement_db"] for k, v in result["baselines"].items()
-              if "snr_improvement_db" in v}
-    best = max(scored, key=scored.get)
-    result["best_baseline"] = best
-    result["margin_db"] = result["model"]["snr_improvement_db"] - scored[best]
-    result["target_margin_db"] = 3.0
-    result["meets_target"] = bool(result["margin_db"] >= 3.0)
-    if std is not None:
-        inside = np.abs(clean - enhanced) <= 2 * std
-        result["uncertainty"] = {"passes": int(uncertainty), "mean_std": float(std.mean()),
-                                 "coverage_2sigma": float(inside.mean())}
-    return result
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
-def write_figures(model: Any, out_dir: str, *, seed: int = 0, uncertainty: int = 0,
-                  snr_db: float = 5.0, speech: bool = True) -> list[str]:
-    """PNG figures of one held-out clip at ``snr_db``: waveforms (low / clean / enhanced,
-    with a ±2σ band when ``uncertainty > 0``), spectrograms of the three, and the
-    training curves when the model carries its training history. Returns the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(out_dir, exist_ok=True)
-    rate = float(model.sample_rate or 16000.0)
-    noisy, clean, info = heldout_clips(seed, (snr_db,), 2, 2.0, rate, speech)
-    k = next((i for i, d in enumerate(info) if d["source"] == "speech"), 0)
-    x, c = noisy[k:k + 1, :, 0], clean[k, :, 0]
-    y, std = _run_model(model, x, uncertainty, seed=seed)
-    y = y[0]
-    t = np.arange(len(c)) / rate
-    paths = []
-
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6))
-    zoom = slice(int(0.8 * rate), int(0.85 * rate))
-    for ax, sl in ((axes[0], slice(None)), (axes[1], zoom)):
-        ax.plot(t[sl], x[0, sl], lw=0.6, color="0.6", label="low quality (input)")
-        ax.plot(t[sl], c[sl], lw=0.9, color="k", label="clean")
-        ax.plot(t[sl], y[sl], lw=0.9, color="C3", label="enhanced (causal)")
-        if std is not None:
-            ax.fill_between(t[sl], y[sl] - 2 * std[0, sl], y[sl] + 2 * std[0, sl],
-                            color="C3", alpha=0.25, lw=0, label="±2σ (MC dropout)")
-        ax.set(xlabel="time (s)", ylabel="amplitude")
-    s_in, s_out = float(_snr(c[None], x)[0]), float(_snr(c[None], y[None])[0])
-    axes[0].set_title(f"{info[k]['source']} in {info[k]['noise']} noise at {snr_db:g} dB: "
-                      f"SNR {s_in:.1f} -> {s_out:.1f} dB")
-    axes[1].set_title("50 ms zoom")
-    axes[0].legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "enhancer_waveforms.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
-    for ax, sig, title in zip(axes, (x[0], c, y), ("low quality", "clean", "enhanced"),
-                              strict=True):
-        f, tt, s = signal.spectrogram(sig, fs=rate, nperseg=256, noverlap=192)
-        ax.pcolormesh(tt, f, 10 * np.log10(s + 1e-12), shading="auto", vmin=-110, vmax=-40)
-        ax.set(title=title, xlabel="time (s)")
-    axes[0].set_ylabel("frequency (Hz)")
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "enhancer_spectrograms.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    history = (getattr(model, "meta", None) or {}).get("history")
-    if history:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ep = [h["epoch"] for h in history]
-        ax.plot(ep, [h["train_snr_db"] for h in history], label="train SNR out")
-        ax.plot(ep, [h["val_snr_db"] for h in history], label="validation SNR out")
-        ax.plot(ep, [h["val_snr_in_db"] for h in history], "--", label="validation SNR in")
-        ax.set(xlabel="epoch", ylabel="dB", title="causal enhancer training")
-        ax.legend()
-        fig.tight_layout()
-        paths.append(os.path.join(out_dir, "enhancer_training.png"))
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
+# -- the table ------------------------------------------------------------------------------
+def _cell(v: Any, metric: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if metric in ("si_sdr", "si_sdri", "pesq_wb") else f"{v:.3f}"
 
 
-# -- sigstream eval enhancer --arch causal ----------------------------------------------------
+def table(res: dict) -> str:
+    """What :func:`evaluate`'s result says, as text: one table per metric (input SNR rows
+    x method columns), SI-SDRi per noise kind, model vs RNNoise, real-time factors,
+    missing metrics and notes."""
+    keys = list(res["methods"])
+    heads = [res["methods"][k].get("short", k) for k in keys]
+    width = max(10, *(len(h) + 1 for h in heads))
+    d = res["data"]
+    lines = [f"sigstream eval enhancer: {d['mixtures']} held-out test mixtures (48 kHz, "
+             f"{d['seconds']:.1f} s; {len(d['talkers'])} talkers, "
+             f"{len(d['noise_sources'])} noise sources), means per input SNR"]
+    for k in keys:
+        s = res["methods"][k]["setting"]
+        if "latency_samples" in s:
+            lines.append(f"{res['methods'][k]['label']}: latency {s['latency_samples']} "
+                         f"samples ({s['latency_ms']:.2f} ms) at {s['sample_rate'] / 1000:g} "
+                         f"kHz")
+    lines.append(f"* not causal (sees the future); RNNoise delay "
+                 f"{res['methods'].get('rnnoise', {}).get('delay_samples', '-')} samples, "
+                 f"removed before scoring like every method's")
+
+    def block(title: str, rows: dict, metric: str, label: str) -> None:
+        lines.append("")
+        lines.append(title)
+        lines.append(f"{label:<9}" + "".join(f"{h:>{width}}" for h in heads))
+        for name, agg in rows.items():
+            lines.append(f"{name:<9}" + "".join(
+                f"{_cell(agg['methods'][k].get(metric), metric):>{width}}" for k in keys))
+
+    for metric in res["metrics"]:
+        rows = {f"{s} dB": v for s, v in res["per_snr"].items()} | {"all": res["overall"]}
+        block(METRIC_LABELS[metric], rows, metric, "SNR in")
+    if "si_sdri" in res["metrics"]:
+        block("SI-SDR improvement by noise kind (dB)", {**res["per_kind"], "all":
+                                                        res["overall"]}, "si_sdri", "noise")
+    lines.append("")
+    for k, b in res.get("model_vs_rnnoise", {}).items():
+        lines.append(f"{res['methods'][k]['label']} beats RNNoise in SI-SDR in "
+                     f"{b['conditions_won']}/{b['conditions']} SNR x noise conditions "
+                     f"({b['conditions_percent']:.0f} %) and {b['mixtures_won']}/"
+                     f"{b['mixtures']} mixtures ({b['mixtures_percent']:.0f} %)")
+    if "rtf" in res:
+        parts = []
+        for k, v in res["rtf"].items():
+            if not isinstance(v, dict):
+                continue
+            name = res["methods"].get(k, {}).get("label", k)
+            if "error" in v:
+                parts.append(f"{name}: failed")
+                continue
+            where = f" ({v['backend']})" if v.get("backend") else ""
+            parts.append(f"{name}{where} {v['rtf']:.3f} (p99 {v['p99_chunk_ms']:.2f} ms per "
+                         f"{1000 * v['chunk_samples'] / v['sample_rate']:.0f} ms chunk)")
+        lines.append("real-time factor, one thread, 10 ms chunks: " + "; ".join(parts))
+    if res["missing"]:
+        lines.append("missing: " + "; ".join(res["missing"].values()))
+    lines += [f"note: {n}" for n in res.get("notes", [])]
+    return "\n".join(lines)
+
+
+# -- sigstream eval enhancer ----------------------------------------------------------------
 @dataclass(frozen=True)
 class CausalEvalConfig:
-    """What ``sigstream eval enhancer --arch causal`` takes besides ``--checkpoint``/
-    ``--json``/``--figures``."""
+    """What ``sigstream eval enhancer`` takes besides ``--checkpoint``/``--json``/
+    ``--figures``/``--threads``."""
 
-    uncertainty: int = field(default=0, metadata={
-        "help": "Monte-Carlo dropout with N passes: mean spread and ±2σ coverage", "low": 0,
-        "metavar": "N"})
-    seed: int = field(default=0, metadata={"help": "held-out data seed"})
+    data: str | None = opt(None, "corpus folder (default: $SIGSTREAM_DATA or "
+                           "~/.cache/sigstream/speech; build it with `sigstream data speech`)",
+                           metavar="DIR")
+    per_condition: int = opt(8, "test mixtures per input SNR x noise kind", low=1,
+                             metavar="N")
+    seconds: float = opt(4.0, "length of each test mixture (s)", above=0, metavar="S")
+    seed: int = opt(0, "seed of the test mixtures drawn from the corpus's test split")
+    snrs: tuple[float, ...] = opt((-5.0, 0.0, 5.0, 10.0, 15.0),
+                                  "input SNRs in dB, comma-separated (write --snrs=-5,0 when "
+                                  "the first is negative)", metavar="DB,...")
+    kinds: tuple[str, ...] = opt(KINDS, "noise kinds, comma-separated (white, pink, brown, "
+                                 "babble, hum, clicks, bursts, real: those of the corpus's "
+                                 "noises module)", metavar="KIND,...")
+    rtf: bool = opt(True, "measure real-time factors (the model in torch and RNNoise, one "
+                    "thread, 10 ms chunks; ONNX Runtime: sigstream bench)")
 
     def validate(self) -> None:
-        from sigstream.models.training.config import check
-
         check(self)
+        if not self.snrs:
+            raise ConfigError("--snrs needs at least one input SNR")
+        if not self.kinds:
+            raise ConfigError("--kinds needs at least one noise kind")
+
+
+def _models(checkpoints: tuple[str, ...]) -> list[tuple[Method, Any]]:
+    """(method, model) for every ``--checkpoint`` (an ``enhancer`` or ``audio-enhancer``
+    checkpoint), or the registry's ``enhancer`` with its shipped weights."""
+    from sigstream.models.checkpoint import read_checkpoint
+    from sigstream.models.registry import build_model, load_checkpoint
+
+    if not checkpoints:
+        model = build_model("enhancer")
+        return [(model_method(model), model)]
+    out = []
+    for path in checkpoints:
+        name = read_checkpoint(path)["model"]
+        if name not in ("enhancer", "audio-enhancer"):
+            raise InputError(f"{path!r} is a {name} checkpoint, not an enhancer")
+        model = load_checkpoint(path)
+        label = "sigstream enhancer"
+        if float(model.sample_rate or RATE) != RATE:
+            label += f" ({float(model.sample_rate) / 1000:g} kHz)"
+        key = "model"
+        if len(checkpoints) > 1:
+            stem = os.path.splitext(os.path.basename(path))[0]
+            key, label = f"model:{stem}", f"{label} ({stem})"
+        out.append((model_method(model, key, label), model))
+    if len({m.key for m, _ in out}) < len(out):
+        raise ConfigError("two --checkpoint files have the same name; rename one")
+    return out
 
 
 def run(cfg: CausalEvalConfig, checkpoints: tuple[str, ...],
         figures: str | None) -> Evaluation:
-    """The checkpoint (or the shipped weights) and the causal baselines on held-out clips;
-    figures into ``figures`` when given."""
-    model = load_model(one_checkpoint(checkpoints, "enhancer"), "enhancer", "causal")
-    res = evaluate(model, seed=cfg.seed, uncertainty=cfg.uncertainty)
-    files = write_figures(model, figures, seed=cfg.seed, uncertainty=cfg.uncertainty) \
-        if figures else []
+    """The model(s), RNNoise and the baselines on the corpus's test mixtures; figures
+    into ``figures`` when given."""
+    from sigstream.models.enhancer.corpus import load_corpus
+    from sigstream.models.enhancer.noises import test_mixtures
+
+    models = _models(checkpoints)
+    corpus = load_corpus(cfg.data)
+    _log(f"drawing {len(cfg.snrs) * len(cfg.kinds) * cfg.per_condition} test mixtures")
+    mixtures = test_mixtures(corpus, snrs=cfg.snrs, kinds=cfg.kinds,
+                             per_condition=cfg.per_condition, seconds=cfg.seconds,
+                             seed=cfg.seed, split="test")
+    tuning = test_mixtures(corpus, snrs=cfg.snrs, kinds=cfg.kinds, per_condition=1,
+                           seconds=cfg.seconds, seed=cfg.seed + 7919, split="val")
+    res, example = evaluate(mixtures, [m for m, _ in models], tuning=tuning, rtf=cfg.rtf,
+                            rtf_models=[model for _, model in models])
+    res["data"].update({"corpus": str(getattr(corpus, "root", cfg.data)),
+                        "per_condition": cfg.per_condition, "seed": cfg.seed})
+    files: list[str] = []
+    if figures:
+        from sigstream.models.enhancer.plots import write_figures
+
+        files = write_figures(res, example, figures)
     return Evaluation(res, table(res), files)
-
-
-def table(res: dict) -> str:
-    """The SNR-improvement table of :func:`evaluate`'s result."""
-    lines = ["causal enhancer, held-out audio-like clips: SNR improvement (dB)",
-             f"{'method':<28}{'SNR in':>8}{'SNR out':>9}{'SNRi':>8}"]
-    rows = [("causal enhancer", res["model"])] + list(res["baselines"].items())
-    for name, v in rows:
-        if "snr_improvement_db" not in v:
-            continue
-        lines.append(f"{name:<28}{v['snr_in_db']:>8.2f}{v['snr_out_db']:>9.2f}"
-                     f"{v['snr_improvement_db']:>8.2f}")
-    if "margin_db" in res:
-        lines.append(f"margin over the best causal baseline ({res.get('best_baseline')}): "
-                     f"{res['margin_db']:+.2f} dB (target >= {res.get('target_margin_db', 3)} "
-                     f"dB: {'met' if res.get('meets_target') else 'NOT met'})")
-    if "uncertainty" in res:
-        u = res["uncertainty"]
-        lines.append(f"MC dropout ({u['passes']} passes): mean std {u['mean_std']:.4f}, "
-                     f"clean within ±2σ {100 * u['coverage_2sigma']:.1f}%")
-    return "\n".join(lines)

@@ -37,7 +37,7 @@ from sigstream.models.training.loop import Callback, Loop, Task, TrainResult, fi
 __all__ = ["ClipData", "CausalTrainConfig", "CausalTask", "train", "snr_loss", "grow_taps",
            "CHECKPOINT"]
 
-CHECKPOINT = "enhancer.pt"
+CHECKPOINT = "audio-enhancer.pt"
 VAL_SEED_OFFSET = 7919  # validation clips: seed + this
 VAL_SNRS = (0.0, 5.0, 10.0)
 
@@ -114,7 +114,7 @@ def _load_init(model: CausalEnhancer, path: str) -> None:
     from sigstream.models.checkpoint import read_checkpoint
 
     payload = read_checkpoint(path)
-    if payload["model"] != "enhancer":
+    if payload["model"] != "audio-enhancer":
         raise InputError(f"{path!r} is a {payload['model']} checkpoint, not a causal enhancer")
     state = grow_taps(dict(payload["state_dict"]), model.taps)
     try:
@@ -169,7 +169,7 @@ class CausalTask(Task):
 
     def save(self, path: str, loop: Loop) -> None:
         m, row = loop.eval_model, loop.epochs[-1]
-        save_checkpoint(path, "enhancer", m.config, m, meta={
+        save_checkpoint(path, "audio-enhancer", m.config, m, meta={
             "train": asdict(self.cfg), "best_epoch": loop.best_epoch,
             "val_snr_in_db": self.val_in, "val_snr_out_db": row["val_snr_db"],
             "history": loop.epochs})

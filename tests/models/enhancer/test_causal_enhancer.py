@@ -148,7 +148,7 @@ def test_export_parity(backend: str) -> None:
 def test_registry_entry() -> None:
     from sigstream.models.registry import MODELS
 
-    entry = MODELS["enhancer"]
+    entry = MODELS["audio-enhancer"]
     m = entry.build(entry.config_type())
     assert isinstance(m, CausalEnhancer) and m.latency == 0
 
@@ -185,7 +185,7 @@ def test_init_with_fewer_taps_grows_the_filter_without_changing_the_output(tmp_p
         small.head.weight.normal_(0, 0.1)
         small.head.bias.normal_(0, 0.1)  # the offset row too: it must stay the offset
     path = tmp_path / "small.pt"
-    save_checkpoint(str(path), "enhancer", small.config, small)
+    save_checkpoint(str(path), "audio-enhancer", small.config, small)
     big = CausalEnhancer(EnhancerConfig(frame=8, window=32, taps=40, hidden=8)).eval()
     _load_init(big, str(path))
     x = torch.randn(2, 300, 1)
@@ -211,7 +211,7 @@ def test_ema_training_saves_the_average_not_the_last_weights(tmp_path) -> None:
     path = hist.checkpoint
     assert hist.best_val < -hist.epochs[0]["val_snr_in_db"]  # the average learns too
     # same seed and data: only the averaging differs, so the saved weights differ
-    a = load_checkpoint(str(tmp_path / "plain" / "enhancer.pt")).state_dict()
+    a = load_checkpoint(str(tmp_path / "plain" / "audio-enhancer.pt")).state_dict()
     b = load_checkpoint(path).state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert [e["train_loss"] for e in plain.epochs] == [e["train_loss"] for e in hist.epochs]

@@ -102,7 +102,7 @@ def test_defaults_pass_their_own_checks() -> None:
 def test_every_family_declares_resolvable_references() -> None:
     families = discover()
     assert {"extractor", "forecaster", "teb", "enhancer"} <= set(families)
-    assert [t.key for t in families["enhancer"]] == ["augmentor", "causal"]
+    assert [t.key for t in families["enhancer"]] == ["speech", "augmentor", "causal"]
     for group in families.values():
         for t in group:
             for ref in (t.config, t.train, t.eval_config, t.evaluate):

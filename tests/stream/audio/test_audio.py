@@ -158,18 +158,19 @@ def jack():
 
 
 def enhancer_stage() -> ModelStage:
-    """The causal enhancer (its shipped weights, or random seeded ones while none ship:
-    streaming and timing do not depend on them) when the registry has it, else a 16 kHz
-    Butterworth; either runs at 16 kHz, so the 48 kHz device goes through the resampler."""
+    """The 16 kHz audio-enhancer (its shipped weights, or random seeded ones while none
+    ship: streaming and timing do not depend on them) when the registry has it, else a
+    16 kHz Butterworth; either runs at 16 kHz, so the 48 kHz device goes through the
+    resampler (the 48 kHz speech enhancer's live test is test_speech_live.py)."""
     from sigstream.core.errors import SigstreamError
     from sigstream.models.registry import MODELS, build_model
 
     torch.manual_seed(0)
-    if "enhancer" in MODELS:
+    if "audio-enhancer" in MODELS:
         try:
-            model = build_model("enhancer")
+            model = build_model("audio-enhancer")
         except SigstreamError:  # no weights shipped yet
-            entry = MODELS["enhancer"]
+            entry = MODELS["audio-enhancer"]
             model = entry.build(entry.config_type()).eval()
     else:
         model = build_model("butterworth:sample_rate=16000,high=3000")
