@@ -258,7 +258,8 @@ def run(args: argparse.Namespace) -> int:
                   latency=np.int64(model.latency))
         print(f"wrote {args.out}", file=sys.stderr)
     elif args.out:
-        _save_figure(args.out, noisy[:, 0], out[:, 0], ref[:, 0], rate, s_in, s_out, args.model)
+        _save_figure(args.out, noisy[:, 0], out[:, 0], ref[:, 0], rate, s_in, s_out, args.model,
+                     lag)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -271,8 +272,10 @@ def _save_npz(path: str, **arrays: np.ndarray) -> None:
 
 
 def _save_figure(path: str, noisy: np.ndarray, out: np.ndarray, clean: np.ndarray,
-                 rate: float, s_in: float, s_out: float, name: str) -> None:
-    """Before/after: waveforms of a stretch of the stream and spectrograms (N,) -> file."""
+                 rate: float, s_in: float, s_out: float, name: str, lag: int = 0) -> None:
+    """Before/after: waveforms of a stretch of the stream and spectrograms (N,) -> file. The
+    output is drawn against the clean signal ``lag`` samples earlier (the delay the SNR
+    was taken at), so a model with latency is compared with what it estimates."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,20 +294,27 @@ def _save_figure(path: str, noisy: np.ndarray, out: np.ndarray, clean: np.ndarra
         mid = len(clean) // 2
         span = slice(max(0, mid - int(rate)), mid + int(rate))
     fig, axes = plt.subplots(2, 2, figsize=(12, 6.5))
-    for ax, sig, title in ((axes[0, 0], noisy, f"before: input, SNR {s_in:.1f} dB"),
-                           (axes[0, 1], out, f"after: {name}, SNR {s_out:.1f} dB")):
+    delayed = np.concatenate([np.zeros(lag), clean])[:len(clean)] if lag else clean
+    for ax, sig, ref, title in (
+            (axes[0, 0], noisy, clean, f"before: input, SNR {s_in:.1f} dB"),
+            (axes[0, 1], out, delayed, f"after: {name}, SNR {s_out:.1f} dB")):
         ax.plot(t[span], sig[span], lw=0.8, color="C0" if sig is noisy else "C3",
                 label="input" if sig is noisy else "output")
-        ax.plot(t[span], clean[span], lw=0.8, color="k", alpha=0.7, label="clean")
-        ax.set(title=title, xlabel="time (s)")
+        label = "clean" if ref is clean else f"clean, {1e3 * lag / rate:.2f} ms earlier"
+        ax.plot(t[span], ref[span], lw=0.8, color="k", alpha=0.7, label=label)
+        ax.set(title=title, xlabel="time (s)", ylabel="amplitude (full scale 1)")
         ax.legend(loc="upper right", fontsize=8)
     nper = 256 if rate >= 8000 else 128
     for ax, sig, title in ((axes[1, 0], noisy, "input spectrogram"),
                            (axes[1, 1], out, "output spectrogram")):
         if len(sig) >= nper:
             f, tt, s = signal.spectrogram(sig, fs=rate, nperseg=nper, noverlap=nper * 3 // 4)
-            ax.pcolormesh(tt, f, 10 * np.log10(s + 1e-12), shading="auto")
-        ax.set(title=title, xlabel="time (s)", ylabel="Hz")
+            db = 10 * np.log10(s + 1e-12)
+            mesh = ax.pcolormesh(tt, f / 1e3 if rate >= 8000 else f, db, shading="auto",
+                                 vmin=float(db.max()) - 90, vmax=float(db.max()))
+            fig.colorbar(mesh, ax=ax, label="power (dB)")
+        ax.set(title=title, xlabel="time (s)", ylabel="frequency (kHz)" if rate >= 8000
+               else "frequency (Hz)")
     fig.tight_layout()
     kind = os.path.splitext(path)[1].lstrip(".").lower()
     try:
