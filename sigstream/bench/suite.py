@@ -163,12 +163,9 @@ def bench_speech(cfg: BenchConfig, log: Callable[[str], None]) -> dict | None:
     seconds = 1.0 if cfg.quick else 5.0
     out: dict = {"chunk_ms": 10.0, "threads": 1, "sample_rate": float(model.sample_rate)}
     for backend in cfg.backends:
-        if backend == "torch":
-            out[backend] = measure_rtf(model, None, seconds=seconds)
-        else:
-            out[backend] = measure_rtf(
-                model, lambda m, _b, name, threads, be=backend: on_backend(
-                    m, be, name=name, threads=threads), seconds=seconds)
+        runner = None if backend == "torch" else on_backend(model, backend, name="enhancer",
+                                                             threads=1)
+        out[backend] = measure_rtf(model, runner, seconds=seconds, label=backend)
         log(f"enhancer {backend:12s} 10 ms chunks  RTF {out[backend]['rtf']:.4f}")
     if quality.rnnoise_available():
         out["rnnoise"] = quality.rnnoise_rtf(seconds)

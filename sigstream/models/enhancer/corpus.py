@@ -749,28 +749,41 @@ def _build(tree: Path, debs: dict, staging: Path, tools: dict, say: Callable[[st
     }
 
 
+def _read(tree: Path, part: _Part, rel: str, seen: dict, skipped: list,
+          excerpt_s: float | None = None, **conditioning: float
+          ) -> tuple[str, np.ndarray, int, int, float] | None:
+    """(origin, conditioned audio, rate in, channels in, excerpt start) of one file, or None
+    (recorded in ``skipped``) for a byte-identical duplicate, an undecodable file or one
+    with nothing left after :func:`condition` (keyword arguments ``conditioning``)."""
+    origin = f"{part.package}:{rel}"
+    path = tree / part.package / rel
+    digest = _sha256(path)
+    if digest in seen:
+        skipped.append({"origin": origin, "reason": f"duplicate of {seen[digest]}"})
+        return None
+    seen[digest] = origin
+    try:
+        x, rate, ch, start = _decode(path, excerpt_s)
+    except (RuntimeError, OSError) as exc:
+        skipped.append({"origin": origin, "reason": f"undecodable: {exc}"})
+        return None
+    y = condition(x, rate, **conditioning)
+    if y is None:
+        skipped.append({"origin": origin, "reason": "silent or too short"})
+        return None
+    return origin, y, rate, ch, start
+
+
 def _speech_part(tree: Path, part: _Part, files: list[str], writer: _Writer, seen: dict,
                  skipped: list) -> None:
     groups: dict[str, list[tuple[str, np.ndarray, dict]]] = {}
     for rel in files:
-        origin = f"{part.package}:{rel}"
-        path = tree / part.package / rel
-        digest = _sha256(path)
-        if digest in seen:
-            skipped.append({"origin": origin, "reason": f"duplicate of {seen[digest]}"})
+        got = _read(tree, part, rel, seen, skipped, trim_db=SPEECH_TRIM_DB,
+                    peak_dbfs=SPEECH_PEAK_DBFS, min_s=MIN_SPEECH_S,
+                    highpass_hz=SPEECH_HIGHPASS_HZ)
+        if got is None:
             continue
-        seen[digest] = origin
-        try:
-            x, rate, ch, _ = _decode(path)
-        except (RuntimeError, OSError) as exc:
-            skipped.append({"origin": origin, "reason": f"undecodable: {exc}"})
-            continue
-        y = condition(x, rate, trim_db=SPEECH_TRIM_DB, peak_dbfs=SPEECH_PEAK_DBFS,
-                      highpass_hz=SPEECH_HIGHPASS_HZ,
-                      min_s=MIN_SPEECH_S)
-        if y is None:
-            skipped.append({"origin": origin, "reason": "silent or too short"})
-            continue
+        origin, y, rate, ch, _ = got
         group = _speech_group(part, rel)
         name = "_".join(rel[len(part.root) + 1:].rsplit(".", 1)[0].split("/")[1:])
         groups.setdefault(group, []).append(
@@ -792,23 +805,12 @@ def _noise_part(tree: Path, part: _Part, files: list[str], writer: _Writer, seen
                 skipped: list) -> None:
     val_fams = _lincity_val_families(files) if part.source == "lincity:sfx" else frozenset()
     for rel in files:
-        origin = f"{part.package}:{rel}"
-        path = tree / part.package / rel
-        digest = _sha256(path)
-        if digest in seen:
-            skipped.append({"origin": origin, "reason": f"duplicate of {seen[digest]}"})
+        got = _read(tree, part, rel, seen, skipped,
+                    MUSIC_EXCERPT_S if part.family == "music" else None,
+                    trim_db=NOISE_TRIM_DB, peak_dbfs=NOISE_PEAK_DBFS, min_s=MIN_NOISE_S)
+        if got is None:
             continue
-        seen[digest] = origin
-        try:
-            x, rate, ch, start = _decode(path, MUSIC_EXCERPT_S if part.family == "music" else None)
-        except (RuntimeError, OSError) as exc:
-            skipped.append({"origin": origin, "reason": f"undecodable: {exc}"})
-            continue
-        y = condition(x, rate, trim_db=NOISE_TRIM_DB, peak_dbfs=NOISE_PEAK_DBFS,
-                      min_s=MIN_NOISE_S)
-        if y is None:
-            skipped.append({"origin": origin, "reason": "silent or too short"})
-            continue
+        origin, y, rate, ch, start = got
         name = rel[len(part.root) + 1:].rsplit(".", 1)[0].replace("/", "_")
         extra = {"name": name, "origin": origin, "rate_in": rate, "channels_in": ch}
         if part.family == "music":

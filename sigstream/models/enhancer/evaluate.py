@@ -261,23 +261,23 @@ class _Eager:
             return self.model.step(torch.from_numpy(x), state)
 
 
-def measure_rtf(model: Any, backend: Callable[..., Any] | None = None, *,
-                seconds: float = 2.0, chunk_ms: float = 10.0, warmup: int = 20,
-                name: str = "enhancer") -> dict:
-    """The model's real-time factor, one thread, stepped on chunks of ``chunk_ms`` at the
-    model's rate (whole hops), state carried, one stream: on ``backend(model, "onnx",
-    name=..., threads=1)`` (e.g. :func:`sigstream.export.backends.on_backend`, which the
-    export layer above this one provides: ``sigstream bench`` passes it) or, without one,
-    on torch itself (eager)."""
+def measure_rtf(model: Any, runner: Any = None, *, seconds: float = 2.0,
+                chunk_ms: float = 10.0, warmup: int = 20,
+                label: str = "torch (eager)") -> dict:
+    """The real-time factor of stepping ``model`` on chunks of ``chunk_ms`` at its rate
+    (whole hops), state carried, one stream, one thread: through ``runner`` (anything with
+    ``init_state`` / ``step`` on numpy chunks, e.g. an ONNX Runtime runner from the export
+    layer above this one, which ``sigstream bench`` passes; ``label`` names it) or, without
+    one, the model itself in torch."""
     import torch
 
     rate = float(model.sample_rate or RATE)
     hop = max(int(model.hop or 1), 1)
     chunk = max(hop, -(-int(round(chunk_ms * rate / 1000)) // hop) * hop)
+    runner = runner if runner is not None else _Eager(model)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        runner = backend(model, "onnx", name=name, threads=1) if backend else _Eager(model)
         n = max(int(seconds * rate) // chunk, 1)
         x = (0.05 * np.random.default_rng(0).standard_normal((n + warmup, 1, chunk, 1))
              ).astype(np.float32)
@@ -292,8 +292,7 @@ def measure_rtf(model: Any, backend: Callable[..., Any] | None = None, *,
             times[i] = clock() - t0
     finally:
         torch.set_num_threads(threads)
-    return {"backend": "onnxruntime" if backend else "torch (eager)",
-            **q.rtf_summary(times, chunk, rate)}
+    return {"backend": label, **q.rtf_summary(times, chunk, rate)}
 
 
 # -- the evaluation -------------------------------------------------------------------------
@@ -348,13 +347,13 @@ def _beats(records: list[dict], model: str, other: str = "rnnoise") -> dict:
 
 def evaluate(mixtures: Sequence[Any], models: Sequence[Method], *,
              tuning: Sequence[Any] = (), rtf: bool = True, rtf_models: Sequence[Any] = (),
-             backend: Callable[..., Any] | None = None, rtf_seconds: float = 2.0,
+             rtf_seconds: float = 2.0,
              log: Callable[[str], None] = _log) -> tuple[dict, dict]:
     """Score ``models`` (methods from :func:`model_method`), RNNoise and the baselines on
     ``mixtures`` (objects with ``clean``, ``noisy`` (48 kHz), ``snr_db``, ``kind``,
     ``talker``, ``noise_source``). ``rtf_models``: the models behind ``models``, in the
-    same order, for the real-time factors (``backend``: ``on_backend``, by default the
-    export layer's). Returns the JSON-ready result and the spectrogram example (clean,
+    same order, for the real-time factors (in torch; ``sigstream bench`` times them on
+    ONNX Runtime). Returns the JSON-ready result and the spectrogram example (clean,
     noisy and every method's output for one mixture)."""
     if not mixtures:
         raise InputError("no test mixtures: the corpus's test split gave none for these "
@@ -442,19 +441,19 @@ def evaluate(mixtures: Sequence[Any], models: Sequence[Method], *,
         result["model_vs_rnnoise"] = {m.key: _beats(records, m.key) for m in models}
     if rtf:
         log("real-time factors (one thread, 10 ms chunks)")
-        result["rtf"] = _rtfs(models, rtf_models, backend, rtf_seconds, notes)
+        result["rtf"] = _rtfs(models, rtf_models, rtf_seconds, notes)
     result["notes"] = notes
     result["per_mixture"] = records
     result["elapsed_s"] = time.perf_counter() - t_start
     return _jsonable(result), example
 
 
-def _rtfs(models: Sequence[Method], rtf_models: Sequence[Any],
-          backend: Callable[..., Any] | None, seconds: float, notes: list[str]) -> dict:
+def _rtfs(models: Sequence[Method], rtf_models: Sequence[Any], seconds: float,
+          notes: list[str]) -> dict:
     out: dict = {"chunk_ms": 10.0, "threads": 1}
     for method, model in zip(models, rtf_models, strict=False):
         try:
-            out[method.key] = measure_rtf(model, backend, seconds=seconds)
+            out[method.key] = measure_rtf(model, seconds=seconds)
         except Exception as exc:  # noqa: BLE001 - reported, the scores still stand
             out[method.key] = {"error": str(exc).splitlines()[0][:200] if str(exc) else
                                type(exc).__name__}

@@ -182,8 +182,10 @@ def test_measure_rtf(tiny_checkpoint, onnx: bool) -> None:
     from sigstream.export.backends import on_backend
     from sigstream.models.registry import load_checkpoint
 
-    r = ev.measure_rtf(load_checkpoint(tiny_checkpoint), on_backend if onnx else None,
-                       seconds=0.2)
+    model = load_checkpoint(tiny_checkpoint)
+    r = (ev.measure_rtf(model, on_backend(model, "onnx", name="tiny", threads=1),
+                        seconds=0.2, label="onnxruntime") if onnx
+         else ev.measure_rtf(model, seconds=0.2))
     assert r["backend"] == ("onnxruntime" if onnx else "torch (eager)")
     assert r["chunk_samples"] == 480
     assert r["chunks"] == 20 and r["threads"] == 1 and 0 < r["rtf"] < 1
