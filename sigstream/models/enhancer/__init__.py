@@ -69,7 +69,7 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562: ENTRIES imports torch on 
                 "enhancer", "live speech enhancer, 48 kHz, 9.98 ms latency: band gains and "
                 "deep filtering on a low-delay STFT (real speech and noise)", SpeechConfig,
                 SpeechEnhancer, weights="enhancer.pt",
-                train="sigstream train enhancer"),
+                train="sigstream train enhancer", stream_options=("atten_lim",)),
             ModelEntry(
                 "audio-enhancer", "causal enhancer, zero lookahead: frame-rate GRU steering "
                 "a per-sample FIR (16 kHz audio-like signals)", EnhancerConfig, CausalEnhancer,

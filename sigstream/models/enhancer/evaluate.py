@@ -564,6 +564,9 @@ class CausalEvalConfig:
                                  "noises module)", metavar="KIND,...")
     rtf: bool = opt(True, "measure real-time factors (the model in torch and RNNoise, one "
                     "thread, 10 ms chunks; ONNX Runtime: sigstream bench)")
+    atten_lims: tuple[float, ...] = opt((), "also score each enhancer with these attenuation "
+                                        "limits (dB, comma-separated; the atten_lim stream "
+                                        "option)", metavar="DB,...")
 
     def validate(self) -> None:
         check(self)
@@ -571,6 +574,9 @@ class CausalEvalConfig:
             raise ConfigError("--snrs needs at least one input SNR")
         if not self.kinds:
             raise ConfigError("--kinds needs at least one noise kind")
+        bad = [d for d in self.atten_lims if not 0 < d < 200]
+        if bad:
+            raise ConfigError(f"--atten-lims takes dB values in (0, 200), got {bad[0]:g}")
 
 
 def _models(checkpoints: tuple[str, ...]) -> list[tuple[Method, Any]]:
@@ -601,6 +607,26 @@ def _models(checkpoints: tuple[str, ...]) -> list[tuple[Method, Any]]:
     return out
 
 
+def _limited(models: list[tuple[Method, Any]],
+             lims: tuple[float, ...]) -> list[tuple[Method, Any]]:
+    """``models`` and, for every 48 kHz speech enhancer among them, a copy per attenuation
+    limit in ``lims`` (same weights, ``atten_lim`` set)."""
+    import dataclasses
+
+    from sigstream.models.enhancer.speech import SpeechEnhancer
+
+    out = list(models)
+    for method, model in models:
+        if not isinstance(model, SpeechEnhancer):
+            continue
+        for db in lims:
+            lim = SpeechEnhancer(dataclasses.replace(model.config, atten_lim=float(db))).eval()
+            lim.load_state_dict(model.state_dict())
+            out.append((model_method(lim, f"{method.key}@{db:g}dB",
+                                     f"{method.label}, atten. limit {db:g} dB"), lim))
+    return out
+
+
 def run(cfg: CausalEvalConfig, checkpoints: tuple[str, ...],
         figures: str | None) -> Evaluation:
     """The model(s), RNNoise and the baselines on the corpus's test mixtures; figures
@@ -608,7 +634,7 @@ def run(cfg: CausalEvalConfig, checkpoints: tuple[str, ...],
     from sigstream.models.enhancer.corpus import load_corpus
     from sigstream.models.enhancer.noises import test_mixtures
 
-    models = _models(checkpoints)
+    models = _limited(_models(checkpoints), cfg.atten_lims)
     corpus = load_corpus(cfg.data)
     _log(f"drawing {len(cfg.snrs) * len(cfg.kinds) * cfg.per_condition} test mixtures")
     mixtures = test_mixtures(corpus, snrs=cfg.snrs, kinds=cfg.kinds,

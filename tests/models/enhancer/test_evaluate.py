@@ -198,6 +198,8 @@ def test_config_validation() -> None:
         ev.CausalEvalConfig(per_condition=0).validate()
     with pytest.raises(ConfigError, match="--snrs needs"):
         ev.CausalEvalConfig(snrs=()).validate()
+    with pytest.raises(ConfigError, match="--atten-lims takes dB values"):
+        ev.CausalEvalConfig(atten_lims=(12.0, 0.0)).validate()
 
 
 # -- end to end, through the command line ---------------------------------------------------
@@ -243,3 +245,20 @@ def test_cli_no_rtf(fake_corpus, tiny_checkpoint, tmp_path) -> None:
     res = json.loads(js.read_text())
     assert "rtf" not in res and res["data"]["kinds"] == ["pink"]
     assert fake_corpus["load_corpus"] == [None]
+
+
+def test_cli_atten_lims_score_the_same_weights_with_each_limit(fake_corpus, tiny_checkpoint,
+                                                               tmp_path) -> None:
+    from sigstream.cli.main import main
+
+    js = tmp_path / "r.json"
+    assert main(["eval", "enhancer", "--checkpoint", tiny_checkpoint, "--per-condition", "1",
+                 "--seconds", "0.75", "--snrs", "5", "--kinds", "white", "--no-rtf",
+                 "--atten-lims", "6,20", "--json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    assert {"model", "model@6dB", "model@20dB"} <= set(res["methods"])
+    assert res["methods"]["model@6dB"]["label"].endswith("atten. limit 6 dB")
+    sdr = {k: res["overall"]["methods"][k]["si_sdr"] for k in ("noisy", "model", "model@6dB")}
+    # an untrained model near the identity: a 6 dB limit moves it toward the input
+    assert abs(sdr["model@6dB"] - sdr["noisy"]) <= abs(sdr["model"] - sdr["noisy"]) + 1e-6
+    assert set(res["model_vs_rnnoise"]) >= {"model", "model@6dB", "model@20dB"}

@@ -143,9 +143,40 @@ def test_exported_step_matches_eager(backend: str) -> None:
 
 @pytest.mark.parametrize(("field", "value"), [("hop", 0), ("window", 90), ("window", 97),
                                               ("df_bins", 10_000), ("bands", 500),
-                                              ("sample_rate", 0.0)])
+                                              ("sample_rate", 0.0), ("atten_lim", -3.0),
+                                              ("atten_lim", float("nan")),
+                                              ("atten_lim", "12")])
 def test_bad_config_is_refused(field: str, value: object) -> None:
     import dataclasses
 
     with pytest.raises(ConfigError):
         SpeechEnhancer(dataclasses.replace(SMALL, **{field: value}))
+
+
+@pytest.mark.parametrize("db", [6.0, 20.0])
+def test_attenuation_limit_keeps_the_delayed_input_at_that_level(db: float) -> None:
+    import dataclasses
+
+    m = _perturbed()
+    lim = SpeechEnhancer(dataclasses.replace(SMALL, atten_lim=db)).eval()
+    lim.load_state_dict(m.state_dict())
+    x = torch.randn(2, 1000, 1)
+    with torch.no_grad():
+        y, y_lim = m(x), lim(x)
+    d = m.latency
+    delayed = torch.cat([torch.zeros(2, d, 1), x[:, :-d]], 1)
+    g = 10 ** (-db / 20)
+    torch.testing.assert_close(y_lim, (1 - g) * y + g * delayed, atol=1e-5, rtol=0)
+    with torch.no_grad():  # and it streams like offline
+        state, outs = lim.init_state(2), []
+        for pos in range(0, 1000, 333):
+            out, state = lim.step(x[:, pos:pos + 333], state)
+            outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, 1), y_lim, atol=1e-5, rtol=0)
+
+
+def test_attenuation_limit_is_a_stream_option_of_the_shipped_weights() -> None:
+    from sigstream.models.registry import build_model
+
+    m = build_model("enhancer:atten_lim=18")
+    assert m.config.atten_lim == 18.0 and m.lim == pytest.approx(10 ** (-0.9))
