@@ -227,7 +227,7 @@ def noise(kind: str, rng: np.random.Generator, n: int, rate: float) -> np.ndarra
         y += 0.1 * rng.standard_normal(n)  # hum never comes alone
     elif kind == "mixture":
         kinds = rng.choice(NOISES[:4], size=int(rng.integers(2, 4)), replace=False)
-        y = sum(rng.uniform(0.3, 1.0) * noise(str(k), rng, n, rate) for k in kinds)
+        y = np.asarray(sum(rng.uniform(0.3, 1.0) * noise(str(k), rng, n, rate) for k in kinds))
     else:
         raise ValueError(f"unknown noise {kind!r}; choose one of {NOISES}")
     return y / (np.sqrt(np.mean(y**2)) + 1e-12)

@@ -9,6 +9,13 @@ noise recordings never used in training): ``per_condition`` mixtures of ``second
 every input SNR x noise kind. A few mixtures of the ``val`` split (another seed) tune the
 classical baselines, never the test ones.
 
+Your own data (``--clean DIR --noise DIR``, :mod:`.user_data`): the same mixing code on
+the held-out test split of your folders (the split ``sigstream train enhancer --clean DIR
+--noise DIR`` left out, recomputed deterministically from the file names), noise kind
+``real`` (your noise) only; the validation split's files tune the baselines. Every
+method and metric below runs on them in the same way; ``--checkpoint shipped`` names the
+shipped weights, so a fine-tune and the weights it started from are scored side by side.
+
 Methods, all on the same mixtures in the same run, each aligned with the clean signal
 by its own delay before scoring (a method is not charged for the latency it declares;
 the latency is reported instead):
@@ -190,13 +197,16 @@ def tune_baselines(tuning: Sequence[Any] = (), rate: float = RATE) -> list[Metho
     noisy = np.stack([np.asarray(m.noisy, np.float64) for m in tuning]) if tuning else None
     out: list[Method] = []
 
+    def bound(c: Any) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda x: c(x, rate)
+
     def best(candidates: list[Any], delay: Callable[[Any], int]) -> tuple[Any, float | None]:
         if clean is None or noisy is None:
             return candidates[0], None
         scored = []
         for cand in candidates:
             try:
-                est = _advanced(lambda x, c=cand: c(x, rate), noisy, delay(cand))
+                est = _advanced(bound(cand), noisy, delay(cand))
             except ConfigError:
                 continue
             scored.append((_score(clean, noisy, est), cand))
@@ -205,6 +215,7 @@ def tune_baselines(tuning: Sequence[Any] = (), rate: float = RATE) -> list[Metho
 
     baselines = eb.default_baselines(rate)
     for b in eb.causal_baselines(baselines):
+        grid: list[Any]
         if isinstance(b, eb.ButterworthBaseline):
             grid = [dataclasses.replace(b, cutoff_hz=c, drift_hz=d)
                     for c in _BUTTER_CUTOFFS for d in _BUTTER_DRIFTS if c < rate / 2]
@@ -222,8 +233,7 @@ def tune_baselines(tuning: Sequence[Any] = (), rate: float = RATE) -> list[Metho
             label = short = str(getattr(b, "name", type(b).__name__))
         chosen, s = best(grid, delay)
         d = delay(chosen)
-        out.append(Method(str(chosen.name), label, short, True,
-                          lambda x, c=chosen: c(x, rate), delay=d,
+        out.append(Method(str(chosen.name), label, short, True, bound(chosen), delay=d,
                           setting={**_setting(chosen), "tuning_si_sdri_db": s},
                           note="" if s is not None else "not tuned (no tuning mixtures)"))
     for b in baselines:
@@ -232,7 +242,7 @@ def tune_baselines(tuning: Sequence[Any] = (), rate: float = RATE) -> list[Metho
                 if clean is not None else [dataclasses.replace(b, window_s=0.0005)]
             chosen, s = best(grid, lambda c: 0)
             out.append(Method("wiener", "scipy Wiener filter (non-causal)", "Wiener*", False,
-                              lambda x, c=chosen: c(x, rate),
+                              bound(chosen),
                               setting={**_setting(chosen), "tuning_si_sdri_db": s},
                               note="" if s is not None else "not tuned (no tuning mixtures)"))
     return out
@@ -494,6 +504,16 @@ def table(res: dict) -> str:
     lines = [f"sigstream eval enhancer: {d['mixtures']} held-out test mixtures (48 kHz, "
              f"{d['seconds']:.1f} s; {len(d['talkers'])} talkers, "
              f"{len(d['noise_sources'])} noise sources), means per input SNR"]
+    if d.get("user"):
+        u = d["user"]
+        lines[0] = (f"sigstream eval enhancer: {d['mixtures']} mixtures of your held-out test "
+                    f"files (48 kHz, {d['seconds']:.1f} s; {len(u['test_files']['clean'])} "
+                    f"clean, {len(u['test_files']['noise'])} noise), means per input SNR")
+        lines.append(f"data: --clean {u['clean']} and --noise {u['noise']}: WAVs downmixed "
+                     f"({u['downmix']}), resampled with {u['resampler']}, DC removed; split "
+                     f"clean {u['split']['speech'].split(':')[0]}, noise "
+                     f"{u['split']['noise'].split(':')[0]}; baselines tuned on the "
+                     f"validation files")
     for k in keys:
         s = res["methods"][k]["setting"]
         if "latency_samples" in s:
@@ -567,9 +587,26 @@ class CausalEvalConfig:
     atten_lims: tuple[float, ...] = opt((), "also score each enhancer with these attenuation "
                                         "limits (dB, comma-separated; the atten_lim stream "
                                         "option)", metavar="DB,...")
+    clean: str | None = opt(None, "evaluate on your own data: the folder of clean speech WAVs "
+                            "given to `sigstream train enhancer --clean`; its held-out test "
+                            "files (the same deterministic split) are mixed with the test "
+                            "files of --noise (noise kind 'real'), its validation files "
+                            "tune the baselines. `--checkpoint shipped --checkpoint "
+                            "RUN/enhancer.pt` scores the shipped weights and your fine-tune "
+                            "side by side", metavar="DIR")
+    noise: str | None = opt(None, "with --clean: the folder of noise WAVs", metavar="DIR")
 
     def validate(self) -> None:
+        from sigstream.models.enhancer.user_data import check_pair
+
         check(self)
+        check_pair(self.clean, self.noise)
+        if self.clean and self.data:
+            raise ConfigError("--data (the corpus) and --clean/--noise are two data sources: "
+                              "give one")
+        if self.clean and self.kinds not in (KINDS, ("real",)):
+            raise ConfigError("--kinds does not apply with --clean/--noise: the noise is your "
+                              "--noise folder's (kind 'real')")
         if not self.snrs:
             raise ConfigError("--snrs needs at least one input SNR")
         if not self.kinds:
@@ -581,7 +618,8 @@ class CausalEvalConfig:
 
 def _models(checkpoints: tuple[str, ...]) -> list[tuple[Method, Any]]:
     """(method, model) for every ``--checkpoint`` (an ``enhancer`` or ``audio-enhancer``
-    checkpoint), or the registry's ``enhancer`` with its shipped weights."""
+    checkpoint, or ``shipped``: the shipped weights), or the registry's ``enhancer`` with
+    its shipped weights."""
     from sigstream.models.checkpoint import read_checkpoint
     from sigstream.models.registry import build_model, load_checkpoint
 
@@ -590,13 +628,19 @@ def _models(checkpoints: tuple[str, ...]) -> list[tuple[Method, Any]]:
         return [(model_method(model), model)]
     out = []
     for path in checkpoints:
+        if path == "shipped":  # the shipped weights beside checkpoints, e.g. a fine-tune
+            model = build_model("enhancer")
+            key = "model:shipped" if len(checkpoints) > 1 else "model"
+            out.append((model_method(model, key, "sigstream enhancer (shipped)"), model))
+            continue
         name = read_checkpoint(path)["model"]
         if name not in ("enhancer", "audio-enhancer"):
             raise InputError(f"{path!r} is a {name} checkpoint, not an enhancer")
         model = load_checkpoint(path)
         label = "sigstream enhancer"
-        if float(model.sample_rate or RATE) != RATE:
-            label += f" ({float(model.sample_rate) / 1000:g} kHz)"
+        model_rate = float(model.sample_rate or RATE)
+        if model_rate != RATE:
+            label += f" ({model_rate / 1000:g} kHz)"
         key = "model"
         if len(checkpoints) > 1:
             stem = os.path.splitext(os.path.basename(path))[0]
@@ -634,18 +678,36 @@ def run(cfg: CausalEvalConfig, checkpoints: tuple[str, ...],
     from sigstream.models.enhancer.corpus import load_corpus
     from sigstream.models.enhancer.noises import test_mixtures
 
+    kinds: tuple[str, ...] = cfg.kinds
+    corpus: Any
+    if cfg.clean and cfg.noise:  # your folders: checked before any model is loaded
+        from sigstream.models.enhancer.user_data import describe, load_user_data
+
+        corpus = load_user_data(cfg.clean, cfg.noise, {"test": cfg.seconds, "val": cfg.seconds})
+        _log(describe(corpus))
+        kinds = ("real",)
     models = _limited(_models(checkpoints), cfg.atten_lims)
-    corpus = load_corpus(cfg.data)
-    _log(f"drawing {len(cfg.snrs) * len(cfg.kinds) * cfg.per_condition} test mixtures")
-    mixtures = test_mixtures(corpus, snrs=cfg.snrs, kinds=cfg.kinds,
+    if not (cfg.clean and cfg.noise):
+        corpus = load_corpus(cfg.data)
+    _log(f"drawing {len(cfg.snrs) * len(kinds) * cfg.per_condition} test mixtures")
+    mixtures = test_mixtures(corpus, snrs=cfg.snrs, kinds=kinds,
                              per_condition=cfg.per_condition, seconds=cfg.seconds,
                              seed=cfg.seed, split="test")
-    tuning = test_mixtures(corpus, snrs=cfg.snrs, kinds=cfg.kinds, per_condition=1,
+    tuning = test_mixtures(corpus, snrs=cfg.snrs, kinds=kinds, per_condition=1,
                            seconds=cfg.seconds, seed=cfg.seed + 7919, split="val")
     res, example = evaluate(mixtures, [m for m, _ in models], tuning=tuning, rtf=cfg.rtf,
                             rtf_models=[model for _, model in models])
     res["data"].update({"corpus": str(getattr(corpus, "root", cfg.data)),
                         "per_condition": cfg.per_condition, "seed": cfg.seed})
+    if cfg.clean and cfg.noise:
+        man = corpus.manifest
+        res["data"]["user"] = {
+            "clean": cfg.clean, "noise": cfg.noise, "resampler": man["resampler"],
+            "downmix": man["downmix"], "dc": man["dc"], "split": man["split"],
+            "test_files": {"clean": man["files"]["speech"]["test"],
+                           "noise": man["files"]["noise"]["test"]},
+            "tuning_files": {"clean": man["files"]["speech"]["val"],
+                             "noise": man["files"]["noise"]["val"]}}
     files: list[str] = []
     if figures:
         from sigstream.models.enhancer.plots import write_figures

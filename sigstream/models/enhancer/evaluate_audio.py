@@ -118,7 +118,7 @@ def _helper_baselines(tune_x: np.ndarray, tune_y: np.ndarray, rate: float) -> di
 def _setting(b: Any) -> dict:
     import dataclasses
 
-    if dataclasses.is_dataclass(b):
+    if dataclasses.is_dataclass(b) and not isinstance(b, type):
         return {k: v for k, v in dataclasses.asdict(b).items() if k != "name"}
     return {}
 
@@ -184,7 +184,7 @@ def evaluate(model: Any, *, seed: int = 0, snrs: tuple[float, ...] = (0.0, 5.0, 
                                      "setting": setting, "causal": True}
     scored = {k: v["snr_improvement_db"] for k, v in result["baselines"].items()
               if "snr_improvement_db" in v}
-    best = max(scored, key=scored.get)
+    best = max(scored, key=lambda k: scored[k])
     result["best_baseline"] = best
     result["margin_db"] = result["model"]["snr_improvement_db"] - scored[best]
     result["target_margin_db"] = 3.0
