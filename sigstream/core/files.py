@@ -48,3 +48,22 @@ def write_atomic(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], ob
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_data_folder(out: str | os.PathLike, ours: set[str] | frozenset[str], what: str) -> None:
+    """Refuse ``out`` as the output folder of a data recipe unless it is new, empty, or
+    already holds such a data set (a ``manifest.json``): ConfigError if it is a file, or a
+    folder holding anything but ``ours`` (the recipe's own names) that has no manifest."""
+    from pathlib import Path
+
+    from sigstream.core.errors import ConfigError
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file, not a folder")
+    if path.is_dir() and not (path / "manifest.json").exists():
+        other = sorted(p.name for p in path.iterdir()
+                       if p.name not in ours and not p.name.startswith(".manifest.json."))
+        if other:
+            raise ConfigError(f"--out {path} is not empty and holds no {what} "
+                              f"({other[0]!r}, ...): choose an empty or new folder")

@@ -31,9 +31,9 @@ def dropout_layers(module: nn.Module) -> list[nn.Module]:
     """The sub-modules of ``module`` whose training mode turns dropout on (p > 0)."""
     found = []
     for m in module.modules():
-        if isinstance(m, _DROPOUT_TYPES) and m.p > 0:
+        if isinstance(m, _DROPOUT_TYPES) and getattr(m, "p", 0.0) > 0:
             found.append(m)
-        elif isinstance(m, nn.RNNBase) and m.dropout > 0 and m.num_layers > 1:
+        elif isinstance(m, nn.RNNBase) and float(m.dropout) > 0 and int(m.num_layers) > 1:
             found.append(m)
     return found
 

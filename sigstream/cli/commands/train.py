@@ -34,6 +34,8 @@ from sigstream.cli.args import (
 from sigstream.core.errors import ConfigError, InputError
 
 _EVERY = ("both", "all")  # --arch value that evaluates every family of a command
+# MODEL names that stand for `COMMAND --arch ARCH` (train and eval)
+_ALIASES = {"augmentor": ("enhancer", "augmentor")}
 
 
 class LazyParser(argparse.ArgumentParser):
@@ -101,6 +103,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         evaluate.add_parser(command, help=summary, epilog=_examples(group, "eval"),
                             formatter_class=fmt,
                             populate=lambda p, g=group: _populate(p, g, "eval"))
+    for alias, (command, arch) in _ALIASES.items():
+        one = [t for t in families.get(command, []) if t.key == arch]
+        if not one or alias in families:
+            continue
+        for sub_, kind in ((train, "train"), (evaluate, "eval")):
+            sub_.add_parser(alias, help=f"same as `{kind} {command} --arch {arch}`",
+                            epilog=_examples(one, kind), formatter_class=fmt,
+                            populate=lambda p, g=one, k=kind: _populate(p, g, k))
 
 
 def _populate(parser: LazyParser, group: list, kind: str) -> None:

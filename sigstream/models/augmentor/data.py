@@ -37,7 +37,7 @@ from sigstream.core.errors import ConfigError
 
 __all__ = ["VibrationConfig", "VibrationSet", "VibrationSplits", "VibrationStream",
            "lowpass_response", "actuator_targets", "generate_windows", "make_splits",
-           "generate_stream", "frame", "redraw_noise"]
+           "generate_stream", "frame", "redraw_noise", "degrade"]
 
 
 @dataclass(frozen=True)
@@ -234,3 +234,30 @@ def frame(x: np.ndarray, window: int, hop: int) -> np.ndarray:
         return np.zeros((*x.shape[:-1], 0, window), dtype=x.dtype)
     view = np.lib.stride_tricks.sliding_window_view(x, window, axis=-1)
     return np.ascontiguousarray(view[..., ::hop, :])
+
+
+def degrade(high: np.ndarray, config: VibrationConfig = VibrationConfig(),
+            seed: int = 0) -> np.ndarray:
+    """(T,) or (T, C) high-quality recording at ``config.sample_rate`` -> the low-quality
+    reading of the same shape (float32), as the sensor model above degrades its synthetic
+    signal: the low-pass response ``1 / (1 + lowpass_k f)`` (zero phase; the recording is
+    mirrored at both ends for one window so that the filter does not wrap its end onto
+    its start), plus ``N(0, lq_noise)`` noise and the drift
+    ``drift_amplitude sin(2π drift_freq t + pd)`` with a random phase per channel. The
+    recording itself is the high-quality reading (no noise is added to it). Seeded."""
+    config.validate()
+    x = np.asarray(high, dtype=np.float64)
+    flat = x.ndim == 1
+    x2 = x[:, None] if flat else x
+    if x2.ndim != 2 or x2.shape[0] < 2:
+        raise ConfigError(f"degrade takes a (T,) or (T, C) recording, got shape {x.shape}")
+    rng = np.random.default_rng(seed)
+    n, channels = x2.shape
+    pad = min(config.window, n - 1)
+    padded = np.concatenate([x2[1:pad + 1][::-1], x2, x2[-pad - 1:-1][::-1]], axis=0)
+    filtered = lowpass_response(padded.T, config.sample_rate, config.lowpass_k).T[pad:pad + n]
+    t = np.arange(n)[:, None] / config.sample_rate
+    pd = rng.uniform(0, 2 * np.pi, size=(1, channels))
+    drift = config.drift_amplitude * np.sin(2 * np.pi * config.drift_freq * t + pd)
+    low = filtered + rng.normal(0.0, config.lq_noise, size=(n, channels)) + drift
+    return (low[:, 0] if flat else low).astype(np.float32)

@@ -9,6 +9,11 @@ N: windows, W: window length, T: time.
 * ``augmentor_training.png`` — training curves (losses, validation PSNR, learning rate) from
   the history stored in the checkpoint, when it has one;
 * ``augmentor_baselines.png`` — PSNR and SSIM of the model, the input and every baseline.
+
+With ``--data PAIRS`` (:func:`write_pairs_figures`): the examples, baselines and training
+figures from the pair's held-out last 30 %, and ``augmentor_reliability.png`` (nominal vs
+empirical coverage of the MC-dropout intervals, raw and calibrated). On the synthetic task
+the reliability curves are in the JSON result (``uncertainty.reliability_*``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 from sigstream.models.augmentor.model import AugmentorStream
 from sigstream.models.uncertainty import mc_dropout
 
-__all__ = ["write_augmentor_figures"]
+__all__ = ["write_augmentor_figures", "write_pairs_figures", "reliability_figure"]
 
 
 def _plt():
@@ -34,7 +39,7 @@ def _plt():
 
 
 def _examples(model: AugmentorStream, lq: np.ndarray, hq: np.ndarray, rate: float,
-              passes: int, path: str) -> None:
+              passes: int, path: str, scale_95: float | None = None) -> None:
     plt = _plt()
     net = model.net
     x = torch.from_numpy(np.ascontiguousarray(lq, np.float32))
@@ -47,8 +52,13 @@ def _examples(model: AugmentorStream, lq: np.ndarray, hq: np.ndarray, rate: floa
         ax.plot(t, lq[i], color="0.6", lw=0.8, label="low quality (input)")
         ax.plot(t, hq[i], color="C0", lw=1.2, label="high quality (target)")
         ax.plot(t, mean[i], color="C3", lw=1.2, ls="--", label="enhanced (MC mean)")
-        ax.fill_between(t, mean[i] - 2 * std[i], mean[i] + 2 * std[i], color="C3",
-                        alpha=0.25, label=f"±2σ ({passes} MC-dropout passes)")
+        if scale_95 is None:
+            half, what = 2 * std[i], f"±2σ ({passes} MC-dropout passes)"
+        else:
+            half = 1.959964 * scale_95 * std[i]
+            what = f"calibrated 95 % interval (σ x {scale_95:.3g}, {passes} passes)"
+        ax.fill_between(t, mean[i] - half, mean[i] + half, color="C3", alpha=0.25,
+                        label=what)
         ax.grid(alpha=0.3)
         ax.set_ylabel("amplitude")
     np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=7, ncol=2)
@@ -115,6 +125,38 @@ def _training(history: list[dict], path: str) -> None:
     plt.close(fig)
 
 
+def reliability_figure(curves: dict[str, dict], path: str, title: str) -> None:
+    """Nominal vs empirical coverage: one line per entry of ``curves`` (label ->
+    ``{"nominal": [...], "empirical": [...]}``), the diagonal and the 0.90-0.98 band at
+    the nominal 95 %."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    ax.plot([0, 1], [0, 1], color="0.5", ls=":", lw=1, label="perfect calibration")
+    for i, (label, c) in enumerate(curves.items()):
+        ax.plot(c["nominal"], c["empirical"], marker="o", ms=3.5, color=f"C{i}", label=label)
+    ax.errorbar([0.95], [0.94], yerr=[[0.04], [0.04]], fmt="none", ecolor="C3", capsize=4,
+                lw=1.5, label="target at 95 %: 0.90-0.98")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("nominal coverage of the central interval")
+    ax.set_ylabel("empirical coverage (held-out samples)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _reliability(result: dict, path: str, what: str) -> None:
+    u = result["uncertainty"]
+    reliability_figure(
+        {f"MC dropout, raw (95 %: {u['coverage_95_raw']:.3f})": u["reliability_raw"],
+         f"calibrated (95 %: {u['coverage_95_calibrated']:.3f})":
+             u["reliability_calibrated"]},
+        path, f"SensorAugmentor: MC-dropout intervals ({u['passes']} passes)\non {what}")
+
+
 def _bars(result: dict, path: str) -> None:
     plt = _plt()
     names = ["SensorAugmentor", "input"]
@@ -130,7 +172,8 @@ def _bars(result: dict, path: str) -> None:
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("vibration test set")
+    fig.suptitle("vibration test set" if result.get("task") != "pairs"
+                 else "held-out last 30 % of the pair")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -161,5 +204,35 @@ def write_augmentor_figures(model: AugmentorStream, folder: str, vib, splits,  #
     if result is not None:
         p = os.path.join(folder, "augmentor_baselines.png")
         _bars(result, p)
+        files.append(p)
+    return files
+
+
+def write_pairs_figures(model: AugmentorStream, folder: str, pairs,  # noqa: ANN001
+                        result: dict, passes: int = 20, examples: int = 3) -> list[str]:
+    """The figures of an evaluation on the user's pair (its held-out last 30 %)."""
+    from sigstream.models.augmentor.pairs import pair_windows, split_bounds
+
+    os.makedirs(folder, exist_ok=True)
+    w = model.net.config.window
+    a, z = split_bounds(pairs.length)["test"]
+    test = pair_windows(pairs.low[a:z], pairs.high[a:z], w, w)
+    pick = np.linspace(0, test.size - 1, min(examples, test.size)).astype(int)
+    files = []
+    p = os.path.join(folder, "augmentor_examples.png")
+    scale = result.get("uncertainty", {}).get("calibration", {}).get("scale_95")
+    _examples(model, test.lq[pick], test.hq[pick], result["sample_rate"], passes, p, scale)
+    files.append(p)
+    history = (getattr(model, "meta", {}) or {}).get("history")
+    if history:
+        p = os.path.join(folder, "augmentor_training.png")
+        _training(history, p)
+        files.append(p)
+    p = os.path.join(folder, "augmentor_baselines.png")
+    _bars(result, p)
+    files.append(p)
+    if "uncertainty" in result:
+        p = os.path.join(folder, "augmentor_reliability.png")
+        _reliability(result, p, "the held-out 30 % of the pair")
         files.append(p)
     return files

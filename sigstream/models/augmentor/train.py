@@ -15,16 +15,25 @@ checkpoint's window differs from ``window``, the encoder is transferred with
 :func:`~sigstream.models.augmentor.model.transfer_encoder` and the new heads start fresh.
 
 Data (``AugmentorTrainConfig.data``): :class:`VibrationData`, windows of the synthetic
-sensor model. A source of recorded low/high-quality pairs would provide the same
-``splits(window)`` and ``redraw(train, epoch_seed)`` and take its place, with fit() and
-the task untouched.
+sensor model, or, with ``--data PAIRS`` (``pairs.npz`` or ``LOW,HIGH``), the user's own
+aligned recordings (:mod:`~sigstream.models.augmentor.pairs`): windows of the first 70 %
+for training, its last 15 % for validation, the last 30 % never touched (held out for
+``sigstream eval enhancer --arch augmentor --data PAIRS``). ``--data KEY=VALUE,...`` (or
+``--sensor KEY=VALUE,...``) still sets options of the synthetic sensor model.
+
+Uncertainty calibration: after training, ``calib_passes`` Monte-Carlo dropout passes over
+the validation windows fit a :class:`~sigstream.models.calibration.Calibration` (split
+conformal on ``|target - mean| / sigma``), stored in the checkpoint's metadata
+(``calibration``) and applied by the evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import typing
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -44,37 +53,115 @@ from sigstream.models.augmentor.model import (
     augmentor_loss,
     transfer_encoder,
 )
+from sigstream.models.augmentor.pairs import SensorPairs as Pairs
 from sigstream.models.checkpoint import save_checkpoint
 from sigstream.models.metrics import psnr
 from sigstream.models.training.config import FitConfig, check, opt, part, resolve
 from sigstream.models.training.loop import Callback, Loop, Task, TrainResult, fit
 
 __all__ = ["VibrationData", "AugmentorTrainConfig", "AugmentorTask", "train",
-           "load_augmentor", "evaluate_loss"]
+           "load_augmentor", "evaluate_loss", "parse_sensor_overrides", "calibrate",
+           "mc_windows"]
 
 CHECKPOINT_NAME = "augmentor.pt"
 ACTUATORS = 2  # the commands the data defines: damping, stiffness
 
 
+_FILE_SUFFIXES = (".npz", ".npy", ".wav", ".flac", ".ogg", ".aiff", ".aif")
+
+
+def _looks_like_file(text: str) -> bool:
+    return ("," in text or os.sep in text or text.lower().endswith(_FILE_SUFFIXES)
+            or os.path.exists(text))
+
+
+def parse_sensor_overrides(text: str, spelling: str = "--data") -> dict:
+    """``KEY=VALUE,...`` for :class:`VibrationConfig` (tuples as ``A/B``) -> field values;
+    one ConfigError line for an unknown key or a bad value."""
+
+    hints = typing.get_type_hints(VibrationConfig)
+    out: dict = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = (p.strip() for p in item.partition("="))
+        if not sep or not key:
+            raise ConfigError(f"bad {spelling} item {item!r}: expected KEY=VALUE")
+        if key not in hints:
+            raise ConfigError(f"unknown key {key!r} in {spelling}; keys: "
+                              f"{', '.join(VibrationConfig.__dataclass_fields__)}")
+        tp = hints[key]
+        is_tuple = typing.get_origin(tp) is tuple
+        cast = typing.get_args(tp)[0] if is_tuple else tp
+        parts_ = value.split("/") if is_tuple else [value]
+        if is_tuple and len(parts_) != 2:
+            raise ConfigError(f"expected 2 values separated by '/' for {spelling} {key}, got "
+                              f"{value!r}")
+        try:
+            vals = [cast(p.strip()) for p in parts_]
+        except ValueError:
+            kind = "a whole number" if cast is int else "a number"
+            raise ConfigError(f"expected {kind} for {spelling} {key}, got {value!r}") from None
+        out[key] = tuple(vals) if is_tuple else vals[0]
+    return out
+
+
 @dataclass(frozen=True)
 class VibrationData:
-    """Windows of the sensor model, split 80/10/10 (train/validation/test)."""
+    """Windows of the sensor model, split 80/10/10 (train/validation/test), or, with
+    ``pairs``, of the user's own aligned recordings (module docstring)."""
 
     DERIVED: ClassVar[tuple[str, ...]] = ("sensor.window",)
     sensor: VibrationConfig = part(VibrationConfig, "the sensor model")
+    pairs: str | None = opt(None, "train on your own aligned recordings: PAIRS.npz (arrays "
+                            "'low' and 'high', (T,) or (T, C), optional 'rate') or LOW,HIGH "
+                            "(two .npy or WAV files); windows of the first 70 %% (its last "
+                            "15 %% validates), the last 30 %% held out for eval. Also takes "
+                            "KEY=VALUE,... for the synthetic sensor model (as --sensor)",
+                            metavar="PAIRS|KEY=VALUE,...", aliases=("--data",))
+    pair_stride: int = opt(8, "with --data PAIRS: a training window starts every N samples",
+                           low=1)
+    pair_flip: bool = opt(False, "with --data PAIRS: also train on every window negated (low "
+                          "and high together; for degradations that commute with sign)")
     windows: int = opt(20000, "windows generated, split 80/10/10", low=10)
     data_seed: int = opt(0, "seed of the data set")
     redraw_noise: bool = opt(True, "every epoch after the first draws fresh low-quality noise "
-                             "and drift for the training windows")
+                             "and drift for the training windows (synthetic data only)")
     batch: int = opt(128, "windows per update", low=1)
+
+    def with_overrides(self) -> VibrationData:
+        """``pairs`` given as ``KEY=VALUE,...``: applied to the sensor model (pairs -> None)."""
+        text = (self.pairs or "").strip()
+        if not text or "=" not in text or all(os.path.isfile(p.strip())
+                                              for p in text.split(",")):
+            return self  # no overrides, or files whose names hold a '='
+        sensor = dataclasses.replace(self.sensor, **parse_sensor_overrides(text))
+        return dataclasses.replace(self, sensor=sensor, pairs=None)
 
     def validate(self) -> None:
         if self.windows < 10:
             raise ConfigError(f"--windows: need at least 10 windows, got {self.windows}")
-        self.sensor.validate()
-        check(self)
+        if self.pairs and "=" not in self.pairs and not _looks_like_file(self.pairs):
+            raise ConfigError(f"bad --data item {self.pairs!r}: expected KEY=VALUE (sensor "
+                              f"model) or a pairs file (PAIRS.npz, or LOW,HIGH)")
+        if self.pairs:  # the synthetic signal's frequency ranges do not apply
+            if self.sensor.window < 8:
+                raise ConfigError(f"--window must be >= 8 samples, got {self.sensor.window}")
+            check(dataclasses.replace(self, sensor=None))  # type: ignore[arg-type]
+        else:
+            self.sensor.validate()
+            check(self)
+
+    def load(self) -> Pairs:
+        from sigstream.models.augmentor.pairs import load_pairs
+
+        assert self.pairs is not None
+        return load_pairs(self.pairs)
 
     def splits(self) -> VibrationSplits:
+        if self.pairs:
+            from sigstream.models.augmentor.pairs import pair_splits
+
+            return pair_splits(self.load(), self.sensor.window, self.pair_stride,
+                               self.pair_flip)
         return make_splits(self.windows, self.sensor, seed=self.data_seed)
 
     def redraw(self, train: VibrationSet, seed: int) -> np.ndarray:
@@ -98,14 +185,23 @@ class AugmentorTrainConfig:
                              "reconstructor and actuator head, at --lr x "
                              "--finetune-lr-factor)", choices=("encoder",), metavar="PART")
     finetune_lr_factor: float = opt(0.1, "learning-rate factor when freezing", above=0)
+    calib_passes: int = opt(20, "Monte-Carlo dropout passes over the validation windows to "
+                            "calibrate the uncertainty after training (0: skip)", low=0)
 
     def resolved(self) -> AugmentorTrainConfig:
-        sensor = dataclasses.replace(self.data.sensor, window=self.model.window)
+        data = self.data.with_overrides()
+        sensor = dataclasses.replace(data.sensor, window=self.model.window)
+        if data.pairs and _looks_like_file(data.pairs):
+            from sigstream.models.augmentor.pairs import load_pairs
+
+            rate = load_pairs(data.pairs).rate  # the file's rate, when it has one
+            if rate is not None:
+                sensor = dataclasses.replace(sensor, sample_rate=rate)
         model = dataclasses.replace(self.model, sample_rate=sensor.sample_rate,
                                     hop=min(self.model.hop, self.model.window),
                                     actuators=ACTUATORS, actuator=False)
         return dataclasses.replace(self, model=model,
-                                   data=dataclasses.replace(self.data, sensor=sensor))
+                                   data=dataclasses.replace(data, sensor=sensor))
 
     def validate(self) -> None:
         if self.freeze is not None and self.freeze != "encoder":
@@ -197,7 +293,7 @@ class AugmentorTask(Task):
     def train_epoch(self, loop: Loop) -> dict:
         cfg, net = self.cfg, self.model
         net.train()
-        if cfg.data.redraw_noise and loop.epoch > 0:
+        if cfg.data.redraw_noise and not cfg.data.pairs and loop.epoch > 0:
             seed = int(np.random.SeedSequence([cfg.fit.seed, loop.epoch]).generate_state(1)[0])
             self.lq = torch.from_numpy(cfg.data.redraw(self.splits.train, seed))
         n = self.lq.shape[0]
@@ -213,15 +309,23 @@ class AugmentorTask(Task):
         return {f"train_{k}": v / n for k, v in tot.items()}
 
     def validate(self, loop: Loop) -> dict:
-        val = evaluate_loss(loop.eval_model, self.splits.val)
+        val = evaluate_loss(typing.cast(SensorAugmentor, loop.eval_model), self.splits.val)
         return {**{f"val_{k}": v for k, v in val.items()}, "val_loss": val["loss"]}
 
     def save(self, path: str, loop: Loop) -> None:
-        net = loop.eval_model
+        net = typing.cast(SensorAugmentor, loop.eval_model)
         model = self.stream if net is self.model else AugmentorStream(self.stream.config,
                                                                       net=net)
         cfg = self.cfg
+        extra: dict[str, Any] = {}
+        if cfg.data.pairs:
+            if not hasattr(self, "_pairs_meta"):
+                from sigstream.models.augmentor.pairs import describe
+
+                self._pairs_meta = describe(cfg.data.load(), cfg.data.pairs)
+            extra["pairs"] = self._pairs_meta
         save_checkpoint(path, "augmentor", model.config, model, norm=net.norm_dict(), meta={
+            **extra,
             "trainer": "sigstream.models.augmentor.train", "train": dataclasses.asdict(cfg),
             "data": dataclasses.asdict(cfg.data.sensor), "windows": cfg.data.windows,
             "data_seed": cfg.data.data_seed,
@@ -252,7 +356,43 @@ def train(cfg: AugmentorTrainConfig, out_dir: str, *,
     if cfg.freeze:
         fit_cfg = dataclasses.replace(fit_cfg, lr=fit_cfg.lr * cfg.finetune_lr_factor)
     extra = _Extra({"frozen": task.frozen, "transferred_from_window": task.transferred_from})
-    return fit(task, fit_cfg, out_dir, run_config=cfg, callbacks=(extra, *callbacks))
+    result = fit(task, fit_cfg, out_dir, run_config=cfg, callbacks=(extra, *callbacks))
+    if cfg.calib_passes > 0 and result.stopped_by != "interrupt" and result.model is not None:
+        cal = calibrate(result.model, task.splits.val, cfg.calib_passes, seed=cfg.fit.seed)
+        from sigstream.models.training.loop import _annotate
+
+        _annotate(result.checkpoint, {"calibration": cal})
+        result.model.meta = {**(getattr(result.model, "meta", {}) or {}), "calibration": cal}
+        result.extra["calibration_scale_95"] = cal["scale_95"]
+    return result
+
+
+def mc_windows(model: AugmentorStream, lq: np.ndarray, passes: int, seed: int = 0,
+               batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Monte-Carlo dropout over (N, W) windows: mean and std (N, W) of ``passes`` passes."""
+    from sigstream.models.uncertainty import mc_dropout
+
+    net = model.net
+    means, stds = [], []
+    for i in range(0, len(lq), batch):
+        x = torch.from_numpy(np.ascontiguousarray(lq[i:i + batch], np.float32))
+        m, s = mc_dropout(lambda v: net(v).reconstruction, x, passes, module=net,
+                          seed=seed + i)
+        means.append(m.numpy())
+        stds.append(s.numpy())
+    return np.concatenate(means), np.concatenate(stds)
+
+
+def calibrate(model: AugmentorStream, val: VibrationSet, passes: int, seed: int = 0) -> dict:
+    """The MC-dropout calibration fitted on validation windows (JSON-ready dict, with the
+    passes and the raw coverage it corrects)."""
+    from sigstream.models.calibration import coverage, fit_calibration
+
+    mean, std = mc_windows(model, val.lq, passes, seed)
+    cal = fit_calibration(mean, std, val.hq)
+    return {**cal.to_dict(), "passes": int(passes), "fitted_on": "validation windows",
+            "windows": int(val.size),
+            "raw_coverage_95": coverage(mean, std, val.hq, 0.95)}
 
 
 class _Extra(Callback):

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from sigstream.core.errors import ConfigError, InputError
-from sigstream.core.files import write_atomic
+from sigstream.core.files import check_data_folder, write_atomic
 
 __all__ = ["SAMPLE_RATE", "VERSION", "SPLITS", "HELDOUT_REFUSED", "SPEECH_TEST", "SPEECH_VAL",
            "Clip", "Corpus", "build_corpus", "load_corpus", "default_root", "refuse_heldout",
@@ -560,14 +560,7 @@ _OURS = {"manifest.json", "speech", "noise", "licences", "cache", ".staging"}
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and not (out / "manifest.json").exists():
-        other = sorted(p.name for p in out.iterdir()
-                       if p.name not in _OURS and not p.name.startswith(".manifest.json."))
-        if other:
-            raise ConfigError(f"--out {out} is not empty and holds no speech corpus "
-                              f"({other[0]!r}, ...): choose an empty or new folder")
+    check_data_folder(out, _OURS, "speech corpus")
 
 
 class _Writer:
