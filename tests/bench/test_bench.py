@@ -109,3 +109,11 @@ def test_timing_helpers() -> None:
 def test_overhead_measurements_cover_every_chunk() -> None:
     assert measure_pipeline(16, 300, warmup=10).size == 299 - 10
     assert measure_bare_loop(16, 300, warmup=10).size == 299 - 10
+
+
+def test_models_option_keeps_a_models_options_together() -> None:
+    from sigstream.cli.commands.bench import split_models
+
+    assert split_models("extractor,forecaster:preset=fast,forecast_every=16,enhancer") == (
+        "extractor", "forecaster:preset=fast,forecast_every=16", "enhancer")
+    assert split_models("butterworth:order=4") == ("butterworth:order=4",)

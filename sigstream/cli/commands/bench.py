@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--quick", action="store_true", help="shorter measurements (under a minute)")
     b.add_argument("--threads", type=positive_int, default=1, help="threads per backend (1)")
     b.add_argument("--models", help="comma-separated built-in models, each NAME or "
-                                    "NAME:key=value, e.g. forecaster:preset=fast (default: all)")
+                                    "NAME:key=value[,key=value], e.g. "
+                                    "forecaster:preset=fast,forecast_every=16 (default: all)")
     b.add_argument("--backends", help="comma-separated: torch,torchscript,onnx (default: all)")
     b.add_argument("--plot", metavar="PATH", help="write a PNG plot of latency vs chunk size")
     b.add_argument("--no-zmq", action="store_true", help="skip the ZeroMQ measurements")
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from sigstream.export.backends import BACKENDS
     from sigstream.models.registry import MODELS
 
-    models = tuple(args.models.split(",")) if args.models else BenchConfig().models
+    models = split_models(args.models) if args.models else BenchConfig().models
     for m in models:
         if m.partition(":")[0] not in MODELS:
             raise ConfigError(f"unknown model {m!r}; built-in models: {', '.join(MODELS)}")
@@ -59,3 +60,15 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise InputError(f"cannot write {args.plot!r}: {exc.strerror}") from None
     return 0
+
+
+def split_models(text: str) -> tuple[str, ...]:
+    """``"a,b:k=1,j=2,c"`` -> ``("a", "b:k=1,j=2", "c")``: a comma-separated item holding
+    ``=`` but no ``:`` is one more option of the model before it."""
+    out: list[str] = []
+    for item in text.split(","):
+        if out and "=" in item and ":" not in item:
+            out[-1] += "," + item
+        else:
+            out.append(item)
+    return tuple(out)

@@ -238,7 +238,27 @@ def test_training_reproduces_the_recorded_run(tmp_path) -> None:
 
     result = train(build(CausalTrainConfig, progress=False, **RECORDED["config"]),
                    str(tmp_path))
+    # rel 1e-3: the same seed on another CPU model (its SIMD width changes float32 summation
+    # order) gives losses up to 5e-4 apart after five epochs; a changed trainer moves them by
+    # far more. On one machine a seed gives identical runs (the resume tests check it bit
+    # for bit).
     assert [e["train_loss"] for e in result.epochs] == pytest.approx(RECORDED["train"],
-                                                                      rel=1e-6)
-    assert [e["val_loss"] for e in result.epochs] == pytest.approx(RECORDED["val"], rel=1e-6)
+                                                                      rel=1e-3)
+    assert [e["val_loss"] for e in result.epochs] == pytest.approx(RECORDED["val"], rel=1e-3)
     assert [e["lr"] for e in result.epochs] == pytest.approx(RECORDED["lr"], rel=1e-9)
+
+
+def test_eval_calibrates_the_mc_dropout_interval_on_other_clips() -> None:
+    """`eval enhancer --arch causal --uncertainty N`: the raw ±1.96σ interval of a tiny
+    model's dropout covers far less than 95 %; calibrated on the baselines' tuning clips
+    (another seed) it covers close to 95 % of the scored clips."""
+    from sigstream.models.enhancer.evaluate_audio import evaluate
+
+    m = _model(EnhancerConfig(frame=4, window=8, taps=6, hidden=8, dropout=0.3))
+    res = evaluate(m, seed=3, snrs=(5.0,), uncertainty=4, per_snr=4, seconds=0.25)
+    u = res["uncertainty"]
+    assert u["passes"] == 4 and u["calibration"]["n"] > 1000
+    assert u["coverage_95_raw"] < 0.8 and u["calibration"]["scale_95"] > 1.5
+    assert 0.88 <= u["coverage_95_calibrated"] <= 0.99
+    cal = u["reliability_calibrated"]
+    assert cal["nominal"][-3] == 0.95 and len(cal["empirical"]) == len(cal["nominal"])
