@@ -177,6 +177,8 @@ def evaluate_augmentor(model: AugmentorStream, *, uncertainty: int = 0,
         "model_ms_per_window": per_window_ms,
         "parameters": int(sum(p.numel() for p in model.net.parameters())),
     }
+    from sigstream.models.augmentor.evaluate_pairs import score_baselines
+
     bases = tuned_baselines(val.lq, val.hq, rate)
     score_baselines(result, bases, test, rate)
     result["target_margin_db"] = TARGET_MARGIN_DB
@@ -281,20 +283,3 @@ def run(cfg: AugmentorEvalConfig, checkpoints: tuple[str, ...],
                                     passes=cfg.uncertainty or 20) if figures else []
     return Evaluation(res, table(res), files)
 
-
-def score_baselines(result: dict, bases: list[dict], test: Any, rate: float) -> None:
-    """Score every tuned baseline (``tuned_baselines``' dicts) on ``test`` (``.lq``,
-    ``.hq``) into ``result["baselines"]``, and the best of them against
-    ``result["model"]``: ``best_baseline`` and ``psnr_margin_db``."""
-    result["baselines"] = {}
-    for b in bases:
-        if b["baseline"] is None:
-            result["baselines"][b["name"]] = {"causal": b["causal"], "skipped": b["skipped"]}
-            continue
-        y = b["baseline"](test.lq.astype(np.float64), rate)
-        result["baselines"][b["name"]] = {"causal": b["causal"], "param": b["param"],
-                                          **summarize(test.hq, y, test.lq)}
-    ran = {k: v for k, v in result["baselines"].items() if "psnr" in v}
-    best = max(ran, key=lambda k: ran[k]["psnr"])
-    result["best_baseline"] = best
-    result["psnr_margin_db"] = result["model"]["psnr"] - ran[best]["psnr"]

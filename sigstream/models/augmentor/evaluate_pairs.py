@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from sigstream.models.augmentor.data import VibrationSet, frame
-from sigstream.models.augmentor.evaluate import score_baselines
 from sigstream.models.augmentor.model import AugmentorStream
 from sigstream.models.augmentor.pairs import (
     SensorPairs,
@@ -273,3 +272,21 @@ def _uncertainty_line(u: dict) -> str:
             f"{u['calibration']['scale_95']:.2f}, {u['calibration']['origin']}); raw ±2σ "
             f"{100 * u['coverage_2sigma']:.1f} %; PSNR of the MC mean "
             f"{u['mc_mean']['psnr']:.2f} dB")
+
+
+def score_baselines(result: dict, bases: list[dict], test: Any, rate: float) -> None:
+    """Score every tuned baseline (``tuned_baselines``' dicts) on ``test`` (``.lq``,
+    ``.hq``) into ``result["baselines"]``, and the best of them against
+    ``result["model"]``: ``best_baseline`` and ``psnr_margin_db``."""
+    result["baselines"] = {}
+    for b in bases:
+        if b["baseline"] is None:
+            result["baselines"][b["name"]] = {"causal": b["causal"], "skipped": b["skipped"]}
+            continue
+        y = b["baseline"](test.lq.astype(np.float64), rate)
+        result["baselines"][b["name"]] = {"causal": b["causal"], "param": b["param"],
+                                          **summarize(test.hq, y, test.lq)}
+    ran = {k: v for k, v in result["baselines"].items() if "psnr" in v}
+    best = max(ran, key=lambda k: ran[k]["psnr"])
+    result["best_baseline"] = best
+    result["psnr_margin_db"] = result["model"]["psnr"] - ran[best]["psnr"]

@@ -298,7 +298,7 @@ def run(cfg: CausalEvalConfig, checkpoints: tuple[str, ...],
         figures: str | None) -> Evaluation:
     """The checkpoint (or the shipped weights) and the causal baselines on held-out clips;
     figures into ``figures`` when given."""
-    model = load_model(one_checkpoint(checkpoints, "enhancer"), "enhancer", "causal")
+    model = load_model(one_checkpoint(checkpoints, "enhancer"), "audio-enhancer", "causal")
     res = evaluate(model, seed=cfg.seed, uncertainty=cfg.uncertainty)
     files = write_figures(model, figures, seed=cfg.seed, uncertainty=cfg.uncertainty) \
         if figures else []
