@@ -21,7 +21,10 @@ TRAINING = Trainable(
     eval_description="MSE per horizon step for 3-7, 10, 20, 30 and 45 components, with and "
                      "without noise: every --checkpoint given (repeat it; default: both "
                      "shipped presets) and the DFT and linear-prediction baselines, measured "
-                     "in the same run on the same windows.",
+                     "in the same run on the same windows. --real (or --series DIR): the real "
+                     "test series of `sigstream data series` instead, with persistence, "
+                     "seasonal naive and a global AR fit as further baselines; --data "
+                     "FILE.npy: a series of your own (last 30 percent held out).",
     example="sigstream train forecaster --variant mlp_gru --seed 1 --steps-per-stage 250 "
             "--final-steps 6000 --minutes 30 --ls-orders 52,56,60,64,68,72,76 "
             "--clean-weight 30 --out runs/mlp",

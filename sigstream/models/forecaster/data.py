@@ -158,6 +158,93 @@ def windows(config: HarmonicsConfig, n: int, lookback: int, horizon: int,
                        torch.from_numpy(h.periods))
 
 
+@dataclass(frozen=True)
+class RichConfig:
+    """What real series have and sums of integer-period harmonics do not: each part is
+    present in a window with its probability; amplitudes are relative to the harmonic part's
+    peak (1)."""
+
+    offset: float = field(default=3.0, metadata={"help": "std of the constant level"})
+    trend: float = field(default=0.5, metadata={"help": "probability of a linear trend"})
+    ar: float = field(default=0.5, metadata={"help": "probability of an AR(1) process"})
+    walk: float = field(default=0.2, metadata={"help": "probability of a random walk"})
+    shift: float = field(default=0.2, metadata={"help": "probability of a level shift"})
+    noise: float = field(default=0.5, metadata={
+        "help": "probability of white measurement noise (std up to 0.2, not in the target)"})
+
+
+def rich_windows(n: int, lookback: int, horizon: int, components: int,
+                 seed: int | np.random.Generator | np.random.SeedSequence = 0,
+                 config: RichConfig = RichConfig()) -> WindowBatch:
+    """``n`` windows of richer signals: harmonics of non-integer periods (2 .. 100, 0 to
+    ``components`` of them) plus a level, and with their probabilities a linear trend, an
+    AR(1) process (coefficient 0.3 .. 0.995), a random walk, a level shift and white
+    measurement noise; everything times a random scale 10^U(-1, 1). The target is the
+    future without the measurement noise; ``noisy`` marks windows with a stochastic part
+    (their future is not a function of their past)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    s = lookback + horizon
+    t = np.arange(s, dtype=np.float64)
+    k = max(int(components), 1)
+    comps = rng.integers(0, k + 1, size=n)
+    used = np.arange(k)[None, :] < comps[:, None]
+    periods = rng.uniform(2.0, 100.0, size=(n, k))
+    amps = rng.uniform(0.0, 1.0, size=(n, k)) * used
+    amps /= np.maximum(amps.sum(axis=1, keepdims=True), 1e-12)
+    phases = rng.uniform(0.0, 2 * np.pi, size=(n, k))
+    x = np.einsum("nk,nks->ns", amps, np.sin(2 * np.pi * t[None, None, :] / periods[:, :, None]
+                                             + phases[:, :, None]))
+    x /= np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12) * (comps[:, None] > 0) + \
+        (comps[:, None] == 0)
+    x += rng.normal(0.0, config.offset, size=(n, 1))
+    on = {name: rng.uniform(size=n) < getattr(config, name)
+          for name in ("trend", "ar", "walk", "shift", "noise")}
+    x += on["trend"][:, None] * rng.normal(0.0, 1.0, size=(n, 1)) * t[None, :] / s
+    phi = rng.uniform(0.3, 0.995, size=(n, 1))
+    innov = rng.normal(size=(n, s)) * rng.uniform(0.0, 0.5, size=(n, 1)) * np.sqrt(1 - phi ** 2)
+    ar = np.zeros((n, s))
+    for i in range(s):  # an AR(1) started in its stationary distribution
+        ar[:, i] = (phi[:, 0] * ar[:, i - 1] if i else innov[:, 0] / np.sqrt(1 - phi[:, 0] ** 2)
+                    ) + (innov[:, i] if i else 0.0)
+    x += on["ar"][:, None] * ar
+    x += on["walk"][:, None] * np.cumsum(rng.normal(size=(n, s)), axis=1) * \
+        rng.uniform(0.0, 0.1, size=(n, 1))
+    at = rng.integers(1, s, size=(n, 1))
+    x += on["shift"][:, None] * (t[None, :] >= at) * rng.normal(0.0, 1.0, size=(n, 1))
+    observed = x + on["noise"][:, None] * rng.normal(size=(n, s)) * rng.uniform(
+        0.0, 0.2, size=(n, 1))
+    scale = 10.0 ** rng.uniform(-1.0, 1.0, size=(n, 1))
+    x, observed = x * scale, observed * scale
+    noisy = on["ar"] | on["walk"] | on["noise"] | (on["shift"] & (at[:, 0] >= lookback))
+    obs = torch.from_numpy(observed.astype(np.float32))
+    return WindowBatch(obs[:, :lookback], torch.from_numpy(x[:, lookback:].astype(np.float32)),
+                       obs[:, lookback:], torch.from_numpy(comps.astype(np.int64)),
+                       torch.from_numpy(noisy), torch.zeros(n, k, dtype=torch.int64))
+
+
+def mixed_windows(config: HarmonicsConfig, n: int, lookback: int, horizon: int, rich: float,
+                  seed: int | np.random.Generator | np.random.SeedSequence = 0) -> WindowBatch:
+    """``n`` windows: a share ``rich`` from :func:`rich_windows` (up to the largest component
+    count of ``config``), the rest from :func:`windows`; the same seed, the same windows."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n_rich = int(round(rich * n))
+    parts = []
+    if n - n_rich:
+        parts.append(windows(config, n - n_rich, lookback, horizon, rng))
+    if n_rich:
+        parts.append(rich_windows(n_rich, lookback, horizon, config.component_range()[1], rng))
+    if len(parts) == 1:
+        return parts[0]
+    a, b = parts
+    k = max(a.periods.shape[1], b.periods.shape[1])
+
+    def pad(p: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(p, (0, k - p.shape[1]))
+
+    return WindowBatch(*(torch.cat([x, y]) for x, y in zip(a[:5], b[:5], strict=True)),
+                       torch.cat([pad(a.periods), pad(b.periods)]))
+
+
 class HarmonicsWindows(IterableDataset):
     """An endless, seeded stream of :class:`WindowBatch` es drawn on the fly.
 

@@ -204,21 +204,53 @@ def table(result: dict) -> str:
 @dataclass(frozen=True)
 class ForecasterEvalConfig:
     """What ``sigstream eval forecaster`` takes besides ``--checkpoint`` (repeatable: every
-    checkpoint side by side; none: both shipped presets), ``--json`` and ``--figures``."""
+    checkpoint side by side; none: both shipped presets), ``--json`` and ``--figures``.
 
-    windows: int = field(default=1000, metadata={"help": "test windows per condition",
-                                                 "low": 1})
+    ``--real``, ``--series DIR`` or ``--data FILE.npy`` evaluate on real series
+    (:mod:`sigstream.models.forecaster.evaluate_real`) instead of the synthetic conditions."""
+
+    windows: int = field(default=1000, metadata={"help": "test windows per condition "
+                                                 "(synthetic task)", "low": 1})
+    real: bool = field(default=False, metadata={
+        "help": "evaluate on the real test series of `sigstream data series` instead of the "
+                "synthetic conditions (with the persistence, seasonal-naive and global-AR "
+                "baselines)"})
+    series: str | None = field(default=None, metadata={
+        "help": "folder of the real series (default: $SIGSTREAM_DATA/series or "
+                "~/.cache/sigstream/series); implies --real", "metavar": "DIR"})
+    data: str | None = field(default=None, metadata={
+        "help": "a series of your own (1-D .npy): held-out evaluation on its last 30 "
+                "percent, the first 70 percent for z-scoring, the AR fit and validation; NaN "
+                "are gaps (windows holding one are skipped and counted). With --real: both",
+        "metavar": "FILE"})
+    season: int | None = field(default=None, metadata={
+        "help": "seasonal period of --data in samples (seasonal-naive baseline; none: "
+                "persistence)", "low": 1})
+    split: str = field(default="test", metadata={
+        "help": "which split of the real series --real/--series scores: test (the reported "
+                "figures) or val (to choose between models without looking at test)",
+        "choices": ("test", "val")})
+    max_windows: int = field(default=5000, metadata={
+        "help": "rolling origins per real series at most (the stride grows beyond)", "low": 1})
 
     def validate(self) -> None:
+        from sigstream.core.errors import ConfigError
         from sigstream.models.training.config import check
 
         check(self)
+        if self.season is not None and not self.data:
+            raise ConfigError("--season is the seasonal period of --data: give --data too")
+
+    @property
+    def on_real_series(self) -> bool:
+        return bool(self.real or self.series or self.data)
 
 
 def run(cfg: ForecasterEvalConfig, checkpoints: tuple[str, ...],
         figures: str | None) -> Evaluation:
     """MSE per horizon step of every checkpoint (or both shipped presets) and the
-    baselines, on the same windows; figures into ``figures`` when given."""
+    baselines, on the same windows (the synthetic conditions, or real series with
+    ``--real``/``--series``/``--data``); figures into ``figures`` when given."""
     import sys
 
     from sigstream.core.errors import ConfigError, InputError
@@ -240,6 +272,12 @@ def run(cfg: ForecasterEvalConfig, checkpoints: tuple[str, ...],
     shapes = {(m.lookback, m.horizon) for m in models.values()}
     if len(shapes) != 1:
         raise ConfigError(f"the checkpoints disagree on (lookback, horizon): {sorted(shapes)}")
+    if cfg.on_real_series:
+        from sigstream.models.forecaster.evaluate_real import run_real
+
+        return run_real(models, real=cfg.real, series_dir=cfg.series, data=cfg.data,
+                        season=cfg.season, max_windows=cfg.max_windows, figures=figures,
+                        split=cfg.split)
     result = evaluate(models, n_windows=cfg.windows, n_val=min(500, cfg.windows),
                       progress=sys.stderr.isatty())
     files: list[str] = []

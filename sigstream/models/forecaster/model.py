@@ -10,9 +10,9 @@ samples ending at t; state = the last L-1 samples):
 * ``ar_lstm`` — one LSTM reads the lookback sample by sample and is then rolled
   out H steps, each step fed its own previous prediction;
 * ``seq2seq_gru`` — a GRU encoder; the decoder GRU starts from the encoder state
-  concatenated with the lookback's DFT amplitudes and phases (D = hidden + 2F);
+  concatenated with the lookback's DFT features (D = hidden + 3F, :meth:`spectrum`);
   optional teacher forcing while training;
-* ``mlp_gru`` — an MLP embeds the lookback, its DFT amplitudes/phases and the
+* ``mlp_gru`` — an MLP embeds the lookback, its DFT features and the
   analytic forecasts; a GRU decoder unrolls H steps without teacher forcing.
 
 Analytic part (``analytic=True``, the default). A sum of sinusoids with
@@ -21,19 +21,25 @@ strong where the signal is clean and weak where it is noisy, and which AR
 order is best depends on the number of components and the noise. Each window
 therefore gets C candidate forecasts: Burg AR fits of every order in
 ``burg_orders`` (one float64 lattice recursion, rolled out), minimum-norm
-least-squares AR fits of every order in ``ls_orders`` (SVD-free, so they export;
-near-exact on clean signals of many components, where Burg is not) and a learned
+least-squares AR fits of every order in ``ls_orders`` to the window's first differences
+(SVD-free, so they export; near-exact on clean signals of many components, where Burg is
+not; summed back onto the last sample), a persistence candidate and a learned
 linear map of the window; every decoder step outputs mixing weights over the
 candidates (softmax) plus a residual: ``y_i = sum_c w_ic cand_ci + r_i``. The candidates
 are inputs, nothing is looked up from the future; the DFT is a matrix product
 with a fixed basis and everything exports to ONNX and TorchScript.
 
-Each window is scaled by its RMS before the network and the forecast scaled
-back, so the stage is scale-equivariant.
+Level and scale (RevIN-style, per window, causal): each window's mean is removed and the
+rest divided by its standard deviation before the network (in float64, so a level of 1e6
+costs no precision), and the forecast is mapped back, so the stage is equivariant to
+offsets and scales: ``f(a x + c) = a f(x) + c`` (a > 0). The AR candidates are fitted to
+the window normalised in float64; a persistence candidate (the last value, repeated) is
+always among them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -49,7 +55,8 @@ from sigstream.models.baselines.forecast import (
 
 VARIANTS = ("ar_lstm", "seq2seq_gru", "mlp_gru")
 PRESETS = ("accurate", "fast")  # shipped weights: with / without least-squares candidates
-CLAMP = 6.0  # candidate forecasts are clipped to this many window RMS
+CLAMP = 8.0  # candidate forecasts are clipped to this many window standard deviations
+TINY = 1e-30  # added to a window's standard deviation before dividing by it
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ class ForecasterConfig:
     burg_orders: tuple[int, ...] = field(default=(12, 32, 80), metadata={
         "help": "AR orders of the Burg candidates, each <= lookback - 2"})
     ls_orders: tuple[int, ...] = field(default=(), metadata={
-        "help": "minimum-norm least-squares AR orders, each in lookback/2 .. lookback - 1"})
+        "help": "minimum-norm least-squares AR orders, each in lookback/2 .. lookback - 2"})
     teacher_forcing: float = field(default=0.0, metadata={
         "help": "seq2seq_gru: probability of feeding the truth while training"})
     forecast_every: int = field(default=1, metadata={
@@ -91,10 +98,10 @@ class ForecasterConfig:
             raise ConfigError("burg_orders (--burg-orders) must be one or more AR orders in "
                               "1 .. lookback - 2")
         if self.ls_orders and not (self.analytic and all(
-                (self.lookback + 1) // 2 <= p <= self.lookback - 1 for p in self.ls_orders)):
+                (self.lookback + 1) // 2 <= p <= self.lookback - 2 for p in self.ls_orders)):
             raise ConfigError(f"ls_orders (--ls-orders) must be AR orders in "
-                              f"{(self.lookback + 1) // 2} .. {self.lookback - 1} (lookback / 2 "
-                              f".. lookback - 1) and need the analytic candidates")
+                              f"{(self.lookback + 1) // 2} .. {self.lookback - 2} (lookback / 2 "
+                              f".. lookback - 2) and need the analytic candidates")
         if isinstance(self.forecast_every, bool) or self.forecast_every < 1:
             raise ConfigError(f"forecast_every must be a whole number >= 1, got "
                               f"{self.forecast_every!r}")
@@ -107,7 +114,7 @@ class ForecasterConfig:
 def default_ls_orders(lookback: int) -> tuple[int, ...]:
     """Least-squares candidate orders for a lookback: 0.56, 0.64 and 0.72 of it (56, 64, 72
     at 100), where the minimum-norm fit is near-exact on clean many-component signals."""
-    lo, hi = (lookback + 1) // 2, lookback - 1
+    lo, hi = (lookback + 1) // 2, lookback - 2
     return tuple(sorted({min(max(round(f * lookback), lo), hi) for f in (0.56, 0.64, 0.72)}))
 
 
@@ -130,11 +137,12 @@ class HarmonicForecaster(WindowForecaster):
         self.sample_rate = None
         self.n_bins = cfg.lookback // 2 + 1
         self.register_buffer("basis", dft_basis(cfg.lookback))
-        c = len(cfg.burg_orders) + len(cfg.ls_orders) + 1 if cfg.analytic else 0
+        # Burg, least squares, the learned linear map and persistence
+        c = len(cfg.burg_orders) + len(cfg.ls_orders) + 2 if cfg.analytic else 0
         self.n_cand = c
         if cfg.analytic:
             self.linear = nn.Linear(cfg.lookback, cfg.horizon, bias=False)
-        h, f2 = cfg.hidden, 2 * self.n_bins
+        h, f2 = cfg.hidden, 3 * self.n_bins
         if cfg.variant == "ar_lstm":
             self.rnn = nn.LSTM(1 + c, h, batch_first=True)
             dec = h
@@ -152,39 +160,63 @@ class HarmonicForecaster(WindowForecaster):
                                   nn.Linear(cfg.embed // 2, c + 1))
 
     # -- features --------------------------------------------------------------------------
-    def spectrum(self, win: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, L) -> amplitudes, phases (N, F) of the real DFT (a fixed-basis product)."""
+    def spectrum(self, win: Tensor) -> Tensor:
+        """(N, L) -> (N, 3F) features of the real DFT (a fixed-basis product): amplitudes,
+        then each bin's ``re / (amp + 1)`` and ``im / (amp + 1)``: its phase as a cosine and
+        a sine, faded out where the bin is weak. An angle would be ill-conditioned there
+        (a bin of a window's spectral zero, e.g. any multiple of 10 for a 10-sample pulse,
+        holds rounding noise, and its angle is anything), so the last-bit differences of
+        another runtime would reach the forecast; these features move by at most what
+        ``re`` and ``im`` move. (Amplitudes are ~L/2 for a unit sinusoid on a bin.)"""
         z = win @ self.basis  # (N, 2F)
         re, im = z[:, :self.n_bins], z[:, self.n_bins:]
-        # DC and Nyquist are real: their "phase" is a sign (+-pi flips on -0.0), so they
-        # enter as signed values; the other bins as amplitude and phase
-        last = self.n_bins - 1 if self.config.lookback % 2 == 0 else self.n_bins
-        re_in, im_in = re[:, 1:last], im[:, 1:last]
-        # ONNX has no atan2: the exporter writes atan(y / x) with quadrant terms, NaN at
-        # x = y = 0 (a silent window). atan2(0, 1) = 0 = atan2(0, 0) there, in every runtime.
-        re_in = torch.where((re_in == 0) & (im_in == 0), torch.ones_like(re_in), re_in)
-        phase = torch.atan2(im_in, re_in)
-        return torch.sqrt(re * re + im * im + 1e-12), torch.cat(
-            [re[:, :1], phase, re[:, last:]], dim=1)
+        amp = torch.sqrt(re * re + im * im + 1e-12)
+        return torch.cat([amp, re / (amp + 1.0), im / (amp + 1.0)], dim=1)
 
-    def candidates(self, win: Tensor, raw: Tensor | None = None) -> Tensor:
-        """(N, L) normalised windows -> (N, C, H) analytic forecasts, clipped to +-CLAMP.
+    def candidates(self, win: Tensor, raw: Tensor | None = None,
+                   level: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """(N, L) normalised windows -> (N, C, H) analytic forecasts in the same units,
+        clipped to +-CLAMP; an AR candidate that leaves +-CLAMP anywhere is 0 instead.
 
         The AR fits run in float64 on ``raw`` (the windows before normalisation, if given)
-        normalised in float64: a high-order least-squares fit to a clean many-component
-        window is ill-conditioned, so the last-bit differences of a float32 normalisation
-        (another runtime sums in another order) would otherwise reach the forecast.
+        normalised in float64 with ``level`` (their float64 (mean, deviation), each (N, 1)): a
+        high-order least-squares fit to a clean many-component window is ill-conditioned,
+        so the last-bit differences of a float32 normalisation (another runtime sums in
+        another order) would otherwise reach the forecast. Fitted to the mean-removed
+        window, every candidate is equivariant to offsets and scales like the network.
         """
         cfg = self.config
         with torch.no_grad():
-            x = (win if raw is None else raw).double()
-            x = x / (torch.sqrt((x * x).mean(dim=1, keepdim=True)) + 1e-6)
-            coefs = burg(x, list(cfg.burg_orders))
+            if raw is not None and level is not None:
+                mean, std = level
+                x = (raw.double() - mean) / (std + TINY)
+            else:
+                x = win.double()
+            rms = torch.sqrt((x * x).mean(dim=1, keepdim=True)) + 1e-30
+            x = x / rms  # ~1 already; exactly 1 for the AR fits' conditioning
+            cands = [ar_rollout(x, a, cfg.horizon) for a in burg(x, list(cfg.burg_orders))]
             if cfg.ls_orders:
-                coefs += min_norm_least_squares(x, cfg.ls_orders)
-            cand = torch.stack([ar_rollout(x, a, cfg.horizon).to(win.dtype) for a in coefs],
-                               dim=1)
-        cand = torch.cat([cand, self.linear(win)[:, None]], dim=1)  # (N, C, H)
+                # on the first differences, rolled out and summed onto the last sample: a
+                # removed mean would cost an exact fit to a zero-mean sum of harmonics its
+                # exactness (the window's mean is not the signal's); a difference removes
+                # any level exactly and leaves every harmonic a harmonic
+                d = x[:, 1:] - x[:, :-1]
+                d_rms = torch.sqrt((d * d).mean(dim=1, keepdim=True)) + 1e-30
+                d = d / d_rms
+                cands += [x[:, -1:] + torch.cumsum(ar_rollout(d, a, cfg.horizon), dim=1) * d_rms
+                          for a in min_norm_least_squares(d, cfg.ls_orders)]
+            cand = torch.stack(cands, dim=1) * rms[:, :, None]
+            # An AR fit to a window it can interpolate exactly (a stream's first samples
+            # after zeros, a window of few distinct values) is unstable: its rollout runs to
+            # 1e30 and beyond, where another runtime's last-bit differences flip its sign.
+            # Such a candidate (any step beyond CLAMP, or not finite) says nothing: it is
+            # replaced by the window's mean (0), a decision far from any rounding.
+            size = torch.where(torch.isfinite(cand), cand.abs(),
+                               torch.full_like(cand, math.inf)).amax(dim=2, keepdim=True)
+            cand = torch.where(size <= CLAMP, cand, torch.zeros_like(cand))
+            cand = cand.to(win.dtype)
+        last = win[:, -1:, None].expand(-1, 1, cfg.horizon)  # persistence
+        cand = torch.cat([cand, self.linear(win)[:, None], last], dim=1)  # (N, C, H)
         return torch.clamp(cand, -CLAMP, CLAMP)
 
     # -- the network -----------------------------------------------------------------------
@@ -197,15 +229,17 @@ class HarmonicForecaster(WindowForecaster):
         return (w * cand_i).sum(dim=1) + o[:, self.n_cand]
 
     def forecast_normalised(self, win: Tensor, target: Tensor | None = None,
-                            raw: Tensor | None = None) -> Tensor:
-        """(N, L) RMS-normalised windows -> (N, H) normalised forecast.
+                            raw: Tensor | None = None,
+                            level: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """(N, L) normalised windows -> (N, H) normalised forecast.
 
         ``target`` (N, H), normalised alike, enables teacher forcing (seq2seq_gru, training);
-        ``raw``: the windows before normalisation, for the float64 candidate fits.
+        ``raw`` and ``level``: the windows before normalisation and their (mean, deviation), for
+        the float64 candidate fits.
         """
         cfg = self.config
         n = win.shape[0]
-        cand = self.candidates(win, raw) if cfg.analytic else None  # (N, C, H)
+        cand = self.candidates(win, raw, level) if cfg.analytic else None  # (N, C, H)
         steps = []
         prev = win[:, -1:]  # (N, 1)
 
@@ -225,11 +259,10 @@ class HarmonicForecaster(WindowForecaster):
             return torch.stack(steps, dim=1)
         if cfg.variant == "seq2seq_gru":
             _, h_enc = self.encoder(win[:, :, None])  # (1, N, hidden)
-            amp, phase = self.spectrum(win)
-            h = torch.cat([h_enc[0], amp, phase], dim=1)  # (N, hidden + 2F)
+            h = torch.cat([h_enc[0], self.spectrum(win)], dim=1)  # (N, hidden + 3F)
         else:
-            amp, phase = self.spectrum(win)
-            parts = [win, amp, phase] + ([] if cand is None else [cand.reshape(n, -1)])
+            parts = [win, self.spectrum(win)] + ([] if cand is None
+                                                 else [cand.reshape(n, -1)])
             h = self.mlp(torch.cat(parts, dim=1))  # (N, hidden)
         force = (target is not None and self.training and cfg.variant == "seq2seq_gru"
                  and cfg.teacher_forcing > 0)
@@ -243,8 +276,29 @@ class HarmonicForecaster(WindowForecaster):
                 prev = y[:, None]
         return torch.stack(steps, dim=1)
 
+    @staticmethod
+    def level(windows: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, L) raw windows -> their float64 mean and standard deviation, each (N, 1).
+        Windows are divided by the deviation plus :data:`TINY` and forecasts multiplied by
+        the deviation alone, so a constant window (float32 values: its float64 mean is
+        exact and its deviations exactly 0) forecasts exactly the constant."""
+        x = windows.double()
+        mean = x.mean(dim=1, keepdim=True)
+        dev = x - mean
+        return mean, torch.sqrt((dev * dev).mean(dim=1, keepdim=True))
+
+    def normalise(self, windows: Tensor, future: Tensor | None = None,
+                  ) -> tuple[Tensor, Tensor | None, tuple[Tensor, Tensor]]:
+        """(N, L) raw windows (and (N, H) futures) -> normalised float32 ones and the
+        level (mean, deviation)."""
+        mean, std = self.level(windows)
+        div = std + TINY
+        win = ((windows.double() - mean) / div).to(windows.dtype)
+        fut = None if future is None else ((future.double() - mean) / div).to(future.dtype)
+        return win, fut, (mean, std)
+
     def forecast(self, windows: Tensor, target: Tensor | None = None) -> Tensor:
-        """(N, L) raw windows -> (N, H) forecast in the windows' own scale."""
-        scale = torch.sqrt((windows * windows).mean(dim=1, keepdim=True)) + 1e-6  # (N, 1)
-        tgt = None if target is None else target / scale
-        return self.forecast_normalised(windows / scale, tgt, windows) * scale
+        """(N, L) raw windows -> (N, H) forecast in the windows' own level and scale."""
+        win, tgt, (mean, std) = self.normalise(windows, target)
+        y = self.forecast_normalised(win, tgt, windows, (mean, std))
+        return (y.double() * std + mean).to(windows.dtype)

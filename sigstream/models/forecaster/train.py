@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -34,12 +36,14 @@ import torch
 
 from sigstream.core.errors import ConfigError
 from sigstream.models.checkpoint import save_checkpoint
-from sigstream.models.forecaster.data import HarmonicsConfig, WindowBatch, windows
+from sigstream.models.forecaster.data import HarmonicsConfig, WindowBatch, mixed_windows
 from sigstream.models.forecaster.model import (
+    PRESETS,
     ForecasterConfig,
     HarmonicForecaster,
     default_ls_orders,
 )
+from sigstream.models.forecaster.user_series import pool
 from sigstream.models.training.callbacks import Curriculum
 from sigstream.models.training.config import FitConfig, check, opt, part, resolve
 from sigstream.models.training.loop import Callback, Loop, Task, TrainResult, fit
@@ -79,6 +83,15 @@ class SyntheticWindows:
                                     "training signals")
     batch: int = opt(128, "windows per update", low=1)
     val_windows_per_stage: int = opt(1024, "validation windows per stage (seed 3)", low=1)
+    rich: float = opt(0.3, "share of windows with what real series have besides harmonics "
+                      "(level, trend, non-integer periods, AR noise, random walk, level "
+                      "shifts; data.rich_windows); 0: harmonics only", low=0.0, high=1.0)
+    data: str | None = opt(None, "train on your own series instead of synthetic ones: a .npy "
+                           "file (1-D: one series; 2-D time x series) or a folder of them. "
+                           "Windows whose targets lie in a series' first 60 percent train, "
+                           "60-70 percent validate; the last 30 percent is left for `eval "
+                           "forecaster --data`. NaN are gaps. With --init accurate|fast it "
+                           "fine-tunes the shipped weights", metavar="PATH")
 
     def validate(self) -> None:
         check(self)
@@ -88,12 +101,16 @@ class SyntheticWindows:
 
     def train_windows(self, components: int, n: int, lookback: int, horizon: int,
                       seed: np.random.SeedSequence) -> WindowBatch:
-        return windows(self._signals(components), n, lookback, horizon, seed)
+        if self.data:
+            return pool(self.data, lookback, horizon).train_windows(n, seed)
+        return mixed_windows(self._signals(components), n, lookback, horizon, self.rich, seed)
 
     def val_windows(self, components: int, lookback: int, horizon: int,
                     stage: int) -> WindowBatch:
-        return windows(self._signals(components), self.val_windows_per_stage, lookback,
-                       horizon, np.random.SeedSequence([VAL_SEED, stage]))
+        if self.data:
+            return pool(self.data, lookback, horizon).val_windows(self.val_windows_per_stage)
+        return mixed_windows(self._signals(components), self.val_windows_per_stage, lookback,
+                             horizon, self.rich, np.random.SeedSequence([VAL_SEED, stage]))
 
 
 @dataclass(frozen=True)
@@ -124,7 +141,7 @@ class ForecasterTrainConfig:
     model: ForecasterConfig = part(ForecasterConfig, "the forecaster")
     ls_orders: tuple[int, ...] | None = opt(
         None, "AR orders of the minimum-norm least-squares candidates, each in lookback/2 .. "
-        "lookback-1; none for no such candidates (unset: 0.56, 0.64 and 0.72 of the "
+        "lookback-2; none for no such candidates (unset: 0.56, 0.64 and 0.72 of the "
         "lookback, 56,64,72 at 100)")
     data: SyntheticWindows = part(SyntheticWindows, "training data")
     curriculum: StageSchedule = part(StageSchedule, "curriculum")
@@ -133,6 +150,9 @@ class ForecasterTrainConfig:
                               "them", above=0)
     fit: FitConfig = part(lambda: FitConfig(lr=2e-3, patience=8, lr_patience=2,
                                             lr_threshold=0.0), "optimisation")
+    init: str | None = opt(None, "start from the weights of this forecaster checkpoint, or of "
+                           "a shipped preset (accurate, fast); same variant, sizes and "
+                           "candidates", metavar="CKPT")
 
     def resolved(self) -> ForecasterTrainConfig:
         m = self.model
@@ -146,20 +166,45 @@ class ForecasterTrainConfig:
             raise ConfigError(f"--clean-weight (clean_weight) must be > 0, got "
                               f"{self.clean_weight}")
         check(self)
+        if self.data.data:  # one clear line now rather than at the first update
+            pool(self.data.data, self.model.lookback, self.model.horizon)
+        if self.init and self.init not in PRESETS and not os.path.isfile(self.init):
+            raise ConfigError(f"--init {self.init!r}: no such checkpoint (or give a shipped "
+                              f"preset: {', '.join(PRESETS)})")
 
 
 def init_linear(model: HarmonicForecaster, cfg: ForecasterTrainConfig) -> None:
-    """Ridge least-squares fit of the linear candidate on RMS-normalised training windows."""
+    """Ridge least-squares fit of the linear candidate on normalised training windows."""
     if not cfg.model.analytic:
         return
     w = cfg.data.train_windows(max(cfg.curriculum.stages), INIT_WINDOWS, cfg.model.lookback,
                                cfg.model.horizon, np.random.SeedSequence([cfg.fit.seed, 999]))
-    scale = torch.sqrt((w.lookback ** 2).mean(dim=1, keepdim=True)) + 1e-6  # (N, 1)
-    x, y = (w.lookback / scale).double(), (w.target / scale).double()  # (N, L), (N, H)
+    x, y, _ = model.normalise(w.lookback, w.target)
+    x, y = x.double(), y.double()  # (N, L), (N, H)
     gram = x.T @ x  # (L, L)
     gram += 1e-3 * torch.trace(gram) / gram.shape[0] * torch.eye(gram.shape[0], dtype=gram.dtype)
     with torch.no_grad():
         model.linear.weight.copy_(torch.linalg.solve(gram, x.T @ y).T.float())
+
+
+def init_from(model: HarmonicForecaster, path: str) -> None:
+    """``model``'s weights from the forecaster checkpoint at ``path`` (or a shipped preset's,
+    ``accurate`` or ``fast``); ConfigError unless every tensor has the model's shape."""
+    from sigstream.models.checkpoint import read_checkpoint
+
+    if path in PRESETS:
+        path = str(Path(__file__).parent / "weights" / f"forecaster-{path}.pt")
+    old = read_checkpoint(path)
+    if old["model"] != "forecaster":
+        raise ConfigError(f"--init {path!r} is a {old['model']} checkpoint, not a forecaster")
+    src = old["state_dict"]
+    for name, new in model.state_dict().items():
+        if name not in src or src[name].shape != new.shape:
+            got = tuple(src[name].shape) if name in src else "nothing"
+            raise ConfigError(f"--init {path!r} does not fit these options: {name} is {got}, "
+                              f"the model needs {tuple(new.shape)} (another variant, size "
+                              f"or candidate set)")
+    model.load_state_dict({k: src[k] for k in model.state_dict()})
 
 
 def weighted_mse(pred: torch.Tensor, batch: WindowBatch, clean_weight: float) -> torch.Tensor:
@@ -176,15 +221,33 @@ def weighted_mse(pred: torch.Tensor, batch: WindowBatch, clean_weight: float) ->
     return (w * per_window).sum() / w.sum()
 
 
+def normalised_loss(model: HarmonicForecaster, batch: WindowBatch, clean_weight: float,
+                    forcing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the training loss, (N, H) forecasts in the windows' own units): the weighted MSE in
+    each window's normalised units (mean removed, divided by its deviation), so every window
+    counts alike whatever its level and scale."""
+    win, tgt, level = model.normalise(batch.lookback, batch.target)
+    assert tgt is not None
+    pred = model.forecast_normalised(win, tgt if forcing else None, batch.lookback, level)
+    loss = weighted_mse(pred, batch._replace(target=tgt), clean_weight)
+    mean, std = level
+    return loss, (pred.detach().double() * std + mean).to(batch.target.dtype)
+
+
 def validate(model: HarmonicForecaster, val: WindowBatch,
              clean_weight: float = 1.0) -> tuple[float, float]:
-    """(plain MSE, the training loss) on validation windows."""
+    """(plain MSE in the windows' own units, the training loss) on validation windows."""
     model.eval()
+    losses, preds = [], []
     with torch.no_grad():
-        pred = torch.cat([model.forecast(val.lookback[i:i + 512])
-                          for i in range(0, val.lookback.shape[0], 512)])  # (N, H)
+        for i in range(0, val.lookback.shape[0], 512):
+            part = WindowBatch(*(t[i:i + 512] for t in val))
+            loss, pred = normalised_loss(model, part, clean_weight)
+            losses.append(float(loss) * part.lookback.shape[0])
+            preds.append(pred)
+    pred = torch.cat(preds)
     return (float(torch.mean((pred - val.target) ** 2)),
-            float(weighted_mse(pred, val, clean_weight)))
+            sum(losses) / val.lookback.shape[0])
 
 
 class StageCurriculum(Curriculum):
@@ -261,8 +324,7 @@ class ForecasterTask(Task):
                                            cfg.model.horizon,
                                            np.random.SeedSequence([cfg.fit.seed, c.stage,
                                                                    c.step]))
-            pred = self.model.forecast(batch.lookback, batch.target)  # (B, H)
-            loss = weighted_mse(pred, batch, cfg.clean_weight)
+            loss, _ = normalised_loss(self.model, batch, cfg.clean_weight, forcing=True)
             loop.update(loss)
             c.step += 1
         return {"stage": c.stage, "components": c.components, "step": c.step,
@@ -297,6 +359,8 @@ def train(cfg: ForecasterTrainConfig, out_dir: str, *, resume: bool = False,
     cfg.validate()
     torch.manual_seed(cfg.fit.seed)
     task = ForecasterTask(cfg)
-    if not resume:
+    if not resume and cfg.init:
+        init_from(task.model, cfg.init)
+    elif not resume:
         init_linear(task.model, cfg)
     return fit(task, cfg.fit, out_dir, run_config=cfg, callbacks=callbacks, resume=resume)

@@ -103,7 +103,7 @@ def test_config_errors() -> None:
         HarmonicForecaster(ForecasterConfig(lookback=20, burg_orders=(4,), ls_orders=(8,)))
     with pytest.raises(ConfigError, match="ls_orders"):
         HarmonicForecaster(ForecasterConfig(analytic=False, ls_orders=(60,)))
-    assert default_ls_orders(100) == (56, 64, 72) and default_ls_orders(5) == (3, 4)
+    assert default_ls_orders(100) == (56, 64, 72) and default_ls_orders(6) == (3, 4)
     with pytest.raises(ConfigError, match="preset"):
         HarmonicForecaster(ForecasterConfig(preset="slow"))
     from sigstream.models.registry import build_model
@@ -120,6 +120,19 @@ def _chunks(total: int) -> list[tuple[int, int]]:
         sizes.append((pos, pos + n))
         pos, i = pos + n, i + 1
     return sizes
+
+
+def _streamed(source, x: np.ndarray) -> np.ndarray:  # noqa: ANN001 - a runner source
+    """``x`` (B, T, 1) through a fresh runner of ``source`` in ~T/5 chunks, state carried."""
+    from sigstream.export.runtime import load_runner
+
+    r = load_runner(source)
+    st = r.init_state(x.shape[0])
+    outs = []
+    for a, b in _chunks(x.shape[1]):
+        y, st = r.step(x[:, a:b], st)
+        outs.append(y)
+    return np.concatenate(outs, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +179,8 @@ def test_silent_windows_give_the_same_forecast_on_every_runtime(exported_shipped
                                                                 ) -> None:
     """An all-zero lookback (a stream that starts silent, or goes silent) forecasts what eager
     torch forecasts on ONNX and TorchScript too, never NaN: the Burg recursion's 0 / 0 and the
-    spectrum's atan2(0, 0) used to be NaN in the ONNX graph."""
-    from sigstream.export.runtime import load_runner
-
+    spectrum's atan2(0, 0) used to be NaN in the ONNX graph (the features are now
+    amplitudes, cosines and sines, with no angle at all)."""
     m, sources = exported_shipped_config
     x = np.zeros((2, 150, 1), np.float32)
     x[0, 120:, 0] = np.sin(np.arange(30, dtype=np.float32) * 0.3)  # silence, then a tone
@@ -177,13 +189,7 @@ def test_silent_windows_give_the_same_forecast_on_every_runtime(exported_shipped
         ref = m(torch.from_numpy(x)).numpy()
     assert np.isfinite(ref).all()
     for source in sources:
-        r = load_runner(source)
-        st = r.init_state(2)
-        outs = []
-        for a, b in _chunks(150):
-            y, st = r.step(x[:, a:b], st)
-            outs.append(y)
-        y = np.concatenate(outs, axis=1)
+        y = _streamed(source, x)
         assert np.isfinite(y).all()
         np.testing.assert_allclose(y, ref, atol=1e-5)
 
@@ -267,16 +273,16 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path) -> None:
 
     class CtrlC(Callback):
         def on_update(self, loop) -> None:  # noqa: ANN001 - in the middle of epoch 2
-            if loop.epoch == 6 and loop.updates == 22:
+            if loop.epoch == 8 and loop.updates == 30:
                 raise KeyboardInterrupt
 
     cfg = _train_cfg(analytic=False, stages=(2, 3, 5), steps_per_stage=6, val_every=4,
-                     final_steps=16, lr_patience=0, lr=0.05)
+                     final_steps=40, lr_patience=0, lr=0.05)
     whole = train(cfg, str(tmp_path / "whole"))
     lrs = [e["lr"] for e in whole.epochs]
-    assert lrs[5] > lrs[6] > lrs[7]  # plateaus on both sides of the cut: their state resumes
+    assert lrs[7] > lrs[8] > lrs[9]  # plateaus on both sides of the cut: their state resumes
     cut = train(cfg, str(tmp_path / "cut"), callbacks=(CtrlC(),))
-    assert cut.stopped_by == "interrupt" and len(cut.epochs) == 6
+    assert cut.stopped_by == "interrupt" and len(cut.epochs) == 8
     rest = train(cfg, str(tmp_path / "cut"), resume=True)
     strip = [{k: v for k, v in e.items() if k != "seconds"} for e in whole.epochs]
     assert [{k: v for k, v in e.items() if k != "seconds"} for e in rest.epochs] == strip
@@ -285,24 +291,30 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path) -> None:
         assert torch.equal(v, rest.model.state_dict()[k]), k
 
 
-# Recorded with the trainer before it moved onto fit() (commit 5ce96a2; torch 2.13 CPU, one
-# thread): a seed must keep giving the weights it gave.
+# Recorded with the trainer as it is since the loss is taken in each window's normalised units,
+# 30 % of the windows come from data.rich_windows and the DFT features are amplitude, cosine and
+# sine (torch 2.13 CPU, one thread); before that, the same runs were recorded at commit 5ce96a2:
+# a seed must keep giving the weights it gave.
 RECORDED = {
     "last-stage-plateaus": dict(
         config=dict(analytic=False, stages=(3,), final_steps=60, val_every=3, patience=10,
                     lr=0.05, batch=8),
-        train=[0.3914967179298401, 0.15087084472179413, 0.6773789525032043, 0.5369147658348083,
-               0.4077753722667694, 0.3392344117164612, 0.22017261385917664, 0.5035860538482666,
-               0.5154356956481934, 0.46368208527565, 0.3001411259174347],
-        val=[0.2618066072463989, 0.33107441663742065, 0.44405218958854675, 0.3675754964351654,
-             0.36308008432388306, 0.3574831485748291, 0.35331490635871887, 0.35001498460769653,
-             0.34208205342292786, 0.32847893238067627, 0.3196605443954468],
-        lr=[0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.0125, 0.0125, 0.0125, 0.00625]),
+        train=[3.64151930809021, 1.398733139038086, 1.8657273054122925, 1.1306203603744507,
+               1.887984037399292, 0.7079787254333496, 0.5005366802215576, 0.22479179501533508,
+               0.7128874063491821, 1.6349186897277832, 1.0581921339035034, 0.9642993211746216,
+               0.6022927761077881, 0.26528310775756836, 0.5130212306976318, 0.7620027661323547,
+               1.0222491025924683, 1.0423747301101685, 0.6587927937507629, 0.41647663712501526],
+        val=[2.3870198726654053, 1.7904868125915527, 1.4758423566818237, 0.9802641868591309,
+             1.3230074644088745, 1.3534672260284424, 0.8915790915489197, 0.9419217109680176,
+             1.0369007587432861, 0.8634122610092163, 1.0233875513076782, 0.8559430837631226,
+             0.950335681438446, 1.1739099025726318, 0.8748512268066406, 0.928551435470581,
+             0.8873400688171387, 1.1075639724731445, 1.1851686239242554, 1.082185983657837],
+        lr=[0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05,
+            0.05, 0.025, 0.025, 0.025, 0.0125, 0.0125]),
     "two-stages": dict(
         config=dict(analytic=False),
-        train=[0.4157797396183014, 0.2956347167491913, 0.25750380754470825,
-               0.21957449615001678],
-        val=[0.3979813754558563, 0.3065895140171051, 0.24642261862754822, 0.2075244039297104],
+        train=[2.972437858581543, 1.908762812614441, 2.747286558151245, 2.6508493423461914],
+        val=[3.4225447177886963, 2.458951473236084, 2.2865171432495117, 1.9660824537277222],
         lr=[0.003, 0.003, 0.003, 0.003]),
 }
 
@@ -311,8 +323,11 @@ RECORDED = {
 def test_training_reproduces_the_recorded_run(tmp_path, case: str) -> None:
     rec = RECORDED[case]
     result = train(_train_cfg(**rec["config"]), str(tmp_path))
-    assert [e["train_loss"] for e in result.epochs] == pytest.approx(rec["train"], rel=1e-6)
-    assert [e["val_loss"] for e in result.epochs] == pytest.approx(rec["val"], rel=1e-6)
+    # rel 1e-3: another CPU model sums float32 in another order (runs drift apart by ~1e-4
+    # over a few epochs); a changed trainer moves the losses by far more. On one machine a
+    # seed gives identical runs (the resume tests check it bit for bit).
+    assert [e["train_loss"] for e in result.epochs] == pytest.approx(rec["train"], rel=1e-3)
+    assert [e["val_loss"] for e in result.epochs] == pytest.approx(rec["val"], rel=1e-3)
     assert [e["lr"] for e in result.epochs] == pytest.approx(rec["lr"], rel=1e-9)
 
 
@@ -379,3 +394,115 @@ def test_shipped_weights_stream_and_forecast(spec: str) -> None:
     with torch.inference_mode():
         y = m(w)  # row 110 forecasts samples 111 .. 120 from the 100 ending at 110
     torch.testing.assert_close(y[0, 110], w[0, 111:121, 0], atol=0.05, rtol=0)
+
+
+# -- real signals: level, scale, fresh starts, bad input ----------------------------------------
+ISSUE_SNIPPET = np.array([0.007687661, 1.7534062, 0.22724293, 1.912562, 0.32806268, 1.9592294,
+                          0.32662725, 1.9172763, 0.25288588, 1.8211858, 0.14413679], np.float32)
+
+
+def _fresh_starts() -> np.ndarray:
+    """(6, 40, 1) stream starts that a high-order AR fit can interpolate exactly (few samples
+    after the zero history, a period-2 swing, integers, a step): its rollout explodes."""
+    rng = np.random.default_rng(3)
+    t = np.arange(40)
+    x = np.stack([
+        np.concatenate([ISSUE_SNIPPET, ISSUE_SNIPPET[t[:29] % 11]]),
+        np.where(t % 2 == 0, 0.2, 1.9) + 0.05 * rng.standard_normal(40),
+        np.round(2 * rng.standard_normal(40)),
+        np.where(t < 20, 0.0, 3.0),
+        np.cumsum(rng.standard_normal(40)),
+        3.0 + np.sin(2 * np.pi * t / 7.5),
+    ]).astype(np.float32)
+    return x[..., None]
+
+
+def test_fresh_starts_and_the_issue_snippet_are_equal_on_every_runtime(exported_shipped_config
+                                                                        ) -> None:
+    """A stream's first samples after the zero history: least-squares candidates of order
+    52-76 interpolate them exactly and their rollouts run to 1e30 and beyond, where ONNX's
+    last-bit differences flipped signs (the issue's snippet differed by 0.34). Such
+    candidates are now replaced by 0, a decision far from any rounding."""
+    from sigstream.export.runtime import load_runner
+
+    m, sources = exported_shipped_config
+    x = _fresh_starts()
+    with torch.inference_mode():
+        ref = m(torch.from_numpy(x)).numpy()
+    assert np.isfinite(ref).all()
+    for source in sources:
+        np.testing.assert_allclose(_streamed(source, x), ref, atol=1e-5)
+        r = load_runner(source)
+        y1, _ = r.step(ISSUE_SNIPPET[None, :, None], r.init_state(1))  # the issue's own call
+        np.testing.assert_allclose(y1, ref[:1, :11], atol=1e-5)
+
+
+def test_unstable_candidates_are_replaced_by_the_mean() -> None:
+    m = HarmonicForecaster(ForecasterConfig(ls_orders=default_ls_orders(100))).eval()
+    w = torch.zeros(1, 100)
+    w[0, -11:] = torch.from_numpy(ISSUE_SNIPPET)
+    win, _, lv = m.normalise(w)
+    with torch.no_grad():
+        cand = m.candidates(win, w, lv)  # (1, C, H)
+    n_ar = len(m.config.burg_orders) + len(m.config.ls_orders)
+    ls = cand[0, len(m.config.burg_orders):n_ar]
+    assert torch.equal(ls, torch.zeros_like(ls))  # every least-squares rollout exploded
+    assert torch.equal(cand[0, -1], win[0, -1].expand(10))  # the persistence candidate
+
+
+@pytest.mark.parametrize("spec", ["forecaster", "forecaster:preset=fast"])
+def test_level_and_scale_equivariance_of_the_shipped_weights(spec: str) -> None:
+    """f(a x + c) = a f(x) + c: the window's mean and standard deviation come off before the
+    network and the candidates and go back on after (the issue: an offset of 1 made 3-7
+    components 2.59 worse, of 2 10.9 worse, some forecasts had the wrong sign)."""
+    from sigstream.models.registry import build_model
+
+    m = build_model(spec)
+    x = windows(HarmonicsConfig(num_components=(3, 7), noise=0.1), 2, 130, 0, 4).lookback
+    x = x[..., None].double()
+    with torch.inference_mode():
+        ref = m(x.float())[:, 99:].double()
+        for a, c in [(1.0, 1.0), (1.0, 2.0), (1.0, -40.0), (1e-3, 0.0), (1000.0, 1e6)]:
+            xin = (a * x + c).float()
+            got = (m(xin)[:, 99:].double() - c) / a
+            # float32 keeps a level of c to c * 2^-24: the input itself is quantised that much
+            quantum = max(abs(c), 1.0) * 2.0 ** -24 / a
+            assert float((got - ref).abs().max()) <= 1e-4 + 3e3 * quantum, (a, c)
+
+
+@pytest.mark.parametrize("value", [0.0, 5.0, -3e7, 1e6])
+def test_constant_input_forecasts_the_constant_on_every_runtime(exported_shipped_config,
+                                                                value: float) -> None:
+    from sigstream.export.runtime import load_runner
+
+    m, sources = exported_shipped_config
+    x = np.full((1, 130, 1), value, np.float32)
+    with torch.inference_mode():
+        ref = m(torch.from_numpy(x)).numpy()
+    assert np.array_equal(ref[:, 99:], np.full((1, 31, 10), value, np.float32))
+    for source in sources:
+        r = load_runner(source)
+        y, _ = r.step(x, r.init_state(1))
+        assert np.array_equal(y[:, 99:], ref[:, 99:]), source if isinstance(source, str) else "ts"
+        np.testing.assert_allclose(y, ref, atol=1e-5 * max(1.0, abs(value)))
+
+
+def test_a_nan_sample_gives_nan_forecasts_while_it_is_in_the_window_then_recovers() -> None:
+    """Documented: a gap (NaN) is not guessed at; each forecast whose lookback holds it is
+    NaN (100 rows), and the stream recovers by itself once the gap has left the window."""
+    from sigstream.models.registry import build_model
+
+    m = build_model("forecaster:preset=fast")
+    x = torch.sin(torch.arange(300.0) / 5)[None, :, None]
+    gap = x.clone()
+    gap[0, 120:123] = float("nan")
+    with torch.inference_mode():
+        ref, y = m(x), m(gap)
+    rows = torch.isnan(y[0]).any(dim=1).nonzero().flatten()
+    assert rows.tolist() == list(range(120, 222))  # 3 gap samples + 99 windows holding one
+    torch.testing.assert_close(y[0, 222:], ref[0, 222:], atol=0, rtol=0)
+    from sigstream.core.testing import stream_in_chunks
+
+    with torch.inference_mode():  # streamed: the same NaN rows, the same recovery
+        streamed = stream_in_chunks(m, gap, [7, 113, 1, 60, 119])
+    torch.testing.assert_close(streamed, y, atol=1e-5, rtol=0, equal_nan=True)
