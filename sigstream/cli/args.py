@@ -39,6 +39,15 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a whole number", "a number >= 1")
 
 
+MAX_BLOCK = 1 << 24  # frames per chunk: 64 MiB a channel in float32
+
+
+def block_size(text: str) -> int:
+    """A chunk length in frames: 1 .. MAX_BLOCK (a larger one only exhausts memory)."""
+    return _number(text, int, lambda v: 1 <= v <= MAX_BLOCK, "a whole number",
+                   f"a number in 1 .. {MAX_BLOCK:,}")
+
+
 def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "a whole number", "a number >= 0")
 

@@ -9,6 +9,8 @@ Live audio (built by ``sigstream.stream.audio``, see :func:`audio_target`): sour
 
 from __future__ import annotations
 
+import math
+
 from sigstream.core.errors import ConfigError
 from sigstream.models.registry import parse_options
 from sigstream.models.synth import GENERATORS
@@ -81,12 +83,15 @@ def make_source(spec: str, *, default_rate: float | None = None,
                 f"unknown synthetic source {name!r}; available: {', '.join(GENERATORS)}"
             )
         entry = GENERATORS[name]
-        seconds = _float(opts, "seconds", 10.0)
-        rate = _float(opts, "rate", default_rate or entry.sample_rate)
-        channels = int(_float(opts, "channels", default_channels))
-        seed = int(_float(opts, "seed", 0))
-        snr = _float(opts, "snr", 0.0)
+        values = {k: _float(opts, k, d) for k, d in (
+            ("seconds", 10.0), ("rate", default_rate or entry.sample_rate),
+            ("channels", float(default_channels)), ("seed", 0.0), ("snr", 0.0))}
         _no_leftovers(spec, opts)
+        for key, v in values.items():
+            if v is not None and not math.isfinite(v):
+                raise ConfigError(f"synthetic source: {key}={v} is not a finite number: {spec!r}")
+        seconds, rate, snr = values["seconds"], values["rate"], values["snr"]
+        channels, seed = int(values["channels"] or 0), int(values["seed"] or 0)
         if seconds is None or seconds <= 0 or rate is None or rate <= 0 or channels < 1:
             raise ConfigError(f"synthetic source needs seconds > 0, rate > 0, channels >= 1: "
                               f"{spec!r}")

@@ -92,6 +92,7 @@ class Pipeline:
         self.out_rate = self.sample_rate / self.decimation if self.sample_rate else None
         self.ring = RingBuffer(block * max(2, self.config.ring_blocks), self.channels, "error")
         self._stop = threading.Event()
+        self.interrupted = False  # set when Ctrl-C (SIGINT) stopped the run
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop reading; it drains what has entered and returns."""
@@ -201,6 +202,7 @@ class Pipeline:
         def handler(signum: int, frame: object) -> None:
             if self._stop.is_set():
                 raise KeyboardInterrupt
+            self.interrupted = True
             self.stop()
 
         previous = signal.signal(signal.SIGINT, handler)

@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-from sigstream.cli.args import positive_float, positive_int
+from sigstream.cli.args import block_size, positive_float
 from sigstream.core.errors import ConfigError, InputError
 from sigstream.core.files import write_atomic
 
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", metavar="PATH", help="PATH.npz: save input, output, clean "
                                                  "reference and sample rate; PATH.png or "
                                                  ".pdf: a before/after figure")
-    d.add_argument("--block", type=positive_int,
+    d.add_argument("--block", type=block_size,
                    help="frames per chunk (default: 5 ms for the 48 kHz speech stream, "
                         "240 frames, one STFT hop of the speech enhancer; 32 otherwise)")
     d.add_argument("--model", default="enhancer",

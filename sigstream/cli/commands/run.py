@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sigstream.cli.args import positive_float, positive_int
+from sigstream.cli.args import block_size, positive_float, positive_int
 from sigstream.cli.output import status_printer, summary_line, write_json
 from sigstream.export.backends import load_model
 from sigstream.stream.stats import Stats
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--threads", type=positive_int, default=1,
                    help="threads for the torchscript/onnx runtimes, and for torch with "
                         "mic/speaker (1)")
-    r.add_argument("--block", type=positive_int, default=256,
+    r.add_argument("--block", type=block_size, default=256,
                    help="frames per chunk; a multiple of the model's hop (256)")
     r.add_argument("--realtime", action="store_true",
                    help="pace file and synthetic sources at their sample rate")
@@ -92,11 +92,15 @@ def run(args: argparse.Namespace) -> int:
 
     stats = pipe.run(on_status=show, on_start=started)
     done()
-    summary = stats.summary()
+    summary = {**stats.summary(), "interrupted": pipe.interrupted}
     if not args.quiet:
         print(summary_line(summary), file=sys.stderr)
     if args.stats_json:
         write_json(args.stats_json, summary)
+    if pipe.interrupted:  # drained and written, but not the whole input: say so, exit 130
+        print("stopped by Ctrl-C: the output holds what was read until then",
+              file=sys.stderr)
+        return 130
     return 0
 
 
