@@ -12,6 +12,8 @@ import os
 import tempfile
 from typing import Any
 
+from sigstream.core.errors import ConfigError
+
 FORMATS = ("onnx", "torchscript")
 BACKENDS = ("torch", *FORMATS)
 
@@ -46,6 +48,21 @@ def on_backend(model: Any, backend: str, *, name: str, threads: int = 1) -> Any:
         export_file(model, path, backend, name=name)
         with open(path, "rb") as fh:
             return load_runner(fh.read(), threads=threads)
+
+
+EXPORTED = {".onnx": "onnx", ".ts": "torchscript"}  # an exported file's suffix -> its runtime
+
+
+def resolve_backend(spec: str, backend: str | None) -> str:
+    """The backend ``spec`` runs on: an exported file's own runtime (ConfigError if
+    ``backend`` names another), else ``backend`` or torch."""
+    own = EXPORTED.get(os.path.splitext(spec)[1].lower()) if os.path.isfile(spec) else None
+    if own is None:
+        return backend or "torch"
+    if backend not in (None, own):
+        raise ConfigError(f"{spec!r} is an exported {own} file and runs on {own}; drop "
+                          f"--backend {backend} or give --backend {own}")
+    return own
 
 
 def load_model(spec: str, backend: str = "torch", *, threads: int = 1) -> Any:

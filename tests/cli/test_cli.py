@@ -247,3 +247,14 @@ def test_run_refuses_non_finite_specs_and_huge_blocks_in_one_line(args, says) ->
     # one error line (argparse's own errors print the usage above it, as for every option)
     assert r.returncode == 2 and says in r.stderr.strip().splitlines()[-1], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_an_exported_file_runs_on_its_own_runtime_and_says_so(tmp_path: Path) -> None:
+    onnx = tmp_path / "bw.onnx"
+    assert sig("export", "butterworth", "--format", "onnx", "--out", str(onnx)).returncode == 0
+    r = sig("run", "--model", str(onnx), "--source", "synth:sines,seconds=1", "--sink", "null")
+    assert r.returncode == 0 and f"running {onnx} (onnx)" in r.stderr, r.stderr
+    r = sig("run", "--model", str(onnx), "--backend", "torchscript", "--source",
+            "synth:sines,seconds=1", "--sink", "null")
+    assert r.returncode == 2 and "runs on onnx; drop --backend torchscript" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -7,7 +7,7 @@ import sys
 
 from sigstream.cli.args import block_size, positive_float, positive_int
 from sigstream.cli.output import status_printer, summary_line, write_json
-from sigstream.export.backends import load_model
+from sigstream.export.backends import load_model, resolve_backend
 from sigstream.stream.stats import Stats
 
 
@@ -22,8 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="NAME, NAME:key=value,... or a checkpoint path")
     r.add_argument("--source", required=True, help="source spec")
     r.add_argument("--sink", required=True, help="sink spec")
-    r.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
-                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
+    r.add_argument("--backend", default=None, choices=("torch", "torchscript", "onnx"),
+                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch; an "
+                        "exported .onnx/.ts file: its own runtime)")
     r.add_argument("--threads", type=positive_int, default=1,
                    help="threads for the torchscript/onnx runtimes, and for torch with "
                         "mic/speaker (1)")
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from sigstream.stream.pipeline import Pipeline, PipelineConfig
     from sigstream.stream.stage import ModelStage
 
+    args.backend = resolve_backend(args.model, args.backend)
     model = load_model(args.model, args.backend, threads=args.threads)
     stage = ModelStage(model)
     if _is_audio(args):

@@ -19,8 +19,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     "only unless --curve-secret or --insecure is given. Ctrl-C stops "
                     "gracefully.")
     s.add_argument("--model", required=True, help="NAME, NAME:key=value,... or a checkpoint path")
-    s.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnx"),
-                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch)")
+    s.add_argument("--backend", default=None, choices=("torch", "torchscript", "onnx"),
+                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch; an "
+                        "exported .onnx/.ts file: its own runtime)")
     s.add_argument("--threads", type=positive_int, default=1,
                    help="threads for the model runtime (1)")
     s.add_argument("--bind", default="tcp://127.0.0.1:5555",
@@ -46,8 +47,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the server until Ctrl-C; errors a user can cause raise SigstreamError."""
-    from sigstream.export.backends import load_model
+    from sigstream.export.backends import load_model, resolve_backend
     from sigstream.stream.net.server import Server, ServerConfig
+
+    args.backend = resolve_backend(args.model, args.backend)
 
     config = ServerConfig(
         max_batch=args.max_batch, idle_timeout=args.idle_timeout,
