@@ -258,3 +258,22 @@ def test_an_exported_file_runs_on_its_own_runtime_and_says_so(tmp_path: Path) ->
             "synth:sines,seconds=1", "--sink", "null")
     assert r.returncode == 2 and "runs on onnx; drop --backend torchscript" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_seconds_without_any_sample_rate_is_one_error_line(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros(300, np.float32))
+    r = sig("run", "--model", "forecaster:preset=fast", "--source", f"npy:{tmp_path / 'x.npy'}",
+            "--sink", "null", "--seconds", "1")
+    assert r.returncode == 2 and "--seconds needs a sample rate" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_models_json_lists_every_model() -> None:
+    from sigstream.models.registry import MODELS
+
+    r = sig("models", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [m["name"] for m in rows] == list(MODELS)
+    fc = next(m for m in rows if m["name"] == "forecaster")
+    assert fc["out_channels"] == 10 and fc["needs_weights"] and fc["weights"]

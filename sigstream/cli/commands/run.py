@@ -78,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "record", None):
             source, sink = _recording(args.record, source, sink)
         rate = source.sample_rate or model.sample_rate
+        if args.seconds and not rate:
+            from sigstream.core.errors import ConfigError
+
+            raise ConfigError(f"--seconds needs a sample rate, and neither {args.source!r} nor "
+                              f"{args.model!r} has one: give the source's (e.g. "
+                              f"npy:x.npy,rate=HZ)")
         max_frames = int(round(args.seconds * rate)) if args.seconds and rate else None
         pipe = Pipeline(source, [stage], sink,
                         PipelineConfig(block=args.block, realtime=args.realtime,
