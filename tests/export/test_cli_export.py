@@ -133,3 +133,14 @@ def test_extractor_without_matching_weights_is_a_config_error(tmp_path) -> None:
         cmd_export(_parse("extractor:preset=realistic,variant=sequence", "--out",
                           str(tmp_path / "x.onnx")))
     assert os.listdir(tmp_path) == []
+
+
+def test_export_shows_progress_unless_quiet(tmp_path) -> None:  # noqa: ANN001
+    from _support.cli import sigstream as sig
+
+    r = sig("export", "butterworth", "--format", "onnx", "--out", str(tmp_path / "a.onnx"))
+    assert r.returncode == 0 and "exporting butterworth to onnx" in r.stderr
+    assert "checking parity" in r.stderr and "exported butterworth" in r.stdout
+    r = sig("export", "butterworth", "--format", "onnx", "--out", str(tmp_path / "b.onnx"),
+            "--quiet")
+    assert r.returncode == 0 and r.stderr == "" and "exported butterworth" in r.stdout

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="onnx | torchscript (default: from the --out suffix, .onnx -> onnx, "
                         ".pt/.ts -> torchscript; else onnx)")
     e.add_argument("--out", required=True, metavar="PATH", help="the file to write")
+    e.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (the result line is still printed)")
     e.add_argument("--threads", type=positive_int, default=1,
                    help="runtime threads for the parity check (1)")
     e.set_defaults(func=run)
@@ -110,8 +114,16 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args.model)
     name = _model_name(args.model)
     tmp = temp_name(out)
+    start = time.monotonic()
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"[{time.monotonic() - start:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
     try:
+        progress(f"exporting {name} to {fmt} (tracing its step; large models take minutes)")
         _export(model, tmp, name, fmt, shown=args.out)
+        progress(f"loading the {fmt} file and checking parity over {PARITY_CHUNKS} chunks")
         runner = load_runner(tmp, threads=args.threads)
         err, samples = check_parity(model, runner)
         if not err <= PARITY_ATOL:
