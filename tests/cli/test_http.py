@@ -225,3 +225,17 @@ def test_cli_errors_are_one_line(capsys) -> None:
     assert "unknown model" in err and len(err.strip().splitlines()) == 1
     assert main(["http", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_a_multi_channel_model_returns_every_channel() -> None:
+    """The extractor has four output channels: `enhanced` is the first, `outputs` all four
+    (it used to return channel 0 alone without saying so)."""
+    from sigstream.cli.commands.http import Enhancer
+    from sigstream.models.registry import build_model
+
+    m = build_model("extractor")
+    x = np.random.default_rng(1).standard_normal(300).astype(np.float32)
+    out = Enhancer(m, "extractor").enhance(x, 0)
+    assert out["out_channels"] == m.out_channels == 4 and len(out["outputs"]) == 4
+    assert all(len(c) == 300 for c in out["outputs"])
+    assert out["enhanced"] == out["outputs"][0]

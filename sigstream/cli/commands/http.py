@@ -9,7 +9,9 @@ Models: the SensorAugmentor (``augmentor``; a 128-sample window gives one window
 output and commands, a longer signal is streamed through ``OverlapCrossfade`` and
 flushed, so the output is aligned; commands are given for every complete window at the
 model's hop), the causal enhancer (``enhancer``; any length), or any one-channel built-in
-model or checkpoint.
+model or checkpoint. ``enhanced`` is the first output channel; a model with several output
+channels (the extractor's four) also returns ``out_channels`` and ``outputs``, one list per
+channel.
 
 Every request a client can get wrong gets a 4xx with one sentence naming what was expected:
 an empty body (400), a body that is not JSON or not an object (400), a body or signal over
@@ -203,7 +205,11 @@ class Enhancer:
                 out["latency_samples"] = 0 if len(signal) == self.window else \
                     int(self.model.latency)
             else:
-                y = self._aligned(x)[0, :, 0]
+                full = self._aligned(x)[0]  # (T, C)
+                y = full[:, 0]
+                if full.shape[1] > 1:  # every output channel, not only the first
+                    out["out_channels"] = int(full.shape[1])
+                    out["outputs"] = full.T.numpy().astype(float).tolist()
                 fn = (lambda v: self._aligned(v)[0, :, 0])  # noqa: E731
                 out["latency_samples"] = int(self.model.latency)
             if passes:
@@ -258,6 +264,8 @@ def create_app(enhancer: Enhancer, cfg: HttpConfig = HttpConfig()) -> Any:
         sample_rate: float | None
         latency_samples: int
         enhanced: list[float]
+        out_channels: int | None = None
+        outputs: list[list[float]] | None = None
         actuator_commands: list[Command] | None = None
         uncertainty: Uncertainty | None = None
 
