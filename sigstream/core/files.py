@@ -67,3 +67,14 @@ def check_data_folder(out: str | os.PathLike, ours: set[str] | frozenset[str], w
         if other:
             raise ConfigError(f"--out {path} is not empty and holds no {what} "
                               f"({other[0]!r}, ...): choose an empty or new folder")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -95,27 +95,10 @@ def enhance_windows(model: AugmentorStream, lq: np.ndarray,
 
 
 def tuned_baselines(val_lq: np.ndarray, val_hq: np.ndarray, rate: float) -> list[dict]:
-    """Each baseline with its grid parameter tuned on validation data; entries
-    ``{"baseline": obj or None, "name", "causal", "param", "skipped"}``."""
-    from sigstream.models.metrics import psnr
-
-    def score(t: np.ndarray, y: np.ndarray) -> float:
-        return float(np.mean(psnr(t, y)))
-
-    out = []
-    for base in (eb.WienerBaseline(), eb.ButterworthBaseline(), eb.SavgolBaseline(),
-                 eb.SpectralGateBaseline()):
-        entry: dict[str, Any] = {"name": base.name, "causal": base.causal}
-        if isinstance(base, eb.SpectralGateBaseline) and not base.available():
-            entry.update(baseline=None, skipped=base.note)
-            out.append(entry)
-            continue
-        field, grid = GRIDS[base.name]
-        sub = slice(0, 500) if isinstance(base, eb.SpectralGateBaseline) else slice(None)
-        best, _ = eb.tune(base, field, grid, val_lq[sub], val_hq[sub], rate, score)
-        entry.update(baseline=best, param={field: getattr(best, field)}, skipped=None)
-        out.append(entry)
-    return out
+    """Each baseline with its grid parameter tuned on validation data
+    (:func:`~sigstream.models.baselines.enhance.tune_all`)."""
+    return eb.tune_all((eb.WienerBaseline(), eb.ButterworthBaseline(), eb.SavgolBaseline(),
+                        eb.SpectralGateBaseline()), GRIDS, val_lq, val_hq, rate)
 
 
 def _actuator_metrics(true: np.ndarray, pred: np.ndarray) -> dict:

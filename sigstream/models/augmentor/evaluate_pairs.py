@@ -90,30 +90,9 @@ def pair_grids(rate: float, window: int) -> dict[str, tuple[str, tuple[Any, ...]
 
 def tuned_pair_baselines(val: VibrationSet, rate: float, window: int) -> list[dict]:
     """Every baseline with its parameter tuned on the validation windows (by mean PSNR)."""
-    from sigstream.models.metrics import psnr
-
-    def score(t: np.ndarray, y: np.ndarray) -> float:
-        return float(np.mean(psnr(t, y)))
-
-    grids = pair_grids(rate, window)
-    out = []
-    for base in (eb.WienerBaseline(), eb.ButterworthBaseline(), eb.SavgolBaseline(),
-                 eb.SpectralGateBaseline(), ZeroPhaseLowpass()):
-        entry: dict[str, Any] = {"name": base.name, "causal": base.causal}
-        if isinstance(base, eb.SpectralGateBaseline) and not base.available():
-            entry.update(baseline=None, skipped=base.note)
-            out.append(entry)
-            continue
-        field, grid = grids[base.name]
-        sub = slice(0, 500) if isinstance(base, eb.SpectralGateBaseline) else slice(None)
-        best, best_score = eb.tune(base, field, grid, val.lq[sub].astype(np.float64),
-                                   val.hq[sub], rate, score)
-        if not np.isfinite(best_score):
-            entry.update(baseline=None, skipped=f"no {field} in its grid runs at {rate:g} Hz")
-        else:
-            entry.update(baseline=best, param={field: getattr(best, field)}, skipped=None)
-        out.append(entry)
-    return out
+    return eb.tune_all((eb.WienerBaseline(), eb.ButterworthBaseline(), eb.SavgolBaseline(),
+                        eb.SpectralGateBaseline(), ZeroPhaseLowpass()), pair_grids(rate, window),
+                       val.lq.astype(np.float64), val.hq, rate)
 
 
 def _enhance(model: AugmentorStream, lq: np.ndarray, batch: int = 4096) -> np.ndarray:

@@ -22,7 +22,6 @@ a recording too short to hold one window in the validation and the evaluation pa
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sigstream.core.errors import InputError
+from sigstream.core.files import sha256_file
 from sigstream.models.augmentor.data import (
     VibrationSet,
     VibrationSplits,
@@ -214,18 +214,10 @@ def pair_splits(pairs: SensorPairs, window: int, train_hop: int, flip: bool = Fa
                            pair_windows(*part("test"), window, window))
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def describe(pairs: SensorPairs, spec: str) -> dict:
     """What a checkpoint records about the pair it was trained on (JSON-ready)."""
     files = [p.strip() for p in str(spec).split(",")]
     return {"source": str(spec), "samples": pairs.length, "channels": pairs.channels,
             "rate": pairs.rate, "split": {k: list(v) for k, v in
                                           split_bounds(pairs.length).items()},
-            "sha256": {os.path.basename(f): sha256(f) for f in files if os.path.isfile(f)}}
+            "sha256": {os.path.basename(f): sha256_file(f) for f in files if os.path.isfile(f)}}

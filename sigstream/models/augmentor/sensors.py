@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -48,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from sigstream.core.errors import ConfigError, InputError
+from sigstream.core.files import sha256_file
 from sigstream.models.augmentor.data import VibrationConfig, degrade
 from sigstream.models.augmentor.pairs import TRAIN_FRACTION, split_bounds
 
@@ -167,10 +167,6 @@ def default_root() -> Path:
             else Path.home() / ".cache" / "sigstream" / "sensors")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _round_robin(labels: list[str], order: tuple[str, ...]) -> list[int]:
     by_label = {lab: [i for i, x in enumerate(labels) if x == lab] for lab in order}
     unknown = sorted(set(labels) - set(order))
@@ -238,7 +234,7 @@ def build_sensor_pairs(out: str | Path, source: str = "sktime:BasicMotions",
             "description": src.description, "data_licence": src.data_licence,
             "citation": src.citation, "native_rate_hz": src.native_rate,
             "files": [{"path": f"{src.package}/{f.relative_to(root)}",
-                       "sha256": _sha256(f), "bytes": f.stat().st_size} for f in files],
+                       "sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files],
         },
         "recipe": {
             "order": "round-robin over the activities " + ", ".join(src.activities)
@@ -251,7 +247,7 @@ def build_sensor_pairs(out: str | Path, source: str = "sktime:BasicMotions",
             "degradation": "sigstream.models.augmentor.data.degrade",
             "degradation_config": dataclasses.asdict(vib), "seed": seed,
         },
-        "pairs": {"file": "pairs.npz", "sha256": _sha256(pairs), "samples": len(high),
+        "pairs": {"file": "pairs.npz", "sha256": sha256_file(pairs), "samples": len(high),
                   "channels": int(high.shape[1]), "rate_hz": rate,
                   "seconds": len(high) / rate,
                   "split": {k: list(v) for k, v in split_bounds(len(high)).items()}},

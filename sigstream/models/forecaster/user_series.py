@@ -25,14 +25,16 @@ import torch
 from sigstream.core.errors import InputError
 from sigstream.models.forecaster.data import WindowBatch
 
-__all__ = ["TRAIN_END", "VAL_END", "EVAL_FRACTION", "load_arrays", "SeriesPool", "pool"]
+__all__ = ["TRAIN_END", "VAL_END", "EVAL_FRACTION", "read_npy", "load_arrays", "SeriesPool", "pool"]
 
 TRAIN_END = 0.6  # targets of training windows end before this fraction of each series
 VAL_END = 0.7  # validation targets: [TRAIN_END, VAL_END); evaluation: the rest
 EVAL_FRACTION = 1.0 - VAL_END
 
 
-def _read(path: Path) -> list[np.ndarray]:
+def read_npy(path: Path) -> list[np.ndarray]:
+    """The float64 series of one ``.npy`` file: 1-D (or (1, T)) one, 2-D one per column;
+    InputError naming ``--data`` for anything else."""
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -65,7 +67,7 @@ def load_arrays(path: str) -> list[tuple[str, np.ndarray]]:
         raise InputError(f"--data {path!r}: no such file or folder")
     out = []
     for f in files:
-        parts = _read(f)
+        parts = read_npy(f)
         for c, x in enumerate(parts):
             out.append((f.stem if len(parts) == 1 else f"{f.stem}[{c}]", x))
     return out
