@@ -59,14 +59,15 @@ def _no_leftovers(spec: str, opts: dict[str, str]) -> None:
 
 
 def make_source(spec: str, *, default_rate: float | None = None,
-                default_channels: int = 1) -> Source:
-    """Build the source a spec names."""
+                default_channels: int = 1, allow_nan: bool = False) -> Source:
+    """Build the source a spec names; ``allow_nan``: a .npy/.npz may hold NaN (missing
+    samples, for a model that reads them so)."""
     kind, target, opts = split_spec(spec)
     if kind == "npy":
         _need_target(spec, target)
         rate = _float(opts, "rate", None)
         _no_leftovers(spec, opts)
-        return NpySource(target, sample_rate=rate)
+        return NpySource(target, sample_rate=rate, allow_nan=allow_nan)
     if kind == "wav":
         _need_target(spec, target)
         _no_leftovers(spec, opts)

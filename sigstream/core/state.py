@@ -175,7 +175,9 @@ def where(mask: Any, if_true: State, if_false: State) -> State:
         if _is_torch(a):
             import torch
 
-            m = torch.as_tensor(mask, dtype=torch.bool, device=a.device).reshape(shape)
+            # a tensor mask stays a tensor (``as_tensor`` would freeze it into a traced graph)
+            m = (mask.to(device=a.device, dtype=torch.bool) if isinstance(mask, torch.Tensor)
+                 else torch.as_tensor(mask, dtype=torch.bool, device=a.device)).reshape(shape)
             return torch.where(m, a, b)
         return np.where(np.asarray(mask, dtype=bool).reshape(shape), a, b)
 

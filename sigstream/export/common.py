@@ -93,6 +93,7 @@ def build_meta(model: StreamingModule, name: str, kind: str, meta: dict | None =
         "in_channels": int(model.in_channels),
         "out_channels": int(model.out_channels),
         "max_chunk": int(max_chunk) if max_chunk else None,
+        "accepts_nan": bool(getattr(model, "accepts_nan", False)),
         "state": {
             "names": names,
             "shapes": [list(leaf.shape[1:]) for leaf in leaves],

@@ -19,8 +19,8 @@ the extra file ``sigstream.json``): ``format`` ("sigstream-export"),
 ``max_chunk`` (longest chunk the graph takes; longer chunks are split here, or
 null), ``state`` (``names``: dotted leaf names, ``shapes``: per-stream shapes
 without B, ``dtypes``, ``init``: per-stream initial values or null for zeros),
-``config``, ``norm``, ``meta`` (free-form), ``torch`` (version) and, for ONNX,
-``opset``.
+``accepts_nan`` (the model reads NaN as a missing sample), ``config``, ``norm``,
+``meta`` (free-form), ``torch`` (version) and, for ONNX, ``opset``.
 """
 
 from __future__ import annotations
@@ -197,6 +197,7 @@ class ExportedRunner:
         self.out_channels = int(meta["out_channels"])
         rate = meta.get("sample_rate")
         self.sample_rate = None if rate is None else float(rate)
+        self.accepts_nan = bool(meta.get("accepts_nan", False))  # NaN = a missing sample
         state = meta["state"]
         self.state_names: list[str] = list(state["names"])
         self.state_fields = [_field_name(n) for n in self.state_names]

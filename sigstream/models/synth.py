@@ -70,6 +70,12 @@ def _mixture(sample_rate: float = 1000.0, channels: int = 1, seed: int = 0,
     return MixtureStream(sample_rate=sample_rate, seed=seed, snr_db=snr_db, channels=channels)
 
 
+def _ctg(sample_rate: float = 4.0, channels: int = 2, seed: int = 0, snr_db: float = 0.0):
+    from sigstream.models.teb.data import ctg_stream
+
+    return ctg_stream(sample_rate=sample_rate, channels=channels, seed=seed, snr_db=snr_db)
+
+
 GENERATORS: Mapping[str, GeneratorEntry] = MappingProxyType({
     "sines": GeneratorEntry(
         "sines", "5 Hz + 11 Hz sines in white noise at 0 dB SNR, 1 kHz",
@@ -81,5 +87,9 @@ GENERATORS: Mapping[str, GeneratorEntry] = MappingProxyType({
     "mixture": GeneratorEntry(
         "mixture", "1, 3, 5, 7 Hz sines (random phases) averaged, in white noise, 1 kHz",
         _mixture, 1000.0,
+    ),
+    "ctg": GeneratorEntry(
+        "ctg", "synthetic cardiotocography: FHR (bpm) and UP (mmHg) with sensor loss, 4 Hz",
+        _ctg, 4.0,
     ),
 })

@@ -70,11 +70,15 @@ class Pipeline:
         if self.stages:
             want = int(self.stages[0].in_channels or 0)
             if want and want != self.channels:
+                model = getattr(getattr(self.stages[0], "runner", None), "model", None)
+                config = getattr(model, "config", None)
+                hint = (f"configure the model for {self.channels} (e.g. NAME:channels="
+                        f"{self.channels}) or pick matching input"
+                        if hasattr(config, "channels") else
+                        f"give it {want}-channel input")
                 raise InputError(
                     f"the source has {self.channels} channel(s) but the model expects {want}; "
-                    f"configure the model for {self.channels} (e.g. NAME:channels="
-                    f"{self.channels}) or pick matching input"
-                )
+                    + hint)
         self.sample_rate = source.sample_rate
         for s in self.stages:
             rate = getattr(s, "sample_rate", None)
@@ -90,6 +94,11 @@ class Pipeline:
             raise ConfigError("real-time pacing needs a sample rate; give the source a rate")
         self.out_channels = int(self.stages[-1].out_channels) if self.stages else self.channels
         self.out_rate = self.sample_rate / self.decimation if self.sample_rate else None
+        # count NaN output rows only for models that may write them on purpose (a check per
+        # block costs a pass over the output)
+        self._nan_check = any(
+            getattr(getattr(getattr(s, "runner", None), "model", None), "accepts_nan", False)
+            for s in self.stages)
         self.ring = RingBuffer(block * max(2, self.config.ring_blocks), self.channels, "error")
         self._stop = threading.Event()
         self.interrupted = False  # set when Ctrl-C (SIGINT) stopped the run
@@ -136,6 +145,8 @@ class Pipeline:
             stats.compute.add(t_done - t_start)
             stats.chunks += 1
             stats.samples_out += n_out
+            if n_out and self._nan_check:
+                stats.nan_rows += int(np.isnan(y[:n_out]).any(axis=1).sum())
             consumed += n_valid
 
         self.sink.open(self.out_rate, self.out_channels)

@@ -8,6 +8,13 @@ mask (``where(mask, init, state)``), and adds or removes streams. Any object
 with ``init_state(batch)`` / ``step(x, state)`` can be driven: an eager torch
 :class:`~sigstream.core.contract.StreamingModule`, a TorchScript module or an
 ONNX Runtime session wrapper, which works on numpy arrays.
+
+A decimating model with hop 1 (``decimation`` D > 1) gives stream b ``(phase_b + T) // D``
+output rows for a chunk of T, where ``phase_b`` counts its samples since its last output;
+streams reset or added off the D-sample grid sit at other phases than the rest, so their
+counts differ by one. Such a model returns the largest count for every stream, stream b's
+rows past its own count being padding (NaN); the runner keeps the phases and gives each
+step's counts in :attr:`StreamRunner.counts` (:meth:`StreamRunner.split` cuts the rows).
 """
 
 from __future__ import annotations
@@ -38,6 +45,13 @@ class StreamRunner:
         self.hop = int(getattr(model, "hop", 1))
         self.latency = int(getattr(model, "latency", 0))
         self.in_channels = int(getattr(model, "in_channels", 0))
+        self.decimation = int(getattr(model, "decimation", 1) or 1)
+        # phases matter only when a chunk may end inside a group (hop not a multiple of D)
+        self._phased = self.decimation > 1 and self.hop % self.decimation != 0
+        self.phase = np.zeros(batch, dtype=np.int64)  # samples since each stream's last output
+        # output rows of each stepped stream in the last step (None: all of them, always so
+        # unless the model decimates with a hop that is not a multiple of its decimation)
+        self.counts: np.ndarray | None = None
         self.validate = validate
         self._torch = _is_torch_model(model)
         self.state = self._init(batch)
@@ -78,12 +92,14 @@ class StreamRunner:
         if not mask.any():
             return
         self.state = st.where(mask, self._init(self._batch), self.state)
+        self.phase[mask] = 0
 
     def add_streams(self, n: int = 1) -> list[int]:
         """Append ``n`` fresh streams; returns their indices."""
         first = self._batch
         fresh = self._init(n)
         self.state = fresh if self._batch == 0 else st.concat([self.state, fresh])
+        self.phase = np.concatenate([self.phase, np.zeros(n, dtype=np.int64)])
         self._batch += n
         return list(range(first, first + n))
 
@@ -92,6 +108,7 @@ class StreamRunner:
         keep = np.ones(self._batch, dtype=bool)
         keep[np.asarray(indices, dtype=int)] = False
         self.state = st.select(self.state, keep) if keep.any() else self._init(0)
+        self.phase = self.phase[keep]
         self._batch = int(keep.sum())
 
     # -- stepping ----------------------------------------------------------------
@@ -107,6 +124,7 @@ class StreamRunner:
             if self.validate:
                 self._check(x, self._batch)
             y, self.state = self._step(x, self.state)
+            self._advance(slice(None), x.shape[1])
             if self._partial:  # the new state may share memory with x or y, which the caller
                 # holds: remember them, so that the next ``rows`` step copies such leaves first
                 self._exposed = (weakref.ref(x), weakref.ref(y))
@@ -127,7 +145,21 @@ class StreamRunner:
             self.state = st.private(self.state, *alive)
             self._exposed = None
         st.assign(self.state, idx, new)
+        self._advance(idx, x.shape[1])
         return y
+
+    def _advance(self, idx: Any, t: int) -> None:
+        """Move the stepped streams' phases on by ``t`` samples and record their counts."""
+        if self._phased:
+            total = self.phase[idx] + t
+            self.counts = total // self.decimation
+            self.phase[idx] = total % self.decimation
+
+    def split(self, y: Any) -> list[Any]:
+        """The last step's output ``y`` (B, T', C') cut to each stream's own rows: a list of
+        B arrays (rows ``:counts[b]``; all T' rows unless the model decimates)."""
+        counts = self.counts if self.counts is not None else [y.shape[1]] * y.shape[0]
+        return [y[b, :int(n)] for b, n in enumerate(counts)]
 
     def _rows(self, rows: Any) -> np.ndarray:
         idx = np.asarray(rows)

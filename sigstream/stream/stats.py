@@ -52,6 +52,7 @@ class Stats:
     chunks: int = 0
     samples_in: int = 0
     samples_out: int = 0
+    nan_rows: int = 0  # output rows holding a NaN (a model's "no output here")
     overruns: int = 0
     underruns: int = 0
     dropped: int = 0
@@ -69,6 +70,7 @@ class Stats:
             "chunks": self.chunks,
             "samples_in": self.samples_in,
             "samples_out": self.samples_out,
+            "nan_rows": self.nan_rows,
             "overruns": self.overruns,
             "underruns": self.underruns,
             "dropped": self.dropped,

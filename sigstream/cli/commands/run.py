@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from sigstream.cli.args import block_size, positive_float, positive_int
 from sigstream.cli.output import status_printer, summary_line, write_json
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                           " only to a mic source or speaker sink; give a file's rate in its "
                           "spec (e.g. npy:x.npy,rate=HZ)")
     source = make_source(args.source, default_rate=model.sample_rate,
-                         default_channels=model.in_channels or 1)
+                         default_channels=model.in_channels or 1,
+                         allow_nan=bool(getattr(model, "accepts_nan", False)))
     try:
         sink = make_sink(args.sink)
         if getattr(args, "record", None):
@@ -103,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {**stats.summary(), "interrupted": pipe.interrupted}
     if not args.quiet:
         print(summary_line(summary), file=sys.stderr)
+        for line in _notes(model, stats):
+            print(line, file=sys.stderr)
     if args.stats_json:
         write_json(args.stats_json, summary)
     if pipe.interrupted:  # drained and written, but not the whole input: say so, exit 130
@@ -110,6 +114,21 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _notes(model: Any, stats: Any) -> list[str]:
+    """What a user should know about an output that looks odd: none at all (the input was
+    shorter than one output step), or rows of NaN (a model's "no output here")."""
+    notes = []
+    dec = int(getattr(model, "decimation", 1) or 1)
+    if dec > 1 and stats.samples_out == 0 and stats.samples_in < dec:
+        notes.append(f"note: the input ({stats.samples_in} samples) is shorter than one output "
+                     f"step of the model ({dec} samples): no output rows")
+    if stats.nan_rows:
+        meaning = getattr(model, "nan_meaning", "the model's output there is undefined")
+        notes.append(f"note: {stats.nan_rows} of {stats.samples_out} output rows hold NaN "
+                     f"({meaning})")
+    return notes
 
 
 def _is_audio(args: argparse.Namespace) -> bool:

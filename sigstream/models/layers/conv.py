@@ -58,6 +58,12 @@ class CausalConv1d(StreamingModule):
     above refuses fails with the runtime's index error instead (TorchScript
     ``RuntimeError`` "index out of range", ONNX Runtime "indices element out of data
     bounds"), and the caller's state is untouched.
+
+    ``ragged=True`` lifts the rule: a step at any phases and any T returns T' = the largest
+    count of outputs any stream completes, ``max_b (rem_b + T) // stride`` (counts differ
+    by at most one); stream b's rows past its own count are padding, computed from
+    clamped indices (finite, meaningless). The state is right for every stream (it holds
+    input frames only). A module that uses this keeps each stream's count itself.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class CausalConv1d(StreamingModule):
         groups: int = 1,
         stride: int = 1,
         bias: bool = True,
+        ragged: bool = False,
     ) -> None:
         super().__init__()
         if kernel_size < 1 or dilation < 1 or stride < 1:
@@ -80,6 +87,7 @@ class CausalConv1d(StreamingModule):
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.stride = self.decimation = stride
+        self.ragged = ragged
         self.context = (kernel_size - 1) * dilation  # frames of history each output needs
         self.hop, self.latency = 1, 0
 
@@ -102,11 +110,11 @@ class CausalConv1d(StreamingModule):
         if s > 1:
             rem = (state.rem + t) % s  # (B,) the phases after the chunk
             if _tracing():
-                return self._decimate(x, state.buf, state.rem, rem, check=True)
+                return self._decimate(x, state.buf, state.rem, rem, check=not self.ragged)
             # eager: read the phases (a graph cannot: see _decimate)
             lo, hi = (int(v) for v in torch.aminmax(state.rem)) if x.shape[0] else (0, 0)
             if lo != hi:
-                if t % s:
+                if t % s and not self.ragged:
                     raise ValueError(
                         f"streams at different decimation phases need chunks that are a "
                         f"multiple of the stride {s} (got {t}); step them separately")
@@ -124,8 +132,11 @@ class CausalConv1d(StreamingModule):
         if _tracing():  # a graph also takes T = 0 (which a decimating layer before this one
             # passes on): a zero frame at each end, whose two outputs are dropped
             conv = self.conv
-            y = F.conv1d(full, conv.weight, conv.bias, 1, 1, conv.dilation, conv.groups)
-            y = y[..., 1:t + 1]  # (B, C_out, T)
+            if _onnx_double(full):
+                y = _conv_matmul(conv, full, t)
+            else:
+                y = F.conv1d(full, conv.weight, conv.bias, 1, 1, conv.dilation, conv.groups)
+                y = y[..., 1:t + 1]  # (B, C_out, T)
         elif t:
             y = self.conv(full)  # (B, C_out, T)
         else:
@@ -153,7 +164,11 @@ class CausalConv1d(StreamingModule):
         full = torch.cat([buf.transpose(1, 2), x], dim=1)  # (B, L, C_in), L = ctx + s - 1 + T
         length = full.shape[1]
         r0 = rem[:1]  # (1,) stream 0's phase, or (0,) when B == 0
-        n_out = torch.div(r0 + t, s, rounding_mode="trunc").sum()  # 0-d tensor (0 when B == 0)
+        if self.ragged:  # the most any stream completes: max over B of (rem + T) // s
+            top = torch.cat([rem, rem.new_zeros(1)]).max()  # 0 when B == 0
+            n_out = torch.div(top + t, s, rounding_mode="trunc")
+        else:
+            n_out = torch.div(r0 + t, s, rounding_mode="trunc").sum()  # 0-d (0 when B == 0)
         # ctx + 1 + s (T' - 1) frames give T' outputs; at least one window, as conv needs
         width = ctx + 1 + s * (n_out - 1).clamp(min=0)
         start = 2 * (s - 1) - rem  # (B,)
@@ -165,9 +180,35 @@ class CausalConv1d(StreamingModule):
             rows = rows + refused.long() * (b * length)
         win = full.flatten(0, 1).index_select(0, rows.flatten())  # (B * width, C_in)
         win = win.reshape(b, -1, c).transpose(1, 2)  # (B, C_in, width)
-        y = self.conv(win)[..., :n_out].transpose(1, 2)  # (B, T', C_out)
+        if _onnx_double(win):
+            y = _conv_matmul(self.conv, win, n_out).transpose(1, 2)
+        else:
+            y = self.conv(win)[..., :n_out].transpose(1, 2)  # (B, T', C_out)
         new_buf = full[:, -(ctx + s - 1):].transpose(1, 2)  # (B, C_in, ctx + s - 1)
         return y, ConvState(new_buf, new_rem)
+
+
+def _onnx_double(x: Tensor) -> bool:
+    """A float64 convolution in an ONNX export: ONNX Runtime has no double Conv kernel."""
+    return x.dtype == torch.float64 and torch.onnx.is_in_onnx_export()
+
+
+def _conv_matmul(conv: nn.Conv1d, x: Tensor, n_out: Tensor | int) -> Tensor:
+    """``conv(x)[..., :n_out]`` for x (B, C_in, L) as one gather of windows and one MatMul
+    (-> (B, C_out, n_out)): the same sums in another order, for ONNX graphs in float64.
+    Grouped with one input channel per group (depthwise, or a filter bank per channel)."""
+    k, d, s, g = conv.kernel_size[0], conv.dilation[0], conv.stride[0], conv.groups
+    if conv.in_channels != g:
+        raise NotImplementedError("float64 ONNX convolutions need one input channel per group")
+    # at least one window: ONNX Runtime cannot reshape the empty tensors of n_out = 0
+    n_win = torch.clamp(torch.as_tensor(n_out), min=1)
+    starts = torch.arange(n_win, device=x.device) * s  # (n,)
+    idx = starts.unsqueeze(1) + torch.arange(k, device=x.device).unsqueeze(0) * d  # (n, K)
+    idx = idx.clamp(max=x.shape[-1] - 1)  # the spare window of n_out = 0 may run past the end
+    win = x[:, :, idx]  # (B, G, n, K)
+    w = conv.weight.reshape(g, -1, k).transpose(1, 2)  # (G, K, C_out/G)
+    y = torch.matmul(win, w).permute(0, 1, 3, 2).flatten(1, 2)[..., :n_out]  # (B, C_out, n)
+    return y if conv.bias is None else y + conv.bias.view(1, -1, 1)
 
 
 def _tracing() -> bool:

@@ -49,11 +49,44 @@ class StatefulLSTM(StreamingModule):
         return self.rnn(x)[0]
 
     def step(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        if not torch.jit.is_tracing() and x.shape[1] == 0:  # RNNs refuse empty input
-            return x.new_zeros(x.shape[0], 0, self.out_channels), state
+        if not torch.jit.is_tracing():
+            if x.shape[1] == 0:  # RNNs refuse empty input
+                return x.new_zeros(x.shape[0], 0, self.out_channels), state
+        else:  # a graph: aten::lstm refuses T = 0, which a decimating stage before this one
+            # may pass on, and ONNX Runtime's LSTM returns zeros, not the state, for it; a
+            # scripted call keeps the guard in the graph (an If node in ONNX)
+            y, h, c = _scripted_lstm()(x, state.h, state.c, list(self.rnn._flat_weights),
+                                       self.rnn.num_layers)
+            return y, LSTMState(h, c)
         hc = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
         y, (h, c) = self.rnn(x, hc)  # h, c: (layers, B, hidden)
         return y, LSTMState(h.transpose(0, 1), c.transpose(0, 1))
+
+
+def _lstm_empty_safe(x: Tensor, h: Tensor, c: Tensor, weights: list[Tensor],
+                     layers: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch-first ``nn.LSTM`` call on (B, layers, H) states that passes T = 0 through;
+    scripted, so that a traced graph keeps the branch."""
+    if x.shape[1] == 0:
+        return x.new_zeros(x.shape[0], 0, h.shape[2]), h, c
+    y, h2, c2 = torch.lstm(x, [h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous()],
+                           weights, True, layers, 0.0, False, False, True)
+    return y, h2.transpose(0, 1), c2.transpose(0, 1)
+
+
+_SCRIPTED: list = []
+
+
+def _scripted_lstm():  # noqa: ANN202 - a torch.jit.ScriptFunction
+    """:func:`_lstm_empty_safe` scripted, once, on first use (only exports need it)."""
+    if not _SCRIPTED:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated",
+                                    category=DeprecationWarning)
+            _SCRIPTED.append(torch.jit.script(_lstm_empty_safe))
+    return _SCRIPTED[0]
 
 
 class StatefulGRU(StreamingModule):

@@ -177,3 +177,45 @@ def generate(cfg: CtgConfig, seed: int) -> CtgData:
         fhr.append(f)
         up.append(u)
     return CtgData(np.stack(fhr), np.stack(up), np.stack(fc), np.stack(uc), cons)
+
+
+class CtgStream:
+    """Synthetic CTG as an endless stream (``synth:ctg``): 20-minute records of
+    :func:`generate` (seed ``seed``, record after record), 4 Hz, two channels [FHR bpm,
+    UP mmHg] with sensor-loss runs (NaN or zeros); ``read(n)`` -> (noisy, clean), each
+    (n, 2) float32, the clean pair without sensor loss."""
+
+    RECORD_MINUTES = 20.0
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed, self.sample_rate, self.channels = int(seed), SAMPLE_RATE, 2
+        self._record = 0
+        self._noisy = np.zeros((0, 2), dtype=np.float32)
+        self._clean = np.zeros((0, 2), dtype=np.float32)
+
+    def _more(self) -> None:
+        cfg = CtgConfig(records=1, minutes=self.RECORD_MINUTES)
+        n = cfg.samples
+        rng = np.random.default_rng([self.seed, self._record])
+        f, u, _ = _record(rng, n, cfg)
+        fd = _dropout_runs(rng, f, cfg.fhr_dropouts_per_20min, 2, 30)
+        ud = _dropout_runs(rng, u, cfg.up_dropouts_per_20min, 5, 40)
+        self._noisy = np.concatenate([self._noisy, np.stack([fd, ud], 1).astype(np.float32)])
+        self._clean = np.concatenate([self._clean, np.stack([f, u], 1).astype(np.float32)])
+        self._record += 1
+
+    def read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        while self._noisy.shape[0] < n:
+            self._more()
+        noisy, clean = self._noisy[:n], self._clean[:n]
+        self._noisy, self._clean = self._noisy[n:], self._clean[n:]
+        return noisy, clean
+
+
+def ctg_stream(sample_rate: float = SAMPLE_RATE, channels: int = 2, seed: int = 0,
+               snr_db: float = 0.0) -> CtgStream:
+    """The ``synth:ctg`` generator; CTG runs at 4 Hz with two channels."""
+    if float(sample_rate) != SAMPLE_RATE or int(channels) != 2:
+        raise ConfigError(f"synth:ctg is CTG at {SAMPLE_RATE:g} Hz with 2 channels (FHR bpm, "
+                          f"UP mmHg); got rate={sample_rate:g}, channels={channels}")
+    return CtgStream(seed)

@@ -247,7 +247,9 @@ def write_figures(streamer: TebStreamer, out_dir: str, record: int = 0,
                   result: dict | None = None, minutes: float = 20.0) -> list[str]:
     """The 4-panel PDF for one held-out record (and a per-horizon NLL PNG if ``result``)."""
     import os
+    import textwrap
 
+    from sigstream.models.teb.data import FHR_CENTER
     from sigstream.models.teb.plots import forecast_arrays, plot_teb_forward
 
     test = make_data(streamer.frontend, record + 1, TEST_SEED, minutes)
@@ -255,7 +257,9 @@ def write_figures(streamer: TebStreamer, out_dir: str, record: int = 0,
     arrays = forecast_arrays(streamer.model.eval(), d.y_st, d.y_ph, d.x_ph, d.y_raw.numpy(),
                              d.up_raw.numpy())
     files = [plot_teb_forward(**arrays, path=os.path.join(out_dir, "teb_forecast.pdf"),
-                              title=f"TEB-VAE, held-out record {record} (seed {TEST_SEED})")]
+                              decimation=streamer.model.config.decimation,
+                              title=f"TEB-VAE forecasts of fetal heart rate, held-out record "
+                                    f"{record} (seed {TEST_SEED})")]
     if result is not None:
         import matplotlib
 
@@ -263,15 +267,34 @@ def write_figures(streamer: TebStreamer, out_dir: str, record: int = 0,
         import matplotlib.pyplot as plt
 
         rows = result["per_horizon_minute"]
-        fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+        from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+        fig, ax = plt.subplots(figsize=(7, 4.6), layout=ConstrainedLayoutEngine(
+            rect=(0.0, 0.15, 1.0, 0.85)))  # the bottom 15 %: the caption
         x = np.arange(len(rows))
         for i, (key, name) in enumerate((("model_nll", "TEB-VAE"),
-                                         ("persistence_nll", "persistence"),
-                                         ("linear_ar_nll", "linear AR"))):
+                                         ("persistence_nll", "persistence (last observed "
+                                                             "value)"),
+                                         ("linear_ar_nll", "linear autoregression (FHR "
+                                                           "only)"))):
             ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], width=0.27, label=name)
-        ax.set_xticks(x, [f"minute {r['minutes']}" for r in rows])
-        ax.set_ylabel("NLL per sample")
-        ax.legend()
+        ax.set_xticks(x, [r["minutes"].replace("-", "–") for r in rows])
+        ax.set_xlabel("forecast horizon (min)")
+        ax.set_ylabel("NLL (nats per sample)")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.grid(axis="y", alpha=0.3, lw=0.5)
+        data = result.get("data", {})
+        ax.set_title("Forecast negative log-likelihood by horizon (lower is better)"
+                     + (f"\n{data['records']} held-out records of {data['minutes']:g} min"
+                        if "records" in data and "minutes" in data else ""), fontsize=10)
+        ax.legend(fontsize=8, loc="best")
+        fig.text(0.01, 0.01, textwrap.fill(
+            "NLL of the observed FHR under each method's Gaussian forecast, averaged over "
+            "the scored samples (observed, after the warm-up) in each 1-min slice of the "
+            "horizon, i.e. by how long after the forecast was issued they come. "
+            f"FHR in the model's units (bpm − {FHR_CENTER:g}) / {FHR_SCALE:g}, as "
+            f"in the results table; add ln {FHR_SCALE:g} ≈ {math.log(FHR_SCALE):.2f} for "
+            "nats per sample with FHR in bpm.", 110), ha="left", va="bottom", fontsize=7.5)
         path = os.path.join(out_dir, "teb_nll_by_horizon.png")
         fig.savefig(path, dpi=120)
         plt.close(fig)

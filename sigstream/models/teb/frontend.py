@@ -123,7 +123,7 @@ class TebFrontEnd(StreamingModule):
         self.bank = CausalConv1d(s, 2 * j * s, cfg.max_taps, groups=s, bias=False)
         self.pre = s * (3 + j + cfg.ph_channels)  # channels before the low-pass
         self.lowpass = CausalConv1d(self.pre, self.pre, cfg.lowpass_taps, groups=self.pre,
-                                    stride=cfg.decimation, bias=False)
+                                    stride=cfg.decimation, bias=False, ragged=True)
         with torch.no_grad():
             h = wavelet_bank(cfg)  # (J, K)
             w = np.concatenate([h.real, h.imag], axis=0)[:, ::-1]  # (2J, K), oldest tap first
@@ -150,15 +150,24 @@ class TebFrontEnd(StreamingModule):
                              self.bank.init_state(batch), self.lowpass.init_state(batch))
 
     def _impute(self, x: Tensor, last: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Hold-last imputation of (B, T, S); returns (filled, missing 0/1, new last)."""
-        missing = torch.isnan(x)
-        t_idx = torch.arange(x.shape[1], device=x.device).view(1, -1, 1).expand_as(x)
-        src = torch.where(missing, torch.full_like(t_idx, -1), t_idx)
-        src = torch.cummax(src, dim=1).values  # index of the last observed sample, or -1
-        picked = torch.gather(torch.nan_to_num(x), 1, src.clamp(min=0))
-        filled = torch.where(src >= 0, picked, last.unsqueeze(1).expand_as(x))
-        new_last = filled[:, -1] if x.shape[1] else last
-        return filled, missing.to(x.dtype), new_last
+        """Hold-last imputation of (B, T, S); returns (filled, missing 0/1, new last).
+
+        Export-safe (no ``cummax``): the k-th observed sample of a chunk is written to slot k
+        of a table whose slot 0 holds the value carried in, every missing sample to a slot
+        of its own past the observed ones; sample t then reads slot ``count(t)``, the
+        number of observed samples up to t."""
+        b, t, s = x.shape
+        observed = ~torch.isnan(x)
+        count = torch.cumsum(observed.long(), dim=1)  # (B, T, S)
+        pos = torch.arange(t, device=x.device).view(1, -1, 1)
+        slot = torch.where(observed, count, pos + (t + 1))  # distinct slots in 1 .. 2T
+        zeros = torch.zeros_like(x)
+        table = torch.cat([last.unsqueeze(1), zeros, zeros], dim=1)  # (B, 2T + 1, S)
+        table = table.scatter(1, slot, torch.nan_to_num(x))
+        filled = torch.gather(table, 1, count)
+        total = observed.long().sum(dim=1, keepdim=True)  # (B, 1, S); 0 for an empty chunk
+        new_last = torch.gather(table, 1, total).squeeze(1)
+        return filled, (~observed).to(x.dtype), new_last
 
     def _pointwise(self, filled: Tensor, missing: Tensor, z: Tensor) -> Tensor:
         """(B, T, S), (B, T, S), (B, T, 2 J S) -> (B, T, pre): the channels before low-pass."""
@@ -167,11 +176,16 @@ class TebFrontEnd(StreamingModule):
         z = z.reshape(b, t, s, 2, j)  # per signal: [re_0..re_J-1, im_0..im_J-1]
         re, im = z[..., 0, :], z[..., 1, :]  # (B, T, S, J)
         mod = torch.sqrt(re * re + im * im + 1e-20)
-        phase = torch.atan2(im, re)
+        # exp(i (phi_j - 2 phi_k)) = u_j conj(u_k)^2 with u = z / |z|: no atan2, cos or sin
+        # (ONNX Runtime has no float64 Atan), the same values to rounding
+        ur, ui = re / mod, im / mod
         pj, pk = self._pj, self._pk
+        ar, ai = ur[..., pj], ui[..., pj]
+        br, bi = ur[..., pk], ui[..., pk]
+        cr, ci = br * br - bi * bi, -2.0 * br * bi  # conj(u_k)^2
         amp = torch.sqrt(mod[..., pj] * mod[..., pk])
-        ang = phase[..., pj] - 2 * phase[..., pk]
-        ph = torch.cat([amp * torch.cos(ang), amp * torch.sin(ang)], dim=-1)  # (B, T, S, 2P)
+        ph = torch.cat([amp * (ar * cr - ai * ci), amp * (ar * ci + ai * cr)],
+                       dim=-1)  # (B, T, S, 2P)
         feats = torch.cat([filled.unsqueeze(-1), filled.unsqueeze(-1), missing.unsqueeze(-1),
                            mod, ph], dim=-1)  # (B, T, S, pre / S)
         return feats.reshape(b, t, self.pre)

@@ -51,6 +51,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from sigstream.core import state as st
 from sigstream.core.contract import NoState, StreamingModule
 from sigstream.core.errors import ConfigError, InputError
 from sigstream.models.layers.blocks import (
@@ -357,19 +358,28 @@ class Decoder(nn.Module):
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         lead = z.shape[:-1]
         h = self.cfg.horizon
-        if z.numel() == 0:  # an empty chunk: no rows to decode
+        if not torch.jit.is_tracing() and z.numel() == 0:  # an empty chunk: no rows
             empty = z.new_zeros(*lead, h)
             return empty, empty.clone()
-        f = self.deep(self.latent_mlp(z.reshape(-1, z.shape[-1])))  # (N, dw)
+        traced = torch.jit.is_tracing() and z.dim() == 3
+        if traced:  # a graph may see L = 0, and an ONNX Reshape reads a 0 in a shape as
+            # "keep this axis": decode one spare step per stream, dropped at the end
+            n = z.shape[1]
+            z = torch.cat([z, z[:, :1].new_zeros(z.shape[0], 1, z.shape[2])], dim=1)
+            lead = z.shape[:-1]
+        flat = z.reshape(-1, z.shape[-1])  # (N, Z)
+        f = self.deep(self.latent_mlp(flat))  # (N, dw)
         if self.cfg.expand == "mlp":
             s = self.expand(f).unsqueeze(-1)  # (N, H, 1)
             s = self.post(self.refine(s))  # (N, H, post)
         else:
-            s = self.expand(f).reshape(f.shape[0], self.coarse, -1)  # (N, H/16, post)
+            s = self.expand(f).reshape(f.shape[0], self.coarse, self.cfg.post)  # (N, H/16, post)
             s = self.up2(self.up1(s, self.coarse * 4), h)  # (N, H, post)
         s = self.smoother(s).transpose(1, 2)  # (N, post, H)
         mu = self.head_mu(s).reshape(*lead, h)
         logvar = self.head_logvar(s).reshape(*lead, h).clamp(LOGVAR_MIN, LOGVAR_MAX)
+        if traced:
+            mu, logvar = mu[:, :n], logvar[:, :n]
         return mu, logvar
 
     def compute_loss(self, predictions: dict, target_raw_signal: Tensor,
@@ -532,9 +542,8 @@ class SeqVaeTeb(nn.Module):
             kld = kl[:, cfg.warmup:].sum(-1).mean() / cfg.horizon
         else:
             kld = (mu_q.sum() + mu_p.sum()) * 0.0
-        return {"total_loss": nll + cfg.kld_beta * kld, "reconstruction_error": nll,
-                "reconstruction_loss": nll, "kld_loss": kld, "classification_loss": None,
-                "raw_signal_loss": nll}
+        return {"total_loss": nll + cfg.kld_beta * kld, "reconstruction_loss": nll,
+                "kld_loss": kld}
 
     @torch.no_grad()
     def predict_raw_signal(self, x_ph: Tensor, y_st: Tensor, y_ph: Tensor) -> dict:
@@ -575,16 +584,24 @@ class SeqVaeTeb(nn.Module):
         return TebState(self.source_encoder.init_state(batch),
                         self.target_encoder.init_state(batch))
 
-    def step(self, y_st: Tensor, y_ph: Tensor, x_ph: Tensor, state: TebState
-             ) -> tuple[dict, TebState]:
-        """One chunk of feature steps (B, l, C) -> the forward dict for those steps
-        (posterior mean) and the new state."""
+    def encode_step(self, y_st: Tensor, y_ph: Tensor, x_ph: Tensor, state: TebState
+                    ) -> tuple[dict, TebState]:
+        """One chunk of feature steps (B, l, C) -> the latents of those steps (posterior
+        mean; the dict of :meth:`forward` without the forecasts) and the new state."""
         xn, stn, phn = self._norm(x_ph, y_st, y_ph)
         mu_x, s_src = self.source_encoder.step(xn, state.source)
         t, s_tgt = self.target_encoder.step(torch.cat([stn, phn], dim=-1), state.target)
         z_dim = self.config.latent
-        out = self._latents(mu_x, t[..., :z_dim], t[..., z_dim:], sample=False)
-        return self._decode(out, y_st, None), TebState(s_src, s_tgt)
+        return self._latents(mu_x, t[..., :z_dim], t[..., z_dim:], sample=False), \
+            TebState(s_src, s_tgt)
+
+    def step_features(self, y_st: Tensor, y_ph: Tensor, x_ph: Tensor, state: TebState
+                      ) -> tuple[dict, TebState]:
+        """:meth:`encode_step` and the forecasts: the dict of :meth:`forward` for those
+        steps and the new state. (The streaming contract's ``step(x, state)`` on raw
+        samples is :class:`TebStreamer`'s.)"""
+        out, new = self.encode_step(y_st, y_ph, x_ph, state)
+        return self._decode(out, y_st, None), new
 
     def config_dict(self) -> dict:
         return asdict(self.config)
@@ -614,7 +631,7 @@ class TebStreamer(StreamingModule):
         self.c_st, self.c_ph = cfg.y_st_channels, cfg.y_ph_channels
         self.in_channels = frontend.in_channels if frontend is not None else (
             cfg.y_st_channels + cfg.y_ph_channels + cfg.x_channels)
-        self.out_channels = cfg.latent + 2 * cfg.horizon
+        self.out_channels = self.row_width = cfg.latent + 2 * cfg.horizon
         self.hop, self.latency = 1, 0
         self.decimation = frontend.decimation if frontend is not None else 1
         self.sample_rate = getattr(frontend, "sample_rate", None)
@@ -629,24 +646,57 @@ class TebStreamer(StreamingModule):
         fe = self.frontend.init_state(batch) if self.frontend is not None else ()
         return TebStreamState(fe, self.model.init_state(batch))
 
-    @staticmethod
-    def _rows(out: dict) -> Tensor:
-        return torch.cat([out["z"], out["raw_signal_mu"], torch.exp(out["raw_signal_logvar"])],
-                         dim=-1)
+    def _rows(self, z: Tensor, y_st: Tensor) -> Tensor:
+        """Latents z (B, n, Z) and the raw y_st of their steps -> rows (B, n, Z + 2H)."""
+        out = self.model._decode({"z": z}, y_st, None)
+        return torch.cat([z, out["raw_signal_mu"], torch.exp(out["raw_signal_logvar"])], dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
         feats = self.frontend(x) if self.frontend is not None else x
+        if feats.shape[1] == 0:  # shorter than one step: no rows (RNNs refuse empty input)
+            return x.new_zeros(x.shape[0], 0, self.row_width)
         y_st, y_ph, x_ph = self._split(feats)
-        return self._rows(self.model(y_st, y_ph, x_ph, sample=False))
+        out = self.model(y_st, y_ph, x_ph, sample=False)
+        return torch.cat([out["z"], out["raw_signal_mu"], torch.exp(out["raw_signal_logvar"])],
+                         dim=-1)
+
+    def _encode(self, feats: Tensor, state: TebState) -> tuple[Tensor, Tensor, TebState]:
+        y_st, y_ph, x_ph = self._split(feats)
+        out, new = self.model.encode_step(y_st, y_ph, x_ph, state)
+        return out["z"], y_st, new
 
     def step(self, x: Tensor, state: TebStreamState) -> tuple[Tensor, TebStreamState]:
-        if self.frontend is not None:
-            feats, fe = self.frontend.step(x, state.frontend)
-        else:
-            feats, fe = x, ()
-        y_st, y_ph, x_ph = self._split(feats)
-        out, ms = self.model.step(y_st, y_ph, x_ph, state.model)
-        return self._rows(out), TebStreamState(fe, ms)
+        """x (B, T, 2) -> (B, T', Z + 2H), any T and any per-stream phases.
+
+        Stream b completes ``n_b = (phase_b + T) // 16`` steps; T' is the largest n_b. The
+        n_b differ by one at most (streams reset off the 16-sample grid), so the encoders
+        run twice: over the T' - 1 steps every stream completes, then over the last one; a
+        stream that does not complete the last step keeps the state of the first run, and
+        its last row is NaN (padding). The decoder (pointwise in time) runs once. With equal
+        phases, eager runs the encoders once."""
+        if self.frontend is None:
+            z, y_st, ms = self._encode(x, state.model)
+            return self._rows(z, y_st), TebStreamState((), ms)
+        phase = state.frontend.lowpass.rem  # (B,) samples since each stream's last step
+        feats, fe = self.frontend.step(x, state.frontend)
+        n = feats.shape[1]
+        if not torch.jit.is_tracing():
+            if n == 0:
+                return x.new_zeros(x.shape[0], 0, self.row_width), TebStreamState(
+                    fe, state.model)
+            lo, hi = (int(v) for v in torch.aminmax(phase)) if x.shape[0] else (0, 0)
+            if lo == hi or x.shape[1] % self.decimation == 0:  # every stream completes n
+                z, y_st, ms = self._encode(feats, state.model)
+                return self._rows(z, y_st), TebStreamState(fe, ms)
+        counts = torch.div(phase + x.shape[1], self.decimation, rounding_mode="floor")
+        z1, a1, s1 = self._encode(feats[:, :n - 1], state.model)  # n - 1 steps (0 if n == 0)
+        z2, a2, s2 = self._encode(feats[:, n - 1:], s1)  # the last step (none if n == 0)
+        ms = st.where(counts >= n, s2, s1)  # streams that complete the last step take s2
+        rows = self._rows(torch.cat([z1, z2], dim=1), torch.cat([a1, a2], dim=1))
+        idx = torch.arange(rows.shape[1], device=x.device).unsqueeze(0)  # (1, n)
+        keep = (idx < counts.unsqueeze(1)).unsqueeze(-1)  # (B, n, 1)
+        return torch.where(keep, rows, torch.full_like(rows, float("nan"))), \
+            TebStreamState(fe, ms)
 
     def split_rows(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(B, L, Z + 2H) -> z (B, L, Z), mean (B, L, H), variance (B, L, H)."""

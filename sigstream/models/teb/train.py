@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -42,22 +42,15 @@ from sigstream.models.training.config import FitConfig, check, opt, part, resolv
 from sigstream.models.training.loop import Callback, Loop, Task, TrainResult, fit
 
 TRAIN_SEED, VAL_SEED, TEST_SEED = 1, 3, 2
-SHIPPED = "teb.pt"
+SHIPPED = "teb.pt"  # what training writes into its --out folder
 
 
-def shipped_weights() -> str:
-    """The path of the shipped TEB-VAE weights (``weights/teb.pt`` of this package)."""
+def shipped_weights(preset: str = "small") -> str:
+    """The path of the shipped TEB-VAE weights of a preset (``weights/teb-PRESET.pt`` of
+    this package; ``--model teb:preset=PRESET``)."""
     from importlib import resources
 
-    return str(resources.files("sigstream.models.teb") / "weights" / SHIPPED)
-
-
-@dataclass(frozen=True)
-class TebBundleConfig:
-    """What a TEB checkpoint needs to rebuild its streamer."""
-
-    model: TebConfig = field(default_factory=TebConfig)
-    frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
+    return str(resources.files("sigstream.models.teb") / "weights" / f"teb-{preset}.pt")
 
 
 @dataclass(frozen=True)
@@ -153,8 +146,15 @@ def build(train_cfg: TebTrainConfig, frontend_cfg: FrontEndConfig | None = None
     return TebStreamer(SeqVaeTeb(cfg), fe)
 
 
-def save_teb(path: str, streamer: TebStreamer, meta: dict | None = None) -> None:
-    cfg = TebBundleConfig(streamer.model.config, streamer.frontend.config)
+def save_teb(path: str, streamer: TebStreamer, meta: dict | None = None,
+             preset: str = "small") -> None:
+    """One checkpoint that :func:`load_teb` reads back as a :class:`TebStreamer` and the
+    registry (``--model PATH``) as ``teb``: its config is a
+    :class:`~sigstream.models.teb.stream.TebModelConfig` holding the dimensions."""
+    from sigstream.models.teb.stream import TebModelConfig
+
+    cfg = TebModelConfig(preset=preset, model=asdict(streamer.model.config),
+                         frontend=asdict(streamer.frontend.config))
     save_checkpoint(path, "teb", cfg, streamer, meta=meta)
 
 
@@ -257,7 +257,8 @@ class TebTask(Task):
     def save(self, path: str, loop: Loop) -> None:
         streamer = TebStreamer(loop.eval_model, self.streamer.frontend)
         save_teb(path, streamer, meta={"train": asdict(self.cfg), "best_epoch": loop.best_epoch,
-                                       "best_val_nll": loop.best_val})
+                                       "best_val_nll": loop.best_val},
+                 preset=self.cfg.model.preset)
 
     def load(self, path: str) -> TebStreamer:
         return load_teb(path)

@@ -76,7 +76,7 @@ def _first_non_finite(block: np.ndarray) -> tuple[int, int, float] | None:
     return frame, channel, float(block[frame, channel])
 
 
-def _to_frames(data: object, name: str) -> np.ndarray:
+def _to_frames(data: object, name: str, allow_nan: bool = False) -> np.ndarray:
     """Turn (T,) or (T, C) numeric data into a validated float32 C-contiguous (T, C) array.
 
     N: frames, C: channels (here T: total frames). Raises InputError naming ``name``
@@ -106,8 +106,11 @@ def _to_frames(data: object, name: str) -> np.ndarray:
         )
     if arr.shape[1] == 0:
         raise InputError(f"{name}: array of shape {arr.shape} has no channels")
+    check = (lambda a: _first_non_finite(np.nan_to_num(a, nan=0.0, posinf=np.inf,
+                                                       neginf=-np.inf))) if allow_nan \
+        else _first_non_finite
     if kind == "f" and arr.dtype != np.float32:
-        bad = _first_non_finite(arr)
+        bad = check(arr)
         if bad is not None:
             frame, channel, value = bad
             raise InputError(
@@ -116,7 +119,7 @@ def _to_frames(data: object, name: str) -> np.ndarray:
             )
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = _first_non_finite(out)
+    bad = check(out)
     if bad is not None:
         frame, channel, value = bad
         if arr.dtype == np.float32:
@@ -225,6 +228,8 @@ class ArraySource(Source):
     C-contiguous); each returned block is a fresh copy, so consumers may modify it.
     Raises InputError for a wrong shape, non-numeric dtype or non-finite value
     (naming the first bad frame and channel); ``name`` is used in those messages.
+    ``allow_nan``: NaN passes (a model that reads NaN as a missing sample); infinities
+    are still refused.
     """
 
     def __init__(
@@ -233,9 +238,10 @@ class ArraySource(Source):
         sample_rate: float | None = None,
         *,
         name: str = "input array",
+        allow_nan: bool = False,
     ) -> None:
         self.sample_rate = _check_sample_rate(sample_rate)
-        self._data = _to_frames(data, name)
+        self._data = _to_frames(data, name, allow_nan)
         self.channels = int(self._data.shape[1])
         self.total_frames = int(self._data.shape[0])
         """Total number of frames T in the array."""
@@ -313,7 +319,8 @@ class NpySource(ArraySource):
     ``allow_pickle=False``; an empty array (0 frames) is valid and ends at once.
     """
 
-    def __init__(self, path: PathLike, sample_rate: float | None = None) -> None:
+    def __init__(self, path: PathLike, sample_rate: float | None = None,
+                 allow_nan: bool = False) -> None:
         self.path = path
         shown = _show(path)
         explicit = _check_sample_rate(sample_rate)
@@ -350,7 +357,7 @@ class NpySource(ArraySource):
                 "requested; drop the explicit sample rate or fix the file"
             )
         rate = explicit if explicit is not None else file_rate
-        super().__init__(data, rate, name=f"cannot use '{shown}'")
+        super().__init__(data, rate, name=f"cannot use '{shown}'", allow_nan=allow_nan)
 
     @staticmethod
     def _load_npy(fh: IO[bytes], shown: str) -> np.ndarray:

@@ -38,6 +38,7 @@ the reply accounting are :class:`~sigstream.stream.net.service.Front`'s.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import operator
 import sys
@@ -211,6 +212,9 @@ class Server(ThreadedService):
                                                      cfg.idle_timeout), self.counters)
         self.runner = _make_runner(model)
         self.runner.validate = False  # every message is validated on arrival
+        if getattr(self.runner.model, "accepts_nan", False) and not cfg.allow_non_finite:
+            # a model that reads NaN (and out-of-range values) as missing samples: pass them
+            self.config = cfg = dataclasses.replace(cfg, allow_non_finite=True)
         self.hop = self.runner.hop
         self.in_channels = self.runner.in_channels
         rate = getattr(self.runner.model, "sample_rate", None)
@@ -496,6 +500,17 @@ class Server(ThreadedService):
         counters = self.counters
         counters.add_batch(b, frames, time.perf_counter() - t0)
         y = np.ascontiguousarray(y, dtype="<f4")
+        pack, send = wire.pack_header, self.front.send_reply
+        counts = self.runner.counts
+        if counts is not None and (counts != y.shape[1]).any():  # streams at other phases
+            for i, (_, session, ident, _, sid, seq, rate, stamp) in enumerate(members):
+                session.chunks += 1
+                t_i, c_i = int(counts[i]), int(y.shape[2])
+                counters.samples_out += t_i
+                dtype = wire.DTYPE_FLOAT32 if t_i else wire.DTYPE_CONTROL
+                send(ident, pack(0, dtype, c_i if t_i else 0, t_i, sid, seq, rate, stamp),
+                     y[i, :t_i].tobytes())
+            return
         t_out, c_out = int(y.shape[1]), int(y.shape[2])
         counters.samples_out += b * t_out
         dtype = wire.DTYPE_FLOAT32 if t_out else wire.DTYPE_CONTROL
@@ -503,7 +518,6 @@ class Server(ThreadedService):
             c_out = 0
         data = y.tobytes()
         size = len(data) // b
-        pack, send = wire.pack_header, self.front.send_reply
         for i, (_, session, ident, _, sid, seq, rate, stamp) in enumerate(members):
             session.chunks += 1
             send(ident, pack(0, dtype, c_out, t_out, sid, seq, rate, stamp),
@@ -528,13 +542,14 @@ class Server(ThreadedService):
             return
         self.counters.add_batch(b, frames, time.perf_counter() - t0)
         y = np.ascontiguousarray(y, dtype=np.float32)
-        self.counters.samples_out += int(y.shape[0] * y.shape[1])
+        parts = self.runner.split(y)  # each stream's own rows (a decimating model's differ)
+        self.counters.samples_out += sum(int(p.shape[0]) for p in parts)
         for i, (session, item) in enumerate(members):
             h = item.header
             session.chunks += 1
             out = Header(h.stream_id, h.seq, h.flags & _ECHO, 0, 0, h.sample_rate,
                          h.timestamp_ns)
-            payload = y[i] if y.shape[1] else None
+            payload = parts[i] if parts[i].shape[0] else None
             self.front.send(item.envelope + wire.encode(out, payload))
 
     def _step_rows(self, rows: list[int], x: np.ndarray) -> np.ndarray:

@@ -10,9 +10,11 @@ the weights. The device runs at the model's rate, so nothing is resampled.
 
 The floor: the JACK dummy driver's timer itself overruns now and then (1-2 % of
 callbacks on a loaded 2-core machine), so the enhancer's xruns are compared with those
-of ``identity:sample_rate=48000`` run just before it with the same options, plus 1 % of
-the callbacks and one per callback the server itself delivered off time (late or early),
-the allowance of the other live tests.
+of ``identity:sample_rate=48000`` run with the same options and the same feeder, plus 1 %
+of the callbacks and one per callback the server itself delivered off time (late or
+early), the allowance of the other live tests. Glitches come in bursts (one stall of the
+host costs several callbacks), so one run of each is a sample of one burst or none: the
+test runs the pair twice, interleaved, and compares the totals.
 """
 
 from __future__ import annotations
@@ -105,10 +107,12 @@ class Feeder:
         self.stream.close()
 
 
-def live_run(jack: str, tmp_path: Path, model: str, feed: bool) -> tuple[dict, str, Path]:
+def live_run(jack: str, tmp_path: Path, model: str, feed: bool,
+             tag: str = "") -> tuple[dict, str, Path]:
     """``sigstream run --model MODEL --source mic --sink speaker`` for SECONDS; returns
     (stats JSON, stderr, record folder)."""
-    stats, rec = tmp_path / f"{feed}-stats.json", tmp_path / f"rec-{'feed' if feed else 'bare'}"
+    name = f"{'feed' if feed else 'bare'}{tag}"
+    stats, rec = tmp_path / f"{name}-stats.json", tmp_path / f"rec-{name}"
     feeder = Feeder(jack, jf.speech(2.0)) if feed else None
     try:
         p = sig("run", "--model", model, "--source", "mic", "--sink", "speaker", "--block",
@@ -125,20 +129,32 @@ def live_run(jack: str, tmp_path: Path, model: str, feed: bool) -> tuple[dict, s
 
 def test_speech_enhancer_live_at_48k_against_a_pass_through(
         jack: str, tmp_path: Path, speech_checkpoint: Path) -> None:
-    floor, _, _ = live_run(jack, tmp_path, "identity:sample_rate=48000", feed=False)
-    s, err, rec = live_run(jack, tmp_path, str(speech_checkpoint), feed=True)
+    floors, runs = [], []
+    for r in range(2):  # interleaved: floor, model, floor, model
+        floors.append(live_run(jack, tmp_path, "identity:sample_rate=48000", True, f"id{r}")[0])
+        runs.append(live_run(jack, tmp_path, str(speech_checkpoint), True, f"enh{r}"))
+    s, err, rec = runs[-1]
+    floor = floors[-1]
     a, f = s["audio"], floor["audio"]
     # at the model's rate: no resampler
     assert a["rate"] == 48000 and a["model_rate"] == 48000 and not a["resampled"]
-    c, fc = a["counters"], f["counters"]
+    c = a["counters"]
     assert c["min_frames"] == c["max_frames"] == BLOCK and c["errors"] == 0
     assert c["callbacks"] >= 0.95 * SECONDS * jf.RATE / BLOCK
-    # xruns: no more than the bare pass-through's in the same run, beyond 1 % and the
-    # callbacks the server itself delivered off time
-    allowance = 0.01 * c["callbacks"] + c["late_callbacks"] + c["early_callbacks"]
-    assert c["xruns"] <= fc["xruns"] + allowance, (c, fc)
+    # xruns, both rounds together: no more than the pass-through's under the same feeder,
+    # beyond 1 % and the callbacks the server itself delivered off time
+    cs = [run[0]["audio"]["counters"] for run in runs]
+    fcs = [fl["audio"]["counters"] for fl in floors]
+    allowance = sum(0.01 * k["callbacks"] + k["late_callbacks"] + k["early_callbacks"]
+                    for k in cs)
+    detail = {"model": cs, "floor": fcs,
+              "compute_us": [{q: run[0]["compute"][q] for q in ("p50_us", "p99_us")}
+                             for run in runs]}
+    assert sum(k["xruns"] for k in cs) <= sum(k["xruns"] for k in fcs) + allowance, \
+        json.dumps(detail)
     # per-block compute stays inside the output ring (the worker's deadline)
-    assert s["compute"]["p99_us"] < 1e6 * BUFFER * BLOCK / jf.RATE
+    for run in runs:
+        assert run[0]["compute"]["p99_us"] < 1e6 * BUFFER * BLOCK / jf.RATE, json.dumps(detail)
 
     # the latency budget: the model's 479 samples, the output ring, no resampler
     b = a["budget"]
