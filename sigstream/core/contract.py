@@ -13,6 +13,14 @@ has
 * ``step(x, state) -> (y, new_state)``: pure, never mutates ``state`` or the module;
 * ``forward(x)``: the whole signal offline, from a fresh state.
 
+A decimating module with ``hop`` 1 (the TEB-VAE: one row per 16 samples) emits a row
+when the last sample of each group arrives, counting groups from each stream's own start.
+Streams batched in one ``step`` may then sit at different phases of the grid (one was
+reset or added mid-group) and complete different numbers of rows, at most one apart:
+``step`` returns the largest number for every stream, and the rows past a stream's own
+count are NaN padding; :class:`~sigstream.stream.runner.StreamRunner` keeps the phases
+and says how many rows each stream got (``counts``, ``split``).
+
 Invariant (tested for every model and stage): for any split of ``x`` along time
 into pieces whose lengths are multiples of ``hop``, concatenating the ``step``
 outputs equals ``forward(x)``; and output up to time t never depends on input

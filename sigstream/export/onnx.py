@@ -62,6 +62,15 @@ def export_onnx(model: StreamingModule, path: str | os.PathLike, *, name: str,
         # the exporter warns about LSTM batch sizes unless h0/c0 are graph inputs: they are
         warnings.filterwarnings("ignore", message=r"Exporting a model to ONNX with a batch_size",
                                 category=UserWarning)
+        # the exporter's note that it leaves strided slices unfolded (they run as they are)
+        warnings.filterwarnings("ignore", message=r"Constant folding - Only steps=1",
+                                category=UserWarning)
+        # the upsampling block compares lengths fixed by the model's horizon, not by the data
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                module=r"sigstream\.models\.layers\.blocks")
+        # (and so does torch's interpolate, which it calls)
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                module=r"torch\.nn\.functional")
         # torch's own RNN code checks the hidden size with a Python comparison while traced
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
                                 module=r"torch\.nn\.modules\.rnn")

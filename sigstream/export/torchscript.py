@@ -36,6 +36,12 @@ def trace_step(model: StreamingModule) -> torch.jit.ScriptModule:
     wrapper = StepWrapper(model)
     with eval_no_grad(model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_TS_DEPRECATION, category=DeprecationWarning)
+        # the upsampling block compares lengths fixed by the model's horizon, not by the data
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                module=r"sigstream\.models\.layers\.blocks")
+        # (and so does torch's interpolate, which it calls)
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                module=r"torch\.nn\.functional")
         # torch's own RNN code checks the hidden size with a Python comparison while traced
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
                                 module=r"torch\.nn\.modules\.rnn")

@@ -62,10 +62,6 @@ class Pipeline:
             raise ConfigError(
                 f"block {block} is not a multiple of the model's hop {self.hop}; use --block {good}"
             )
-        if block % self.decimation:
-            raise ConfigError(
-                f"block {block} is not a multiple of the decimation {self.decimation}"
-            )
         self.channels = source.channels
         if self.stages:
             want = int(self.stages[0].in_channels or 0)

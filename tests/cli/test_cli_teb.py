@@ -70,3 +70,95 @@ def test_bad_input(args: list[str], fragment: str, tmp_path: Path) -> None:
     if args[0] == "train":
         args = [*args, "--out", str(tmp_path / "o")]
     one_line_error(sig(*args), fragment)
+
+
+# -- teb in the registry: run, export, bad input -----------------------------------------------
+def _ctg_file(tmp_path: Path, frames: int = 480, name: str = "ctg.npy") -> tuple[Path, object]:
+    import numpy as np
+
+    from sigstream.models.teb.data import CtgStream
+
+    x = CtgStream(11).read(frames)[0]
+    x[100:140, 0] = np.nan  # an FHR dropout, passed as NaN
+    path = tmp_path / name
+    np.save(path, x)
+    return path, x
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_run_teb_on_a_ctg_file_equals_offline(tmp_path: Path, backend: str) -> None:
+    import numpy as np
+
+    from sigstream.models.registry import build_model
+
+    path, x = _ctg_file(tmp_path)
+    out = tmp_path / "out.npy"
+    p = sig("run", "--model", "teb", "--backend", backend, "--source", f"npy:{path},rate=4",
+            "--sink", f"npy:{out}", "--block", "37")
+    assert p.returncode == 0, p.stderr
+    y = np.load(out)
+    with torch.inference_mode():
+        ref = build_model("teb")(torch.from_numpy(x)[None])[0].numpy()
+    assert y.shape == ref.shape == (30, 960)
+    np.testing.assert_allclose(y / 20, ref / 20, rtol=0, atol=1e-5 if backend == "torch" else 1e-4)
+    assert "NaN" not in p.stderr  # FHR is seen from the first sample: every row forecasts
+
+
+def test_run_teb_says_what_an_odd_output_means(tmp_path: Path) -> None:
+    import numpy as np
+
+    short, _ = _ctg_file(tmp_path, 10, "short.npy")
+    p = sig("run", "--model", "teb", "--source", f"npy:{short},rate=4", "--sink",
+            f"npy:{tmp_path / 'o1.npy'}")
+    assert p.returncode == 0 and "shorter than one output step of the model (16" in p.stderr
+    assert np.load(tmp_path / "o1.npy").shape == (0, 960)
+    empty = tmp_path / "nan.npy"
+    np.save(empty, np.full((64, 2), np.nan, np.float32))
+    p = sig("run", "--model", "teb", "--source", f"npy:{empty},rate=4", "--sink",
+            f"npy:{tmp_path / 'o2.npy'}")
+    assert p.returncode == 0 and "4 of 4 output rows hold NaN (no forecast" in p.stderr
+    assert np.isnan(np.load(tmp_path / "o2.npy")).all()
+
+
+@pytest.mark.parametrize(("source", "fragment"), [
+    ("rate=8", "the source runs at 8 Hz but the model expects 4 Hz"),
+    ("mono", "the source has 1 channel(s) but the model expects 2; give it 2-channel input"),
+    ("inf", "non-finite sample (+inf)"),
+])
+def test_run_teb_bad_input_is_one_line(tmp_path: Path, source: str, fragment: str) -> None:
+    import numpy as np
+
+    path, x = _ctg_file(tmp_path)
+    spec = f"npy:{path},rate=4"
+    if source == "rate=8":
+        spec = f"npy:{path},rate=8"
+    elif source == "mono":
+        np.save(path, x[:, :1])
+    else:
+        x[5, 0] = np.inf  # NaN is a missing sample; an infinity in a file is an error
+        np.save(path, x)
+    one_line_error(sig("run", "--model", "teb", "--source", spec, "--sink",
+                       f"npy:{tmp_path / 'o.npy'}"), fragment)
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_export_teb_runs_on_its_runtime(tmp_path: Path) -> None:
+    import numpy as np
+
+    out = tmp_path / "teb.onnx"
+    p = sig("export", "teb", "--out", str(out), "--quiet")
+    assert p.returncode == 0, p.stderr
+    path, _ = _ctg_file(tmp_path)
+    p = sig("run", "--model", str(out), "--source", f"npy:{path}", "--sink",
+            f"npy:{tmp_path / 'o.npy'}")  # the rate (4 Hz) and NaN handling travel in the file
+    assert p.returncode == 0, p.stderr
+    assert np.load(tmp_path / "o.npy").shape == (30, 960)
+
+
+def test_models_lists_teb_with_its_decimation() -> None:
+    p = sig("models", "--json")
+    assert p.returncode == 0, p.stderr
+    teb = next(m for m in json.loads(p.stdout) if m["name"] == "teb")
+    assert (teb["decimation"], teb["sample_rate"], teb["in_channels"], teb["out_channels"]) == \
+        (16, 4.0, 2, 960)
+    assert teb["weights"] == ["teb-small.pt"]

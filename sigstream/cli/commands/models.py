@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append((name, str(m.hop), str(m.latency), str(size), rate,
                      f"{m.in_channels}->{m.out_channels}", weights, entry.description))
         records.append({"name": name, "hop": int(m.hop), "latency": int(m.latency),
+                        "decimation": int(getattr(m, "decimation", 1)),
                         "state_size": int(size), "sample_rate": m.sample_rate,
                         "in_channels": m.in_channels, "out_channels": m.out_channels,
                         "needs_weights": bool(entry.weights), "weights": files,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from sigstream.cli.args import positive_seconds, seconds, sigint_stops
+from sigstream.cli.args import positive_int, positive_seconds, seconds, sigint_stops
 
 
 def _endpoints(text: str) -> list[str]:
@@ -58,6 +58,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "certificate")
     r.add_argument("--insecure", action="store_true",
                    help="allow binding a non-loopback address without encryption")
+    r.add_argument("--max-streams", type=positive_int, default=65536,
+                   help="streams held at once, over all clients (65536)")
+    r.add_argument("--max-streams-per-client", type=positive_int, default=None, metavar="N",
+                   help="streams one client (ZeroMQ identity) holds at once (default: half "
+                        "of --max-streams)")
     r.set_defaults(func=run)
     return r
 
@@ -71,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
                           rejoin_interval=args.rejoin_interval, stats_every=args.stats_every,
                           insecure=args.insecure, curve_secret_file=args.curve_secret,
                           curve_clients_dir=args.curve_clients,
-                          curve_worker_key=args.worker_key, log_events=True)
+                          curve_worker_key=args.worker_key, log_events=True,
+                          max_streams=args.max_streams,
+                          max_streams_per_client=args.max_streams_per_client or 0)
     router = Router(args.bind, args.workers, config)
     if args.insecure and not args.curve_secret and not is_loopback_endpoint(args.bind):
         print(f"warning: routing {args.bind} unencrypted and unauthenticated; anyone who can "

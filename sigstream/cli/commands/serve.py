@@ -31,6 +31,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--idle-timeout", type=seconds, default=60.0,
                    help="free a stream after this many seconds without a message; 0 = never "
                         "(60)")
+    s.add_argument("--max-streams", type=positive_int, default=4096,
+                   help="streams held at once, over all clients (4096)")
+    s.add_argument("--max-streams-per-client", type=positive_int, default=None, metavar="N",
+                   help="streams one client (ZeroMQ identity) holds at once, so that one "
+                        "client cannot take every slot (default: half of --max-streams)")
     s.add_argument("--reset-on-gap", action="store_true",
                    help="reset a stream's state when its sequence numbers jump")
     s.add_argument("--stats-every", type=seconds, default=10.0,
@@ -54,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServerConfig(
         max_batch=args.max_batch, idle_timeout=args.idle_timeout,
+        max_streams=args.max_streams, max_streams_per_client=args.max_streams_per_client or 0,
         reset_on_gap=args.reset_on_gap, stats_every=args.stats_every,
         curve_secret_file=args.curve_secret, curve_clients_dir=args.curve_clients,
         insecure=args.insecure,

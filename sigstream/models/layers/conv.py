@@ -201,7 +201,7 @@ def _conv_matmul(conv: nn.Conv1d, x: Tensor, n_out: Tensor | int) -> Tensor:
     if conv.in_channels != g:
         raise NotImplementedError("float64 ONNX convolutions need one input channel per group")
     # at least one window: ONNX Runtime cannot reshape the empty tensors of n_out = 0
-    n_win = torch.clamp(torch.as_tensor(n_out), min=1)
+    n_win = n_out.clamp(min=1) if isinstance(n_out, Tensor) else max(int(n_out), 1)
     starts = torch.arange(n_win, device=x.device) * s  # (n,)
     idx = starts.unsqueeze(1) + torch.arange(k, device=x.device).unsqueeze(0) * d  # (n, K)
     idx = idx.clamp(max=x.shape[-1] - 1)  # the spare window of n_out = 0 may run past the end

@@ -43,6 +43,7 @@ from sigstream.stream.io.sources import Source
 from sigstream.stream.net import wire
 from sigstream.stream.net.sockets import (
     HANDSHAKE_FAILED,
+    SPEC_REMEDY,
     Curve,
     CurveClient,
     CurveServer,
@@ -310,7 +311,8 @@ class ZmqSource(Source):
             raise ConfigError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
         curve = curve_for(mode, secret=curve_secret, server=curve_server, clients=curve_clients)
         if mode == "bind":
-            check_bind_allowed(endpoint, curve=curve is not None, insecure=insecure)
+            check_bind_allowed(endpoint, curve=curve is not None, insecure=insecure,
+                               remedy=SPEC_REMEDY)
         self.channels = channels
         self.sample_rate = None if sample_rate is None else float(sample_rate)
         self.timeout = timeout
@@ -464,7 +466,8 @@ class ZmqSink(Sink):
         curve = curve_for(self.mode, secret=curve_secret, server=curve_server,
                           clients=curve_clients)
         if self.mode == "bind":
-            check_bind_allowed(endpoint, curve=curve is not None, insecure=insecure)
+            check_bind_allowed(endpoint, curve=curve is not None, insecure=insecure,
+                               remedy=SPEC_REMEDY)
         self.endpoint = endpoint
         self.pattern, self.hwm, self.policy = pattern, int(hwm), policy
         self.stream_id, self.send_timeout, self.linger = int(stream_id), send_timeout, linger

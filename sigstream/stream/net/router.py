@@ -111,6 +111,7 @@ ROUTER_REASONS = {
     "worker_busy": "the stream's worker has too many queued messages (high-water mark)",
     "timeout": "the worker did not answer this message within request_timeout",
     "too_many_streams": "the router holds max_streams streams already",
+    "client_quota": "this client holds max_streams_per_client streams already",
     "stopping": "the router stopped before the worker answered",
     "internal": "the router failed on this message",
 }
@@ -167,6 +168,7 @@ class RouterConfig:
     request_timeout: float = 30.0
     idle_timeout: float = 60.0
     max_streams: int = 65536
+    max_streams_per_client: int = 0
     max_batch: int = 1024
     max_message_bytes: int = 16 * 1024 * 1024
     hwm: int = 10000
@@ -187,6 +189,15 @@ class RouterConfig:
                                        "poll_interval"),
                      seconds=("rejoin_interval", "request_timeout", "idle_timeout",
                               "stats_every", "drain_timeout", "linger"))
+        if not 0 <= self.max_streams_per_client <= self.max_streams:
+            raise ConfigError(f"max_streams_per_client must lie in 0 .. max_streams "
+                              f"({self.max_streams}), got {self.max_streams_per_client}")
+
+    @property
+    def quota(self) -> int:
+        """Streams one client identity may hold (max_streams_per_client, or half of
+        max_streams when that is 0)."""
+        return self.max_streams_per_client or max(1, self.max_streams // 2)
 
 
 @dataclass
@@ -316,6 +327,7 @@ class Router(ThreadedService):
         self._init_lifecycle()
 
         self._streams: dict[tuple[bytes, int], _Stream] = {}
+        self._per_client: dict[bytes, int] = {}  # identity -> streams it holds
         self._rids: dict[int, _Stream] = {}
         self._next_rid = 1
         self._next_token = 1
@@ -498,7 +510,9 @@ class Router(ThreadedService):
         try:
             h = wire.decode_header(body[0])
         except WireError as err:
-            if err.header is None or err.header.is_stats:
+            if (err.header is None or err.header.is_stats
+                    or (envelope[0], err.header.stream_id) not in self._streams):
+                # answered here: a stream the router does not hold gets no state for it
                 self.front.reply_error(envelope, err.header, err.reason, err.message)
                 return
             h = err.header  # the worker answers with the same error, in the stream's order
@@ -523,16 +537,23 @@ class Router(ThreadedService):
                                        f"the router holds {self.config.max_streams} streams; "
                                        "end some (END flag) or try later")
                 return
+            held = self._per_client.get(envelope[0], 0)
+            if held >= self.config.quota:
+                self.front.reply_error(envelope, h, "client_quota",
+                                       f"this client holds {held} streams, its quota; end "
+                                       "some (END flag) or try later")
+                return
+            self._per_client[envelope[0]] = held + 1
             stream = self._streams[key] = _Stream(envelope[0], h.stream_id, now)
         stream.last_seen = now
         w = stream.worker
         if w is None or not w.alive:
             w = self._assign(stream)
             if w is None:
-                if stream.reset_next:  # its state is gone: say so on every reply until served
-                    h = h._replace(flags=h.flags | wire.RESET)
+                # its state is gone: say so (RESET) on every reply until served
                 self.front.reply_error(envelope, h, "no_workers",
-                                       "no worker is alive; retry later")
+                                       "no worker is alive; retry later",
+                                       reset=stream.reset_next)
                 if not stream.pending and not stream.reset_next:
                     self._forget(stream)
                 return
@@ -567,7 +588,12 @@ class Router(ThreadedService):
 
     def _forget(self, stream: _Stream) -> None:
         self._unassign(stream)
-        self._streams.pop((stream.identity, stream.stream_id), None)
+        if self._streams.pop((stream.identity, stream.stream_id), None) is not None:
+            n = self._per_client.get(stream.identity, 0) - 1
+            if n > 0:
+                self._per_client[stream.identity] = n
+            else:
+                self._per_client.pop(stream.identity, None)
 
     def _send_to(self, w: _Worker, p: _Pending) -> bool:
         """Send ``p`` to ``w`` under its stream's router id; on a full queue answer an error."""
@@ -629,11 +655,12 @@ class Router(ThreadedService):
             stream.state_seen = True
             if h.end and not stream.pending:
                 self._forget(stream)  # the worker freed it too
+        elif not stream.state_seen and not stream.pending and not stream.reset_next:
+            self._forget(stream)  # the worker refused a stream it never held: keep nothing
 
     def _reply_pending_error(self, p: _Pending, code: str, message: str) -> None:
         """An ERROR in place of a request's reply; RESET if the reply would have carried it."""
-        h = p.header._replace(flags=p.header.flags | wire.RESET) if p.forced_reset else p.header
-        self.front.reply_error(p.envelope, h, code, message)
+        self.front.reply_error(p.envelope, p.header, code, message, reset=p.forced_reset)
 
     # -- health -----------------------------------------------------------------------------------
     def _probe(self, w: _Worker, now: float) -> None:

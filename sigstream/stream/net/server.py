@@ -82,6 +82,7 @@ SERVER_REASONS = {
     "out_of_order": "sequence number older than the last one processed",
     "unexpected_flags": "ERROR flag from a client, or a control message without START/END/RESET",
     "too_many_streams": "the server holds max_streams streams already",
+    "client_quota": "this client holds max_streams_per_client streams already",
     "internal": "the model failed on this chunk",
 }
 """Reason codes the server adds to :data:`sigstream.stream.net.wire.REASONS`."""
@@ -100,6 +101,8 @@ class ServerConfig:
     stats_every: seconds between one-line stats on stderr (0: off); max_frames:
     largest T per message; max_message_bytes: ZMQ_MAXMSGSIZE (a peer sending a larger
     frame is disconnected by ZeroMQ); max_streams: streams held at once;
+    max_streams_per_client: streams one client identity holds at once (0: half of
+    max_streams), so one client cannot take every slot;
     allow_non_finite: pass NaN/Inf samples to the model instead of rejecting them;
     curve_secret_file: a ``zmq.auth`` certificate with the server's secret key
     (enables CURVE); curve_clients_dir: directory of authorised client public
@@ -117,6 +120,7 @@ class ServerConfig:
     max_frames: int = wire.MAX_FRAMES
     max_message_bytes: int = 16 * 1024 * 1024
     max_streams: int = 4096
+    max_streams_per_client: int = 0
     allow_non_finite: bool = False
     curve_secret_file: str | None = None
     curve_clients_dir: str | None = None
@@ -132,6 +136,9 @@ class ServerConfig:
                      positive_seconds=("poll_interval",),
                      seconds=("idle_timeout", "stats_every", "drain_timeout", "linger"),
                      finite=False)
+        if self.max_streams_per_client < 0 or self.max_streams_per_client > self.max_streams:
+            raise ConfigError(f"max_streams_per_client must lie in 0 .. max_streams "
+                              f"({self.max_streams}), got {self.max_streams_per_client}")
 
 
 @dataclass
@@ -209,7 +216,9 @@ class Server(ThreadedService):
                            self.counters, curve=curve, insecure=cfg.insecure)
         self.bind_address = bind
         self.sessions = SessionTable(SessionSettings(cfg.max_streams, cfg.reset_on_gap,
-                                                     cfg.idle_timeout), self.counters)
+                                                     cfg.idle_timeout,
+                                                     cfg.max_streams_per_client),
+                                     self.counters)
         self.runner = _make_runner(model)
         self.runner.validate = False  # every message is validated on arrival
         if getattr(self.runner.model, "accepts_nan", False) and not cfg.allow_non_finite:

@@ -279,10 +279,11 @@ class Front:
         return True
 
     def reply_error(self, envelope: list[Any], header: Header | None, code: str,
-                    message: str) -> None:
-        """An ERROR reply echoing ``header`` (see :func:`wire.encode_error`), counted by code."""
+                    message: str, reset: bool = False) -> None:
+        """An ERROR reply echoing ``header`` (see :func:`wire.encode_error`), counted by code;
+        ``reset``: the stream's state was lost (the reply carries RESET)."""
         self.stats.rejected[code] += 1
-        self.send(envelope + wire.encode_error(header, code, message))
+        self.send(envelope + wire.encode_error(header, code, message, reset))
 
     def reply_stats(self, envelope: list[Any], header: Header, stats: dict) -> None:
         """The STATS reply to a STATS request ``header``."""

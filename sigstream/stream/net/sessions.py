@@ -15,6 +15,8 @@ the message                               verdict
 ========================================  ==================================================
 END control message, no session           ACK; nothing is created (closing what is not held)
 first message, ``max_streams`` reached    REJECT ``too_many_streams``
+first message, the client holds           REJECT ``client_quota`` (other clients are still
+``max_streams_per_client``                served)
 first message of a stream                 ``created`` (fresh state), any sequence number
 START on a live session                   ``restart``: ``reset``, any sequence number
 sequence number = the one expected        continue
@@ -37,8 +39,9 @@ when its chunk is rejected after all (non-finite samples found in a batch).
 :class:`SessionCounters` counts what happened (opened, closed, expired, resets,
 gaps, missing); rejections are counted by whoever sends the ERROR reply.
 
-Per-client policy (quotas, identity across reconnects) belongs here too: it is a
-decision on a key and a header.
+Per-client policy belongs here too: it is a decision on a key and a header. A client
+(one identity) holds at most ``max_streams_per_client`` sessions, so one client cannot
+fill the table and deny service to the others.
 """
 
 from __future__ import annotations
@@ -59,13 +62,20 @@ Key = tuple[bytes, int]
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """max_streams: sessions held at once; reset_on_gap: a jump in sequence numbers
-    resets the stream; idle_timeout: seconds without a message before a session
+    """max_streams: sessions held at once; max_streams_per_client: sessions one client
+    identity holds at once (0: half of max_streams); reset_on_gap: a jump in sequence
+    numbers resets the stream; idle_timeout: seconds without a message before a session
     expires (0: never)."""
 
     max_streams: int = 4096
     reset_on_gap: bool = False
     idle_timeout: float = 60.0
+    max_streams_per_client: int = 0
+
+    @property
+    def quota(self) -> int:
+        """Sessions one client may hold."""
+        return self.max_streams_per_client or max(1, self.max_streams // 2)
 
 
 @dataclass
@@ -134,6 +144,7 @@ class SessionTable:
         self.settings = settings or SessionSettings()
         self.counters = counters if counters is not None else SessionCounters()
         self._sessions: dict[Key, Session] = {}
+        self._per_client: dict[bytes, int] = {}  # identity -> sessions it holds
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -161,6 +172,13 @@ class SessionTable:
                 return Verdict(Action.REJECT, code="too_many_streams",
                                message=f"the server holds {limit} streams; end some (END "
                                        "flag) or try later")
+            quota = self.settings.quota
+            held = self._per_client.get(key[0], 0)
+            if held >= quota:
+                return Verdict(Action.REJECT, code="client_quota",
+                               message=f"this client holds {held} streams, its quota; end "
+                                       "some (END flag) or try later")
+            self._per_client[key[0]] = held + 1
             session = self._sessions[key] = Session(key, now)
             self.counters.streams_opened += 1
             verdict = Verdict(action, session, created=True, free=h.end)
@@ -205,7 +223,19 @@ class SessionTable:
         """Free sessions that ended (END answered)."""
         for s in sessions:
             if self._sessions.pop(s.key, None) is not None:
+                self._release(s.key)
                 self.counters.streams_closed += 1
+
+    def _release(self, key: Key) -> None:
+        n = self._per_client.get(key[0], 0) - 1
+        if n > 0:
+            self._per_client[key[0]] = n
+        else:
+            self._per_client.pop(key[0], None)
+
+    def held_by(self, identity: bytes) -> int:
+        """Sessions the client ``identity`` holds."""
+        return self._per_client.get(identity, 0)
 
     def expire(self, now: float, busy: Container[Key] = ()) -> list[Session]:
         """Remove and return the sessions idle for longer than ``idle_timeout`` (none when
@@ -217,5 +247,6 @@ class SessionTable:
                  if now - s.last_seen > idle and key not in busy]
         for s in stale:
             del self._sessions[s.key]
+            self._release(s.key)
         self.counters.streams_expired += len(stale)
         return stale

@@ -76,15 +76,22 @@ def is_loopback_endpoint(endpoint: str) -> bool:
         return False  # "*", an interface name, a host name: not provably loopback
 
 
-def check_bind_allowed(endpoint: str, *, curve: bool = False, insecure: bool = False) -> None:
-    """ConfigError unless ``endpoint`` is loopback, or CURVE keys are set, or ``insecure``."""
+SERVICE_REMEDY = "give CURVE keys (--curve-secret FILE), or pass --insecure"
+SPEC_REMEDY = ("give CURVE keys in the spec (curve_secret=FILE), or add insecure=1 to the "
+               "spec")
+
+
+def check_bind_allowed(endpoint: str, *, curve: bool = False, insecure: bool = False,
+                       remedy: str = SERVICE_REMEDY) -> None:
+    """ConfigError unless ``endpoint`` is loopback, or CURVE keys are set, or ``insecure``;
+    ``remedy`` names the options of whoever binds (a command's flags, a spec's keys)."""
     if not isinstance(endpoint, str) or "://" not in endpoint:
         raise ConfigError(f"bad endpoint {endpoint!r}; expected e.g. tcp://127.0.0.1:5555")
     if is_loopback_endpoint(endpoint) or curve or insecure:
         return
     raise ConfigError(
         f"refusing to bind {endpoint}: it is not a loopback address and the stream is not "
-        "encrypted; bind 127.0.0.1, give CURVE keys (--curve-secret FILE), or pass --insecure"
+        f"encrypted; bind 127.0.0.1, {remedy}"
     )
 
 

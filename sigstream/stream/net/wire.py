@@ -232,12 +232,17 @@ def encode_json(header: Header, obj: dict, flags: int) -> list[Any]:
     return encode(header._replace(flags=flags, channels=0), data)
 
 
-def encode_error(header: Header | None, code: str, message: str) -> list[Any]:
-    """An ERROR reply echoing ``header``'s stream id, sequence number and timestamp."""
+def encode_error(header: Header | None, code: str, message: str,
+                 reset: bool = False) -> list[Any]:
+    """An ERROR reply echoing ``header``'s stream id, sequence number and timestamp.
+
+    The request's START / END / RESET bits are not echoed: a rejected message started,
+    ended and reset nothing. ``reset``: the stream's state is gone all the same (a
+    router whose worker died), so the ERROR carries RESET."""
     h = header or Header()
     if not (math.isfinite(h.sample_rate) and h.sample_rate >= 0):
         h = h._replace(sample_rate=0.0)  # never echo a value the receiver must reject
-    flags = ERROR | (h.flags & (START | END | RESET))
+    flags = ERROR | (RESET if reset else 0)
     return encode_json(h._replace(version=VERSION), {"code": code, "message": message}, flags)
 
 

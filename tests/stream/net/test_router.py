@@ -183,7 +183,10 @@ def test_router_answers_like_serve() -> None:
         direct.close()
         routed.close()
     assert stats["schema"] == "sigstream-router-stats/1"
-    assert stats["errors"] == {"header_size": 1, "frame_count": 1, "bad_magic": 1}
+    # answered by the router itself: undecodable messages, and a bad header on a stream it
+    # does not hold (no state is kept for it)
+    assert stats["errors"] == {"header_size": 1, "frame_count": 1, "bad_magic": 1,
+                               "bad_flags": 1}
 
 
 # -- failover -------------------------------------------------------------------------------------
@@ -624,3 +627,32 @@ def test_cli_route_with_curve_on_both_sides(certs: dict[str, str],
     assert result["stats"]["workers_alive"] == 1
     err = capsys.readouterr().err
     assert f"routing on {endpoint} to 1 worker(s)" in err and "CURVE" in err
+
+
+def test_router_keeps_nothing_for_streams_every_worker_refuses_and_applies_quotas() -> None:
+    """500 messages with an invalid flag bit on fresh stream ids: each is answered with the
+    worker's bad_flags and the router holds no stream afterwards. A client is held to
+    its quota (half of max_streams) while another is still routed exactly."""
+    ones = np.ones(16, "<f4").tobytes()
+    with Server(Butterworth(), LOCAL) as srv, \
+            Router(LOCAL, [srv.endpoint], fast(max_streams=8)) as router:
+        junk, flood, polite = (Client(router.endpoint, sample_rate=1000.0) for _ in range(3))
+        for sid in range(500):
+            junk.send_raw([Header(stream_id=sid, flags=0x80, channels=1, frames=4).pack(),
+                           ones])
+        codes = {junk.recv(timeout=5)[1]["code"] for _ in range(500)}
+        assert codes == {"bad_flags"}
+        assert router.stats()["streams"] == 0
+        got = []
+        for sid in range(6):
+            flood.send(np.ones(8, np.float32), stream_id=sid)
+            h, y = flood.recv(timeout=5)
+            got.append(y["code"] if h.is_error else "ok")
+        assert got == ["ok"] * 4 + ["client_quota"] * 2
+        x = np.arange(8, dtype=np.float32)
+        polite.send(x, stream_id=0)
+        h, y = polite.recv(timeout=5)
+        assert not h.is_error
+        np.testing.assert_allclose(y[:, 0], offline(x), rtol=1e-5, atol=1e-6)
+        for c in (junk, flood, polite):
+            c.close()

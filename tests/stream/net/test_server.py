@@ -571,3 +571,43 @@ def test_serve_warns_when_any_client_key_is_accepted() -> None:
     (line,) = warn("tcp://0.0.0.0:5555", insecure=True)
     assert "unencrypted and unauthenticated" in line
     assert warn("tcp://127.0.0.1:5555", insecure=True) == []
+
+
+def test_a_flooding_client_gets_its_quota_and_others_are_served() -> None:
+    """One client opens streams until refused (client_quota at its quota, half the table by
+    default); a second client is still served exactly."""
+    cfg = ServerConfig(max_streams=8)
+    with Server(RunningSum(), LOCAL, cfg) as srv, Client(srv.endpoint) as flood, \
+            Client(srv.endpoint) as polite:
+        codes = []
+        for sid in range(6):
+            flood.send(np.ones(2, np.float32), stream_id=sid)
+            h, y = flood.recv()
+            codes.append(y["code"] if h.is_error else "ok")
+        assert codes == ["ok"] * 4 + ["client_quota"] * 2
+        polite.send(np.arange(3, dtype=np.float32), stream_id=0)
+        h, y = polite.recv()
+        assert not h.is_error and list(y[:, 0]) == [0, 1, 3]
+        stats = polite.request_stats()
+        assert stats["streams"] == 5
+
+
+def test_serve_takes_stream_limits(monkeypatch) -> None:  # noqa: ANN001
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_serve_parser(sub)
+    seen = {}
+
+    class Fake:
+        def __init__(self, model, bind, config) -> None:  # noqa: ANN001
+            seen["config"] = config
+            raise SystemExit(0)
+
+    monkeypatch.setattr("sigstream.stream.net.server.Server", Fake)
+    args = parser.parse_args(["serve", "--model", "identity", "--max-streams", "10",
+                              "--max-streams-per-client", "3"])
+    with pytest.raises(SystemExit):
+        cmd_serve(args)
+    assert seen["config"].max_streams == 10 and seen["config"].max_streams_per_client == 3
+    with pytest.raises(ConfigError, match="max_streams_per_client"):
+        ServerConfig(max_streams=2, max_streams_per_client=3).validate()

@@ -83,7 +83,8 @@ def test_error_and_stats_replies(ctx: zmq.Context) -> None:
     front.reply_stats([ident], Header(flags=wire.STATS, seq=3), {"streams": 4})
     replies = [wire.decode(peer.recv_multipart()) for _ in range(3)]
     (h1, e1), (h2, e2), (h3, s3) = replies
-    assert h1.is_error and (h1.stream_id, h1.seq, h1.timestamp_ns) == (5, 9, 77) and h1.start
+    assert h1.is_error and (h1.stream_id, h1.seq, h1.timestamp_ns) == (5, 9, 77)
+    assert not h1.start  # a rejected START started nothing
     assert wire.parse_json(e1) == {"code": "bad_dtype", "message": "dtype code 9"}
     assert h2.is_error and wire.parse_json(e2)["code"] == "header_size"
     assert h3.is_stats and h3.seq == 3 and wire.parse_json(s3) == {"streams": 4}

@@ -215,3 +215,31 @@ def test_sequence_numbers_wrap_after_the_largest_u64() -> None:
     assert table.admit(B, chunk(last), now=1.0).code == "duplicate"
     assert table.advance(B, 0, now=1.0) is not None  # the fast path wraps too
     assert counts(table)["gaps"] == 0
+
+
+def test_one_client_cannot_take_every_slot() -> None:
+    """A client holds at most its quota (default half of max_streams); another client is
+    still admitted; ending or expiring streams gives the quota back."""
+    table = SessionTable(SessionSettings(max_streams=8, idle_timeout=10.0))
+    assert table.settings.quota == 4
+    for sid in range(4):
+        assert table.admit((b"greedy", sid), chunk(0), now=1.0).action is Action.STEP
+    v = table.admit((b"greedy", 99), chunk(0), now=1.0)
+    assert v.action is Action.REJECT and v.code == "client_quota" and "4 streams" in v.message
+    assert table.held_by(b"greedy") == 4 and len(table) == 4
+    for sid in range(4):  # the others are served
+        assert table.admit((b"polite", sid), chunk(0), now=1.0).action is Action.STEP
+    v = table.admit((b"third", 0), chunk(0), now=1.0)
+    assert v.code == "too_many_streams"  # the table itself is full now
+    table.close([table.get((b"greedy", 0))])
+    assert table.held_by(b"greedy") == 3
+    assert table.admit((b"greedy", 99), chunk(0), now=2.0).action is Action.STEP
+    table.admit((b"polite", 0), chunk(1), now=20.0)  # keeps one polite stream alive
+    gone = table.expire(now=20.0)
+    assert len(gone) == 7 and table.held_by(b"greedy") == 0 and table.held_by(b"polite") == 1
+
+
+def test_an_explicit_quota() -> None:
+    table = SessionTable(SessionSettings(max_streams=8, max_streams_per_client=1))
+    assert table.admit((b"c", 0), chunk(0), now=0.0).action is Action.STEP
+    assert table.admit((b"c", 1), chunk(0), now=0.0).code == "client_quota"

@@ -101,8 +101,11 @@ def test_control_error_and_stats_messages() -> None:
     h = Header(stream_id=5, seq=9, flags=wire.END, timestamp_ns=77)
     err = wire.encode_error(h, "non_finite", "NaN at frame 0")
     got, payload = wire.decode([bytes(err[0]), bytes(err[1])])
-    assert got.is_error and got.end and got.is_control
+    # a rejected END ended nothing: the ERROR does not echo START / END / RESET
+    assert got.is_error and not (got.end or got.start or got.reset) and got.is_control
     assert (got.stream_id, got.seq, got.frames, got.timestamp_ns) == (5, 9, 0, 77)
+    lost, _ = wire.decode([bytes(b) for b in wire.encode_error(h, "no_workers", "x", True)])
+    assert lost.is_error and lost.reset and not lost.end  # the state is gone: RESET
     assert wire.parse_json(payload) == {"code": "non_finite", "message": "NaN at frame 0"}
     req = wire.encode_control(Header(flags=wire.STATS))
     got, payload = wire.decode(req)
