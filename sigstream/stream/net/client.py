@@ -8,6 +8,12 @@ of streams, receive the model's output for each, ask for stats. Sends never wait
 replies; replies come back per stream in the order sent. ``server_public_key`` turns
 on CURVE (see :class:`~sigstream.stream.net.sockets.CurveClient`). Replies are parsed
 with :func:`wire.decode`; nothing is unpickled.
+
+Lost replies are visible: a reply echoes its request's stream id and sequence number, and
+a stream's replies come back in the order sent, so a reply that skips requests sent
+before it means their replies were dropped (a server drops replies to a client whose
+queue is full, at the high-water mark). :attr:`Client.lost` counts them per stream and
+:attr:`Client.lost_total` over all streams; resend what you need or reset the stream.
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ class _ClientBase:
         self._curve = (None if server_public_key is None
                        else CurveClient.create(server_public_key, public_key, secret_key))
         self._backlog: collections.deque = collections.deque()
+        # per stream: the sequence numbers sent and not yet answered, in order
+        self._inflight: dict[int, collections.deque] = {}
+        self._inflight_set: dict[int, set] = {}
+        self.lost: dict[int, int] = {}  # stream id -> replies dropped before reaching us
+        self.lost_total = 0
 
     def _open(self, ctx: Any, hwm: int, send_timeout: float | None = None) -> Any:
         """A connected DEALER of ``ctx`` (a ``zmq.asyncio`` one for :class:`AsyncClient`)."""
@@ -56,6 +67,8 @@ class _ClientBase:
         self._next_seq[sid] = (seq + 1) % wire.SEQ_MODULUS
         flags = (wire.START if start else 0) | (wire.END if end else 0) | \
             (wire.RESET if reset else 0)
+        self._inflight.setdefault(sid, collections.deque()).append(seq)
+        self._inflight_set.setdefault(sid, set()).add(seq)
         h = Header(stream_id=sid, seq=seq, flags=flags, channels=self.channels,
                    sample_rate=self.sample_rate,
                    timestamp_ns=time.time_ns() if timestamp_ns is None else timestamp_ns)
@@ -72,11 +85,37 @@ class _ClientBase:
     def _stats_request(self) -> list[Any]:
         return wire.encode_control(Header(flags=wire.STATS, timestamp_ns=time.time_ns()))
 
-    @staticmethod
-    def _parse(parts: list[bytes]) -> tuple[Header, Any]:
+    def unanswered(self, stream_id: int | None = None) -> int:
+        """Requests of a stream (default: the client's) sent and not answered yet: in
+        flight, or dropped after the last reply received (visible once a later reply of
+        the stream arrives)."""
+        sid = self.stream_id if stream_id is None else int(stream_id)
+        return len(self._inflight.get(sid, ()))
+
+    def _answered(self, h: Header) -> None:
+        """Account for the reply ``h``: requests of its stream sent before it and still
+        unanswered lost their replies."""
+        pending = self._inflight_set.get(h.stream_id)
+        if not pending or h.seq not in pending:
+            return  # a stats reply, or an answer to a message sent raw
+        queue = self._inflight[h.stream_id]
+        dropped = 0
+        while queue:
+            seq = queue.popleft()
+            pending.discard(seq)
+            if seq == h.seq:
+                break
+            dropped += 1
+        if dropped:
+            self.lost[h.stream_id] = self.lost.get(h.stream_id, 0) + dropped
+            self.lost_total += dropped
+
+    def _parse(self, parts: list[bytes]) -> tuple[Header, Any]:
         if parts and len(parts) == 3 and len(parts[0]) == 0:
             parts = parts[1:]  # a REQ-style empty delimiter
         h, data = wire.decode(parts, max_frames=1 << 31, allow_non_finite=True)
+        if not h.is_stats:
+            self._answered(h)
         if h.is_control:
             if h.is_error or h.is_stats:
                 return h, wire.parse_json(data)

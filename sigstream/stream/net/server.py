@@ -427,6 +427,9 @@ class Server(ThreadedService):
                     front.reply_error(item.envelope, h, verdict.code, verdict.message)
                     continue
                 session = verdict.session
+                if verdict.reset and not h.flags & (wire.RESET | wire.START):
+                    # the state starts afresh though the client did not ask: the reply says so
+                    item.header = h = h._replace(flags=h.flags | wire.RESET)
                 if verdict.created:
                     new.append(session)  # type: ignore[arg-type]
                 elif verdict.reset:

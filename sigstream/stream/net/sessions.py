@@ -17,7 +17,13 @@ END control message, no session           ACK; nothing is created (closing what 
 first message, ``max_streams`` reached    REJECT ``too_many_streams``
 first message, the client holds           REJECT ``client_quota`` (other clients are still
 ``max_streams_per_client``                served)
-first message of a stream                 ``created`` (fresh state), any sequence number
+first message of a stream                 ``created`` (fresh state), any sequence number;
+                                          ``reset`` too when that number is not 0 and the
+                                          message is no START: a stream that continues
+                                          where this server holds nothing (its session
+                                          expired, the server restarted, the client
+                                          reconnected under a new identity) starts afresh,
+                                          and its reply must say so (RESET)
 START on a live session                   ``restart``: ``reset``, any sequence number
 sequence number = the one expected        continue
 sequence number > expected                a gap: ``missing`` counted; ``reset`` with
@@ -181,7 +187,10 @@ class SessionTable:
             self._per_client[key[0]] = held + 1
             session = self._sessions[key] = Session(key, now)
             self.counters.streams_opened += 1
-            verdict = Verdict(action, session, created=True, free=h.end)
+            lost = h.seq != 0 and not h.start  # it continues a state this server lacks
+            if lost:
+                self.counters.resets += 1
+            verdict = Verdict(action, session, created=True, reset=lost, free=h.end)
         elif h.start:  # a restart: fresh state, any sequence number
             self.counters.resets += 1
             verdict = Verdict(action, session, restart=True, reset=True, free=h.end)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import signal
@@ -309,13 +310,14 @@ def test_lifecycle_start_reset_end() -> None:
         h, y = run([1], end=True)
         assert y == [3] and h.end
         assert c.request_stats()["streams"] == 0
-        assert run([5])[1] == [5]  # the same id starts afresh
+        h, y = run([5])  # the same id starts afresh, and its reply says so: its sequence
+        assert y == [5] and h.reset  # number continues, the state does not
         c.send(None, end=True)  # a bare END
         h, y = c.recv()
         assert h.end and not h.is_error and y.shape[0] == 0
         stats = c.request_stats()
         assert stats["streams"] == 0 and stats["streams_closed"] == 2
-        assert stats["resets"] == 2 and stats["streams_opened"] == 2
+        assert stats["resets"] == 3 and stats["streams_opened"] == 2
 
 
 @pytest.mark.parametrize("reset_on_gap", [False, True])
@@ -611,3 +613,92 @@ def test_serve_takes_stream_limits(monkeypatch) -> None:  # noqa: ANN001
     assert seen["config"].max_streams == 10 and seen["config"].max_streams_per_client == 3
     with pytest.raises(ConfigError, match="max_streams_per_client"):
         ServerConfig(max_streams=2, max_streams_per_client=3).validate()
+
+
+def test_replies_dropped_at_the_high_water_mark_are_counted_by_the_client() -> None:
+    """A client that does not read while it sends 3,000 chunks loses replies at the
+    high-water marks; every reply it does get is in order, and ``Client.lost`` counts
+    exactly the replies the server dropped."""
+    n = 3000
+    with Server(RunningSum(), LOCAL, ServerConfig(hwm=20)) as srv, \
+            Client(srv.endpoint, hwm=20) as c:
+        for _ in range(n):
+            c.send(np.ones(4, np.float32), stream_id=1)
+        got = []
+        while c.poll(1.0):
+            h, y = c.recv()
+            assert not h.is_error, y
+            got.append(h.seq)
+        dropped = c.request_stats()["replies_dropped"]
+    assert got == sorted(got) and len(got) + c.lost_total + c.unanswered(1) == n
+    assert c.lost_total + c.unanswered(1) == dropped > 0 and c.lost.get(1, 0) == c.lost_total
+
+
+def test_a_reply_either_continues_the_state_or_says_reset() -> None:
+    """Idle expiry, a reconnect under a new identity and a server restart all lose a
+    stream's state; the next reply carries RESET and equals a fresh start from its chunk
+    (RunningSum: the output restarts from the chunk's own samples)."""
+    import socket as pysocket
+
+    with pysocket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"tcp://127.0.0.1:{port}"
+    cfg = ServerConfig(idle_timeout=0.3)
+
+    def run(c: Client, x: list[float], **kw) -> tuple[Header, list[float]]:  # noqa: ANN003
+        c.send(np.asarray(x, np.float32), stream_id=7, **kw)
+        h, y = c.recv(timeout=5)
+        assert not h.is_error, y
+        return h, list(y[:, 0])
+
+    srv = Server(RunningSum(), endpoint, cfg).start()
+    try:
+        with Client(endpoint) as c:
+            h, y = run(c, [1, 1])
+            assert y == [1, 2] and not h.reset  # a new stream from seq 0
+            h, y = run(c, [1])
+            assert y == [3] and not h.reset  # continues exactly
+            time.sleep(0.8)  # idle expiry frees the stream
+            h, y = run(c, [1])
+            assert y == [1] and h.reset  # fresh state, and it says so
+            h, y = run(c, [1])
+            assert y == [2] and not h.reset
+            with Client(endpoint) as other:  # the same stream reconnected elsewhere
+                h, y = run(other, [5], seq=4)
+                assert y == [5] and h.reset
+            resets = c.request_stats()["resets"]
+            assert resets == 2
+            srv.stop()
+            srv = Server(RunningSum(), endpoint, cfg).start()  # a restart: all state gone
+            h, y = run(c, [2])
+            assert y == [2] and h.reset
+            h, y = run(c, [2])
+            assert y == [4] and not h.reset
+    finally:
+        srv.stop()
+
+
+def test_abandoned_streams_of_one_client_leave_the_others_served_exactly() -> None:
+    """One client opens 10,000 streams with one chunk each and abandons them, with junk
+    in between; a well-behaved client's stream stays exact throughout, and the server
+    holds no more than the flooder's quota."""
+    with Server(RunningSum(), LOCAL, ServerConfig(max_streams=4096)) as srv, \
+            Client(srv.endpoint, hwm=100_000) as flood, Client(srv.endpoint) as polite:
+        total, codes = 0.0, collections.Counter()
+        for k in range(10_000):
+            flood.send(np.ones(1, np.float32), stream_id=10_000 + k)
+            if k % 100 == 0:
+                flood.send_raw([b"junk"])
+                polite.send(np.full(2, float(k), np.float32), stream_id=1)
+                h, y = polite.recv(timeout=10)
+                assert not h.is_error and not h.reset, y
+                np.testing.assert_array_equal(y[:, 0], [total + k, total + 2 * k])
+                total += 2 * k
+        for _ in range(10_000 + 100):
+            h, y = flood.recv(timeout=10)
+            codes[y["code"] if h.is_error else "ok"] += 1
+        stats = polite.request_stats()
+    assert codes["ok"] == 2048 and codes["client_quota"] == 10_000 - 2048
+    assert codes["frame_count"] == 100
+    assert stats["streams"] == 2048 + 1

@@ -37,16 +37,22 @@ def counts(table: SessionTable) -> dict[str, int]:
 def test_first_message_creates_a_session_with_any_sequence_number() -> None:
     table = SessionTable()
     v = table.admit(A, chunk(7), now=1.0)
-    assert v == Verdict(Action.STEP, v.session, created=True)
+    # a stream that continues (7, no START) where nothing is held: fresh state, and the
+    # verdict says it was reset, so that the reply carries RESET
+    assert v == Verdict(Action.STEP, v.session, created=True, reset=True)
     s = v.session
     assert s is not None and s.key == A and s.next_seq == 8 and s.last_seen == 1.0
     assert A in table and len(table) == 1 and table.get(A) is s
     assert counts(table) == dict(streams_opened=1, streams_closed=0, streams_expired=0,
-                                 resets=0, gaps=0, missing=0)
+                                 resets=1, gaps=0, missing=0)
     # START or RESET on a new session: nothing to reset, it is fresh
     v = table.admit(B, chunk(0, wire.START | wire.RESET), now=1.0)
     assert v.created and not v.reset and not v.restart
-    assert table.counters.resets == 0
+    v = table.admit((b"c", 1), chunk(0), now=1.0)  # a new stream from 0: nothing lost
+    assert v.created and not v.reset
+    v = table.admit((b"d", 1), chunk(9, wire.START), now=1.0)  # a START from any number
+    assert v.created and not v.reset
+    assert table.counters.resets == 1
 
 
 def test_the_expected_sequence_number_continues() -> None:
@@ -65,7 +71,7 @@ def test_start_on_a_live_session_restarts_it_with_any_sequence_number() -> None:
     assert s.next_seq == 1
     v = table.admit(A, chunk(100, wire.START | wire.RESET), 3.0)  # one reset, not two
     assert v.restart and v.reset and v.missing == 0
-    assert table.counters.resets == 2 and table.counters.gaps == 0
+    assert table.counters.resets == 3 and table.counters.gaps == 0  # 5 without START: 1
 
 
 def test_reset_flag_resets_a_live_session() -> None:
