@@ -80,9 +80,12 @@ def run(args: argparse.Namespace) -> int:
                           max_streams=args.max_streams,
                           max_streams_per_client=args.max_streams_per_client or 0)
     router = Router(args.bind, args.workers, config)
-    if args.insecure and not args.curve_secret and not is_loopback_endpoint(args.bind):
-        print(f"warning: routing {args.bind} unencrypted and unauthenticated; anyone who can "
-              "reach it can send data", file=sys.stderr)
+    from sigstream.cli.commands.serve import security_warnings
+
+    for line in security_warnings(args.bind, insecure=args.insecure,
+                                  curve_secret=args.curve_secret,
+                                  curve_clients=args.curve_clients, role="router"):
+        print(f"warning: {line}", file=sys.stderr)
     remote = [w for w in args.workers if not is_loopback_endpoint(w)]
     if remote and not args.worker_key:
         print(f"warning: talking to {', '.join(remote)} unencrypted; give --worker-key to "

@@ -84,15 +84,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def security_warnings(bind: str, *, insecure: bool, curve_secret: str | None,
-                      curve_clients: str | None) -> list[str]:
-    """What a user should know about who can reach the server (one line each)."""
+                      curve_clients: str | None, role: str = "server") -> list[str]:
+    """What a user should know about who can reach the server (or the router: ``role``),
+    one line each."""
     from sigstream.stream.net.sockets import is_loopback_endpoint
 
     out = []
+    doing = "serving" if role == "server" else "routing"
     if insecure and not curve_secret and not is_loopback_endpoint(bind):
-        out.append(f"serving {bind} unencrypted and unauthenticated; anyone who can reach it "
+        out.append(f"{doing} {bind} unencrypted and unauthenticated; anyone who can reach it "
                    "can send data")
     if curve_secret and not curve_clients:
-        out.append("encrypted, but any client key is accepted: anyone who knows the server's "
+        out.append(f"encrypted, but any client key is accepted: anyone who knows the {role}'s "
                    "public key can send data; --curve-clients DIR admits only those clients")
     return out

@@ -573,6 +573,10 @@ def test_serve_warns_when_any_client_key_is_accepted() -> None:
     (line,) = warn("tcp://0.0.0.0:5555", insecure=True)
     assert "unencrypted and unauthenticated" in line
     assert warn("tcp://127.0.0.1:5555", insecure=True) == []
+    (line,) = warn(curve_secret="s.key_secret", role="router")  # `route` says the same
+    assert "the router's public key" in line
+    (line,) = warn("tcp://0.0.0.0:5555", insecure=True, role="router")
+    assert line.startswith("routing tcp://0.0.0.0:5555 unencrypted")
 
 
 def test_a_flooding_client_gets_its_quota_and_others_are_served() -> None:
