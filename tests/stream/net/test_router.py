@@ -656,3 +656,32 @@ def test_router_keeps_nothing_for_streams_every_worker_refuses_and_applies_quota
         np.testing.assert_allclose(y[:, 0], offline(x), rtol=1e-5, atol=1e-6)
         for c in (junk, flood, polite):
             c.close()
+
+
+def test_a_router_restart_gives_reset_and_a_fresh_start() -> None:
+    """The router's stream table dies with it; the worker then sees the stream under a new
+    router connection: the next reply carries RESET and equals a fresh start from its
+    chunk, the ones after continue exactly."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    x = np.random.default_rng(5).standard_normal(64).astype(np.float32)
+    with Server(Butterworth(), LOCAL) as srv:
+        router = Router(endpoint, [srv.endpoint], fast()).start()
+        try:
+            with Client(endpoint, sample_rate=1000.0) as c:
+                c.send(x[:16], stream_id=2)
+                h, y = c.recv(timeout=10)
+                assert not h.is_error and not h.reset
+                np.testing.assert_allclose(y[:, 0], offline(x[:16]), rtol=1e-5, atol=1e-6)
+                router.stop()
+                router = Router(endpoint, [srv.endpoint], fast()).start()
+                assert wait_for(lambda: worker_alive(router, srv.endpoint))
+                c.send(x[16:32], stream_id=2)
+                h, y = c.recv(timeout=10)
+                assert not h.is_error and h.reset, h
+                np.testing.assert_allclose(y[:, 0], offline(x[16:32]), rtol=1e-5, atol=1e-6)
+                c.send(x[32:], stream_id=2)
+                h, y = c.recv(timeout=10)
+                assert not h.is_error and not h.reset
+                np.testing.assert_allclose(y[:, 0], offline(x[16:])[16:], rtol=1e-5, atol=1e-6)
+        finally:
+            router.stop()
