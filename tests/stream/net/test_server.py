@@ -706,3 +706,20 @@ def test_abandoned_streams_of_one_client_leave_the_others_served_exactly() -> No
     assert codes["ok"] == 2048 and codes["client_quota"] == 10_000 - 2048
     assert codes["frame_count"] == 100
     assert stats["streams"] == 2048 + 1
+
+
+def test_an_oversized_message_drops_the_connection_and_the_next_reply_says_reset() -> None:
+    """A message over the server's 16 MiB limit makes ZeroMQ drop the connection; the
+    client reconnects under a new identity, so its stream starts afresh: the next reply
+    carries RESET and equals a fresh start, and the unanswered chunk is counted lost."""
+    with Server(RunningSum(), LOCAL, ServerConfig(max_message_bytes=1 << 20)) as srv, \
+            Client(srv.endpoint) as c:
+        c.send(np.ones(3, np.float32), stream_id=4)
+        h, y = c.recv(timeout=5)
+        assert list(y[:, 0]) == [1, 2, 3] and not h.reset
+        c.send(np.ones(300_000, np.float32), stream_id=4)  # 1.2 MB > 1 MiB: dropped
+        time.sleep(0.5)  # the DEALER reconnects
+        c.send(np.full(2, 5.0, np.float32), stream_id=4)
+        h, y = c.recv(timeout=5)
+        assert not h.is_error and h.reset and list(y[:, 0]) == [5, 10]
+        assert c.lost_total == 1 and c.lost == {4: 1}
