@@ -16,6 +16,7 @@ import zmq
 import zmq.auth
 from scipy import signal as sps
 
+from sigstream.core.errors import InputError
 from sigstream.stream.net.client import Client
 from sigstream.stream.net.pipes import ZmqSink
 
@@ -133,9 +134,11 @@ def test_run_zmq_source_with_curve(tmp_path: Path) -> None:
         stranger = ZmqSink(f"tcp://127.0.0.1:{port}", curve_server=server,
                            curve_secret=stranger_secret, linger=0.0)
         stranger.open(1000.0, 1)
-        stranger.write(np.full((500, 1), 7.0, np.float32))  # refused: never arrives
-        time.sleep(0.5)  # time for the handshake to be refused
-        stranger.close()  # its END never arrives either: the run goes on
+        # refused: a blocking sink queues nothing for a connection that never completes,
+        # so it learns of the refusal as it writes, and nothing arrives
+        with pytest.raises(InputError, match="CURVE handshake"):
+            stranger.write(np.full((500, 1), 7.0, np.float32))
+        stranger.abort()  # the run goes on
         sink = ZmqSink(f"tcp://127.0.0.1:{port}", curve_server=server,
                        curve_secret=client_secret, linger=30.0)
         sink.open(1000.0, 1)

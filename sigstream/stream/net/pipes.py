@@ -28,6 +28,7 @@ completes the handshake: nothing it sends is delivered. Messages are parsed with
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -476,12 +477,16 @@ class ZmqSink(Sink):
         self.dropped_messages = 0
         self.messages = 0
         self._seq = 0
+        self._noted = False  # the "waiting for a receiver" note was printed
         self._socket = _Socket(context, curve)
         self._sock: zmq.Socket | None = None
 
     def _open(self, sample_rate: float | None, channels: int) -> None:
+        # a blocking PUSH queues only to a connected receiver: with none it waits (or
+        # times out) instead of counting as sent what nobody may ever take
         options = SocketOptions(sndhwm=self.hwm, linger=self.linger,
-                                send_timeout=self.send_timeout)
+                                send_timeout=self.send_timeout,
+                                immediate=self.pattern == "push" and self.policy == "block")
         self._sock = self._socket.open(zmq.PUSH if self.pattern == "push" else zmq.PUB,
                                        self.endpoint, self.mode, options)
         self.endpoint = self._socket.endpoint
@@ -504,6 +509,7 @@ class ZmqSink(Sink):
         else:
             try:
                 if self._socket.monitor is None:
+                    self._wait_note()
                     self._sock.send_multipart(msg, copy=False)
                 else:
                     self._send_watched(msg)
@@ -512,6 +518,17 @@ class ZmqSink(Sink):
                 raise InputError(f"no receiver took a message on {self.endpoint} within "
                                  f"{waited:g} s; is the consumer running?") from None
         self.messages += 1
+
+    def _wait_note(self) -> None:
+        """Once: say so on stderr when no receiver has taken a message for 2 s (a blocking
+        sink waits for one rather than drop anything)."""
+        assert self._sock is not None
+        if self._noted or self._sock.poll(2000, zmq.POLLOUT):
+            return
+        self._noted = True
+        print(f"note: waiting for a receiver on {self.endpoint} (policy=block drops nothing; "
+              "give the spec timeout=S to give up, or policy=drop)", file=sys.stderr,
+              flush=True)
 
     def _send_watched(self, msg: list[Any]) -> None:
         """A blocking send (up to SNDTIMEO) that gives up once the CURVE handshake failed."""

@@ -147,7 +147,10 @@ class SocketOptions:
     flushing; max_message_bytes: ZMQ_MAXMSGSIZE (a peer sending a larger frame is
     disconnected by ZeroMQ); router_mandatory: a ROUTER raises EHOSTUNREACH for a
     gone peer instead of dropping silently; send_timeout: seconds a blocking send
-    waits (ZMQ_SNDTIMEO); subscribe: a SUB socket's topic prefix.
+    waits (ZMQ_SNDTIMEO); subscribe: a SUB socket's topic prefix; immediate:
+    ZMQ_IMMEDIATE, queue messages only to peers whose connection is complete (a
+    connecting PUSH with no receiver then blocks instead of queueing messages that a
+    receiver may never take).
     """
 
     hwm: int | None = None
@@ -158,8 +161,11 @@ class SocketOptions:
     router_mandatory: bool = False
     send_timeout: float | None = None
     subscribe: bytes | None = None
+    immediate: bool = False
 
     def apply(self, sock: zmq.Socket) -> None:
+        if self.immediate:
+            sock.setsockopt(zmq.IMMEDIATE, 1)
         if self.max_message_bytes is not None:
             sock.setsockopt(zmq.MAXMSGSIZE, int(self.max_message_bytes))
         sndhwm = self.hwm if self.sndhwm is None else self.sndhwm
