@@ -685,3 +685,52 @@ def test_a_router_restart_gives_reset_and_a_fresh_start() -> None:
                 np.testing.assert_allclose(y[:, 0], offline(x[16:])[16:], rtol=1e-5, atol=1e-6)
         finally:
             router.stop()
+
+
+def test_a_stopped_and_continued_worker_never_yields_a_silently_wrong_reply() -> None:
+    """Two real ``sigstream serve`` processes; the one holding streams is SIGSTOPped with
+    chunks in flight and SIGCONTed three rounds later. Every chunk is answered, and every
+    reply either continues its stream exactly or carries RESET and equals a fresh start
+    from its chunk."""
+    n_streams, n_chunks, size, stop_at = 4, 16, 32, 5
+    x = np.random.default_rng(6).standard_normal((n_streams, n_chunks * size)).astype(np.float32)
+    procs = [spawn_worker() for _ in range(2)]
+    router = client = None
+    try:
+        endpoints = [worker_endpoint(lines) for _, lines in procs]
+        router = Router(LOCAL, endpoints, fast()).start()
+        client = Client(router.endpoint)
+        got: dict[int, list] = collections.defaultdict(list)
+        stopped = None
+        for k in range(n_chunks):
+            for s in range(n_streams):
+                client.send(x[s, k * size:(k + 1) * size], stream_id=s)
+            if k == stop_at:
+                victim = collections.Counter(router.assignments().values()).most_common(1)[0][0]
+                stopped = procs[endpoints.index(victim)][0]
+                stopped.send_signal(signal.SIGSTOP)
+            if k == stop_at + 3 and stopped is not None:
+                stopped.send_signal(signal.SIGCONT)
+            for _ in range(n_streams):
+                h, y = client.recv(timeout=15)
+                assert not h.is_error, y
+                got[h.stream_id].append((h, y[:, 0]))
+    finally:
+        if client is not None:
+            client.close()
+        if router is not None:
+            router.stop()
+        for proc, _ in procs:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait(10)
+    resets = 0
+    for s, replies in got.items():
+        assert [h.seq for h, _ in replies] == list(range(n_chunks))
+        start = 0  # the sample where the stream's current state began
+        for k, (h, y) in enumerate(replies):
+            if h.reset:
+                start, resets = k * size, resets + 1
+            want = offline(x[s, start:(k + 1) * size])[k * size - start:]
+            np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+    assert resets >= 1  # the stopped worker's streams moved, and said so
