@@ -277,3 +277,24 @@ def test_models_json_lists_every_model() -> None:
     assert [m["name"] for m in rows] == list(MODELS)
     fc = next(m for m in rows if m["name"] == "forecaster")
     assert fc["out_channels"] == 10 and fc["needs_weights"] and fc["weights"]
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "route", "export", "bench", "demo",
+                                     "http", "models"])
+def test_every_help_has_an_example_that_parses(command: str) -> None:
+    """`sigstream CMD --help` ends with `example: sigstream CMD ...`, and that command line
+    parses with the real parser (it is not run)."""
+    import argparse
+    import re
+    import shlex
+
+    from sigstream.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helptext = sub.choices[command].format_help()
+    m = re.search(r"example: (sigstream .*)", " ".join(helptext.split()))
+    assert m, helptext
+    example = m.group(1).split(" | ")[0]  # a pipe into another tool is not ours
+    args = parser.parse_args(shlex.split(example)[1:])
+    assert args.func.__module__ == f"sigstream.cli.commands.{command}"  # that command's

@@ -10,6 +10,8 @@ from sigstream.cli.output import write_json, write_text
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="latency, throughput, capacity and overhead benchmarks",
+                       epilog="example: sigstream bench --quick --models extractor,teb --no-zmq "
+                              "--markdown bench.md",
                        description="Per model x backend x chunk size: latency p50/p99, "
                                    "throughput, real-time factor, memory; concurrent streams "
                                    "batched vs one by one; pipeline overhead. Results as a "

@@ -38,6 +38,7 @@ from sigstream.core.files import write_atomic
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="enhance a noisy stream in real time",
+                       epilog="example: sigstream demo --seconds 5",
                        description="The main job on an embedded default: a built-in model "
                                    "cleans a noisy stream in real time, with live stats. A "
                                    "48 kHz model (the speech enhancer) gets the shipped real "

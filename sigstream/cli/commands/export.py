@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``export`` sub-command to ``sub`` (the parser's sub-parsers); returns it."""
     e = sub.add_parser(
         "export", help="export a model to ONNX or TorchScript (parity-checked)",
+        epilog="example: sigstream export teb --out teb.onnx",
         description="Export a model's streaming step (x, *state) -> (y, *state) with dynamic "
                     "batch and time axes and its metadata. The file is written only after "
                     "the exported model matches the eager one over "

@@ -52,6 +52,7 @@ class HttpConfig:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("http", help="HTTP endpoint: POST /enhance (FastAPI; needs sigstream[http])",
+                       epilog="example: sigstream http --model augmentor --port 8000",
                        description="Serve a model over HTTP: POST /enhance with JSON "
                                    "{\"signal\": [...], \"uncertainty\": N}; OpenAPI docs at "
                                    "/docs. Binds 127.0.0.1 unless --host says otherwise. Needs "

@@ -25,6 +25,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``route`` to the ``sigstream`` sub-command parsers; returns its parser."""
     r = sub.add_parser(
         "route", help="spread remote streams over several serve workers",
+        epilog="example: sigstream route --bind tcp://127.0.0.1:5555 --workers "
+               "tcp://127.0.0.1:5601,tcp://127.0.0.1:5602",
         description="A stream-affine router: clients connect to --bind exactly as to "
                     "'sigstream serve'; each stream (client, stream id) is placed on one of "
                     "the --workers by consistent hashing and stays there. A worker that "

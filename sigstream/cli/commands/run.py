@@ -14,6 +14,8 @@ from sigstream.stream.stats import Stats
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run any source -> model -> sink pipeline",
+                       epilog="example: sigstream run --model teb --source npy:ctg.npy,rate=4 "
+                              "--sink npy:out.npy",
                        description="Run a pipeline. Sources: npy:PATH[,rate=HZ], wav:PATH, "
                                    "synth:NAME[,seconds=S,rate=HZ,channels=C,seed=N,snr=DB], "
                                    "mic[:DEVICE]. "

@@ -13,6 +13,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``sigstream`` sub-command parsers; returns its parser."""
     s = sub.add_parser(
         "serve", help="serve a model to remote streams over ZeroMQ",
+        epilog="example: sigstream serve --model butterworth --bind tcp://127.0.0.1:5555 "
+               "--max-streams 1024",
         description="Serve a model over a ZeroMQ ROUTER socket: clients (DEALER) send chunks "
                     "of any number of streams in wire format v1 and get the model's output "
                     "back per chunk; streams are batched into one model call. Binds loopback "
