@@ -298,3 +298,18 @@ def test_every_help_has_an_example_that_parses(command: str) -> None:
     example = m.group(1).split(" | ")[0]  # a pipe into another tool is not ours
     args = parser.parse_args(shlex.split(example)[1:])
     assert args.func.__module__ == f"sigstream.cli.commands.{command}"  # that command's
+
+
+def test_export_takes_the_model_as_run_and_serve_do(tmp_path) -> None:  # noqa: ANN001
+    """`export --model NAME` as in run/serve, or positional; two different models or none
+    are one error line each."""
+    out = tmp_path / "b.onnx"
+    p = sig("export", "--model", "butterworth", "--out", str(out), "--quiet")
+    assert p.returncode == 0 and out.is_file(), p.stderr
+    for args, fragment in ((["butterworth", "--model", "savgol"], "two models given"),
+                           ([], "export needs a model")):
+        p = sig("export", *args, "--out", str(tmp_path / "x.onnx"))
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and fragment in lines[0], p.stderr
+    p = sig("export", "butterworth", "--model", "butterworth", "--out", str(out), "--quiet")
+    assert p.returncode == 0, p.stderr  # the same model twice is fine

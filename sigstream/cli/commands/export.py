@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from sigstream.cli.args import positive_int
-from sigstream.core.errors import InputError, SigstreamError
+from sigstream.core.errors import ConfigError, InputError, SigstreamError
 
 FORMATS = ("onnx", "torchscript")
 PARITY_ATOL = 1e-4
@@ -35,8 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "batch and time axes and its metadata. The file is written only after "
                     "the exported model matches the eager one over "
                     f"{PARITY_CHUNKS} chunks (atol {PARITY_ATOL:g}).")
-    e.add_argument("model", metavar="MODEL",
-                   help="NAME, NAME:key=value,... or a checkpoint path")
+    e.add_argument("model", metavar="MODEL", nargs="?",
+                   help="NAME, NAME:key=value,... or a checkpoint path (or --model, as in "
+                        "run and serve)")
+    e.add_argument("--model", dest="model_option", metavar="MODEL",
+                   help="the same as the positional MODEL")
     e.add_argument("--format", choices=FORMATS,
                    help="onnx | torchscript (default: from the --out suffix, .onnx -> onnx, "
                         ".pt/.ts -> torchscript; else onnx)")
@@ -115,6 +118,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {args.out!r}: folder {folder!r} does not exist")
     if os.path.isdir(out):
         raise InputError(f"cannot write {args.out!r}: it is a folder; give a file name")
+    option = getattr(args, "model_option", None)
+    if option and args.model and option != args.model:
+        raise ConfigError(f"two models given ({args.model!r} and --model {option!r}); "
+                          "give one")
+    args.model = args.model or option
+    if not args.model:
+        raise ConfigError("export needs a model: sigstream export NAME --out FILE (or "
+                          "--model NAME)")
     model = build_model(args.model)
     name = _model_name(args.model)
     tmp = temp_name(out)
