@@ -5,11 +5,15 @@ Sources: ``npy:PATH[,rate=HZ]``, ``wav:PATH``,
 Sinks: ``npy:PATH`` (``.npy`` or ``.npz``), ``wav:PATH[,subtype=PCM_16|FLOAT]``, ``null``.
 Live audio (built by ``sigstream.stream.audio``, see :func:`audio_target`): source
 ``mic[:DEVICE]``, sink ``speaker[:DEVICE]`` (DEVICE: index or name substring).
+A bare file name takes its kind from its extension (:func:`with_kind`): ``in.wav`` is
+``wav:in.wav``, ``x.npy,rate=100`` is ``npy:x.npy,rate=100``.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
 
 from sigstream.core.errors import ConfigError
 from sigstream.models.registry import parse_options
@@ -18,6 +22,7 @@ from sigstream.stream.io.sinks import NpySink, NullSink, Sink, WavSink
 from sigstream.stream.io.sources import GeneratorSource, NpySource, Source, WavSource
 
 SOURCE_KINDS = ("npy", "wav", "synth", "zmq", "mic")
+_BY_EXTENSION = {".npy": "npy", ".npz": "npy", ".wav": "wav", ".flac": "wav", ".ogg": "wav"}
 SINK_KINDS = ("npy", "wav", "null", "zmq", "speaker")
 AUDIO_KINDS = {"source": "mic", "sink": "speaker"}
 
@@ -33,8 +38,21 @@ def audio_target(spec: str, role: str) -> tuple[bool, int | str | None]:
     return True, int(target) if target.strip().lstrip("-").isdigit() else target
 
 
+def with_kind(spec: str) -> str:
+    """``spec`` with ``KIND:`` put in front when it is a bare file name whose extension
+    says the kind (``in.wav`` -> ``wav:in.wav``); any other spec unchanged."""
+    head, colon, _ = spec.partition(":")
+    if colon and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", head.strip()):
+        return spec  # KIND:... (a known kind, or an unknown one that gets its error)
+    path = spec.split(",", 1)[0]
+    guessed = _BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+    return f"{guessed}:{spec}" if guessed else spec
+
+
 def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
-    """``"wav:a.wav,subtype=PCM_16"`` -> ``("wav", "a.wav", {"subtype": "PCM_16"})``."""
+    """``"wav:a.wav,subtype=PCM_16"`` -> ``("wav", "a.wav", {"subtype": "PCM_16"})``; a bare
+    file name first gets its kind from its extension (:func:`with_kind`)."""
+    spec = with_kind(spec)
     kind, _, rest = spec.partition(":")
     parts = rest.split(",") if rest else []
     n_target = 0

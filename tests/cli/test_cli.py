@@ -313,3 +313,23 @@ def test_export_takes_the_model_as_run_and_serve_do(tmp_path) -> None:  # noqa: 
         assert p.returncode == 2 and len(lines) == 1 and fragment in lines[0], p.stderr
     p = sig("export", "butterworth", "--model", "butterworth", "--out", str(out), "--quiet")
     assert p.returncode == 0, p.stderr  # the same model twice is fine
+
+
+def test_bare_file_names_take_their_kind_from_the_extension(tmp_path) -> None:  # noqa: ANN001
+    from sigstream.cli.specs import with_kind
+
+    assert with_kind("in.wav") == "wav:in.wav"
+    assert with_kind("x.NPZ,rate=4") == "npy:x.NPZ,rate=4"
+    assert with_kind("npy:x.npy") == "npy:x.npy" and with_kind("synth:ctg") == "synth:ctg"
+    assert with_kind("notes.txt") == "notes.txt"  # not a known kind: left for the error
+    assert with_kind("foo:x.npy") == "foo:x.npy"  # an unknown kind stays one (its error)
+    assert with_kind("./a:b.wav") == "wav:./a:b.wav"  # a path with a colon
+    x = np.random.default_rng(0).standard_normal(500).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    p = sig("run", "--model", "identity:sample_rate=100", "--source",
+            f"{tmp_path / 'x.npy'},rate=100", "--sink", str(tmp_path / "y.wav"), "--quiet")
+    assert p.returncode == 0, p.stderr
+    p = sig("run", "--model", "identity:sample_rate=100", "--source", str(tmp_path / "y.wav"),
+            "--sink", str(tmp_path / "z.npy"), "--quiet")
+    assert p.returncode == 0, p.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy")[:, 0], x, atol=1e-7)
