@@ -145,8 +145,10 @@ def test_health_and_openapi(augmentor_server) -> None:
     ({"signal": "abc"}, 422, "list of numbers"),
     ({"signal": []}, 422, "empty"),
     ({"signal": [1.0] * 100}, 422, "at least 128"),
-    ({"signal": [1.0] * 127 + ["x"]}, 422, "expected a number"),
-    ({"signal": [1.0] * 127 + [True]}, 422, "expected a number"),
+    ({"signal": [1.0] * 127 + ["x"]}, 422, "[127] is a string ('x'), expected a number"),
+    ({"signal": [1.0] * 127 + [True]}, 422, "[127] is true, expected a number"),
+    ({"signal": [1.0] * 127 + [None]}, 422, "[127] is null, expected a number"),  # JSON's
+    ({"signal": [1.0] * 127 + [[1]]}, 422, "[127] is a list, expected a number"),  # words
     (b'{"signal": [' + b"0.1, " * 127 + b"NaN]}", 422, "non-finite"),
     (b'{"signal": [' + b"0.1, " * 127 + b"Infinity]}", 422, "non-finite"),
     (b'{"signal": [' + b"0.1, " * 127 + b"-Infinity]}", 422, "non-finite"),
@@ -239,3 +241,13 @@ def test_a_multi_channel_model_returns_every_channel() -> None:
     assert out["out_channels"] == m.out_channels == 4 and len(out["outputs"]) == 4
     assert all(len(c) == 300 for c in out["outputs"])
     assert out["enhanced"] == out["outputs"][0]
+
+
+def test_a_body_that_is_not_json_by_its_content_type_gets_415(augmentor_server) -> None:
+    body = b'{"signal": [' + b"0.1, " * 127 + b"0.1]}"
+    r = httpx.post(augmentor_server + "/enhance", content=body, timeout=30,
+                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and "application/json" in r.json()["detail"], r.text
+    r = httpx.post(augmentor_server + "/enhance", content=body, timeout=30,
+                   headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200, r.text

@@ -79,6 +79,21 @@ class RequestError(Exception):
         self.status, self.reason = status, reason
 
 
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in JSON's words (not Python's type names)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"a string ({value[:20]!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "not a number"
+
+
 def _reject_constant(token: str) -> float:
     raise RequestError(422, f"non-finite value {token} in the request: JSON numbers must be "
                             f"finite")
@@ -115,7 +130,7 @@ def parse_request(body: bytes, cfg: HttpConfig) -> tuple[np.ndarray, int]:
     bad = next((i for i, v in enumerate(sig)
                 if isinstance(v, bool) or not isinstance(v, (int, float))), None)
     if bad is not None:
-        raise RequestError(422, f'"signal"[{bad}] is {type(sig[bad]).__name__}, expected a '
+        raise RequestError(422, f'"signal"[{bad}] is {_json_kind(sig[bad])}, expected a '
                                 f'number')
     try:
         arr = np.asarray(sig, dtype=np.float64)
@@ -287,9 +302,16 @@ def create_app(enhancer: Enhancer, cfg: HttpConfig = HttpConfig()) -> Any:
                   "application/json": {"schema": EnhanceRequest.model_json_schema()}}}},
               responses={400: {"description": "empty or malformed body"},
                          413: {"description": "body or signal too large"},
+                         415: {"description": "a content type other than application/json"},
                          422: {"description": "wrong length, non-finite values, bad fields"},
                          500: {"description": "the model failed (JSON reason)"}})
     async def enhance(request: Request) -> Any:
+        ctype = request.headers.get("content-type", "")
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            return error(415, f"content type {media!r}: the body is JSON, send it with "
+                              "Content-Type: application/json (curl: -H 'Content-Type: "
+                              "application/json')")
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > cfg.max_body:
             return error(413, f"request body is {length} bytes, at most {cfg.max_body}")
