@@ -23,7 +23,8 @@ from sigstream.core import state as st
 from sigstream.core.contract import StreamingModule
 from sigstream.export.runtime import FORMAT, VERSION, onnx_name
 
-__all__ = ["StepWrapper", "example_inputs", "build_meta", "eval_no_grad", "EXAMPLE_BATCH"]
+__all__ = ["StepWrapper", "example_inputs", "build_meta", "eval_no_grad", "EXAMPLE_BATCH",
+           "ignore_fixed_shape_tracer_warnings"]
 
 EXAMPLE_BATCH = 2
 
@@ -122,3 +123,17 @@ def eval_no_grad(model: nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
+
+
+def ignore_fixed_shape_tracer_warnings() -> None:
+    """Inside ``warnings.catch_warnings()``: silence the tracer's notes on Python comparisons
+    of sizes that no input changes (both exporters trace)."""
+    import warnings
+
+    message = "Converting a tensor to a Python boolean"
+    # the upsampling block compares lengths fixed by the model's horizon, not by the data,
+    # and so does torch's interpolate, which it calls; torch's own RNN code checks the
+    # hidden size with a Python comparison
+    for module in (r"sigstream\.models\.layers\.blocks", r"torch\.nn\.functional",
+                   r"torch\.nn\.modules\.rnn"):
+        warnings.filterwarnings("ignore", message=message, module=module)

@@ -27,7 +27,13 @@ import torch
 from sigstream.core import state as st
 from sigstream.core.contract import StreamingModule
 from sigstream.core.files import write_atomic
-from sigstream.export.common import StepWrapper, build_meta, eval_no_grad, example_inputs
+from sigstream.export.common import (
+    StepWrapper,
+    build_meta,
+    eval_no_grad,
+    example_inputs,
+    ignore_fixed_shape_tracer_warnings,
+)
 from sigstream.export.runtime import META_KEY, onnx_name
 
 __all__ = ["export_onnx", "DEFAULT_OPSET"]
@@ -65,15 +71,7 @@ def export_onnx(model: StreamingModule, path: str | os.PathLike, *, name: str,
         # the exporter's note that it leaves strided slices unfolded (they run as they are)
         warnings.filterwarnings("ignore", message=r"Constant folding - Only steps=1",
                                 category=UserWarning)
-        # the upsampling block compares lengths fixed by the model's horizon, not by the data
-        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
-                                module=r"sigstream\.models\.layers\.blocks")
-        # (and so does torch's interpolate, which it calls)
-        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
-                                module=r"torch\.nn\.functional")
-        # torch's own RNN code checks the hidden size with a Python comparison while traced
-        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
-                                module=r"torch\.nn\.modules\.rnn")
+        ignore_fixed_shape_tracer_warnings()
         # torch.onnx.export annotates ``f`` as a path only, but its (legacy, dynamo=False)
         # exporter writes to a binary buffer too (torch.serialization._open_file_like)
         torch.onnx.export(

@@ -23,7 +23,13 @@ import torch
 
 from sigstream.core.contract import StreamingModule
 from sigstream.core.files import write_atomic
-from sigstream.export.common import StepWrapper, build_meta, eval_no_grad, example_inputs
+from sigstream.export.common import (
+    StepWrapper,
+    build_meta,
+    eval_no_grad,
+    example_inputs,
+    ignore_fixed_shape_tracer_warnings,
+)
 from sigstream.export.runtime import TS_META_FILE
 
 __all__ = ["export_torchscript", "trace_step"]
@@ -36,15 +42,7 @@ def trace_step(model: StreamingModule) -> torch.jit.ScriptModule:
     wrapper = StepWrapper(model)
     with eval_no_grad(model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_TS_DEPRECATION, category=DeprecationWarning)
-        # the upsampling block compares lengths fixed by the model's horizon, not by the data
-        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
-                                module=r"sigstream\.models\.layers\.blocks")
-        # (and so does torch's interpolate, which it calls)
-        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
-                                module=r"torch\.nn\.functional")
-        # torch's own RNN code checks the hidden size with a Python comparison while traced
-        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
-                                module=r"torch\.nn\.modules\.rnn")
+        ignore_fixed_shape_tracer_warnings()
         return torch.jit.trace(wrapper, example_inputs(model), check_trace=False)
 
 

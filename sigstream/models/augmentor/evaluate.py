@@ -182,33 +182,18 @@ def _mc_eval(model: AugmentorStream, test: VibrationSet, val: VibrationSet, n: i
 
 def table(result: dict) -> str:
     """A plain-text table of the headline figures."""
-    rows = [("SensorAugmentor", result["model"], "-")]
-    rows.append(("low-quality input", result["noisy_input"], "-"))
-    for name, v in result["baselines"].items():
-        if "skipped" in v:
-            continue
-        rows.append((name + (" (causal)" if v["causal"] else ""), v,
-                     ", ".join(f"{k}={p}" for k, p in v["param"].items())))
+    from sigstream.models.augmentor.evaluate_pairs import method_lines, uncertainty_line
+
     lines = [f"vibration test set: {result['test_windows']} windows of {result['window']} "
              f"samples at {result['sample_rate']:g} Hz; reference = {result['reference']}",
-             f"{'method':<26}{'PSNR dB':>9}{'SSIM':>8}{'SNR dB':>8}{'SNRi dB':>9}"
-             f"{'RMSE':>8}  tuned",
-             ]
-    for name, v, p in rows:
-        lines.append(f"{name:<26}{v['psnr']:>9.2f}{v['ssim']:>8.3f}{v['snr']:>8.2f}"
-                     f"{v['snr_improvement']:>9.2f}{v['rmse']:>8.4f}  {p}")
-    for name, v in result["baselines"].items():
-        if "skipped" in v:
-            lines.append(f"{name}: {v['skipped']}")
+             *method_lines(result, "low-quality input", 26, "tuned")]
     lines.append(f"PSNR margin over the best baseline ({result['best_baseline']}): "
                  f"{result['psnr_margin_db']:+.2f} dB (target >= {result['target_margin_db']:g}"
                  f" dB: {'met' if result['target_met'] else 'NOT met'})")
     a = result["actuator"]
     lines.append("actuator RMSE: " + ", ".join(f"{k} {v['rmse']:.4f}" for k, v in a.items()))
     if "uncertainty" in result:
-        from sigstream.models.augmentor.evaluate_pairs import _uncertainty_line
-
-        lines.append(_uncertainty_line(result["uncertainty"]))
+        lines.append(uncertainty_line(result["uncertainty"]))
     if "stream" in result:
         s = result["stream"]
         best_s = max(s["baselines"].items(), key=lambda kv: kv[1]["psnr"], default=None)

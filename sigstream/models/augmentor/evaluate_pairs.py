@@ -210,29 +210,16 @@ def evaluate_on_pairs(model: AugmentorStream, pairs: SensorPairs, *, uncertainty
 
 def pairs_table(result: dict) -> str:
     """A plain-text table of the headline figures."""
-    rows = [("SensorAugmentor", result["model"], "-"),
-            ("degraded input", result["noisy_input"], "-")]
-    for name, v in result["baselines"].items():
-        if "skipped" not in v:
-            rows.append((name + (" (causal)" if v["causal"] else ""), v,
-                         ", ".join(f"{k}={p:g}" for k, p in v["param"].items())))
     lines = [f"held-out last 30 % of {result['data']}: {result['test_windows']} windows of "
              f"{result['window']} samples at {result['sample_rate']:g} Hz "
              f"({result['channels']} channel(s) pooled); reference = the 'high' recording",
-             f"{'method':<32}{'PSNR dB':>9}{'SSIM':>8}{'SNR dB':>8}{'SNRi dB':>9}"
-             f"{'RMSE':>8}  tuned on validation"]
-    for name, v, p in rows:
-        lines.append(f"{name:<32}{v['psnr']:>9.2f}{v['ssim']:>8.3f}{v['snr']:>8.2f}"
-                     f"{v['snr_improvement']:>9.2f}{v['rmse']:>8.4f}  {p}")
-    for name, v in result["baselines"].items():
-        if "skipped" in v:
-            lines.append(f"{name}: {v['skipped']}")
+             *method_lines(result, "degraded input", 32, "tuned on validation", "g")]
     lines.append(f"PSNR margin over the best baseline ({result['best_baseline']}): "
                  f"{result['psnr_margin_db']:+.2f} dB (target >= {result['target_margin_db']:g}"
                  f" dB: {'met' if result['target_met'] else 'NOT met'}); over the input "
                  f"{result['psnr_over_input_db']:+.2f} dB")
     if "uncertainty" in result:
-        lines.append(_uncertainty_line(result["uncertainty"]))
+        lines.append(uncertainty_line(result["uncertainty"]))
     if "stream" in result:
         s = result["stream"]
         best_s = max(s["baselines"].items(), key=lambda kv: kv[1]["psnr"], default=None)
@@ -244,7 +231,28 @@ def pairs_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _uncertainty_line(u: dict) -> str:
+def method_lines(result: dict, input_label: str, width: int, tuned: str,
+                 param_format: str = "") -> list[str]:
+    """The rows of an augmentor table: header, the model, the input, every baseline with
+    the parameters it was tuned to (``param_format``: their format spec), then the
+    baselines that were skipped and why."""
+    rows = [("SensorAugmentor", result["model"], "-"), (input_label, result["noisy_input"], "-")]
+    for name, v in result["baselines"].items():
+        if "skipped" not in v:
+            rows.append((name + (" (causal)" if v["causal"] else ""), v,
+                         ", ".join(f"{k}={format(p, param_format)}"
+                                   for k, p in v["param"].items())))
+    lines = [f"{'method':<{width}}{'PSNR dB':>9}{'SSIM':>8}{'SNR dB':>8}{'SNRi dB':>9}"
+             f"{'RMSE':>8}  {tuned}"]
+    for name, v, p in rows:
+        lines.append(f"{name:<{width}}{v['psnr']:>9.2f}{v['ssim']:>8.3f}{v['snr']:>8.2f}"
+                     f"{v['snr_improvement']:>9.2f}{v['rmse']:>8.4f}  {p}")
+    lines += [f"{name}: {v['skipped']}" for name, v in result["baselines"].items()
+              if "skipped" in v]
+    return lines
+
+
+def uncertainty_line(u: dict) -> str:
     return (f"MC dropout ({u['passes']} passes): mean std {u['mean_std']:.4f}; coverage of "
             f"the nominal 95 % interval: raw {100 * u['coverage_95_raw']:.1f} %, calibrated "
             f"{100 * u['coverage_95_calibrated']:.1f} % (sigma x "

@@ -196,6 +196,13 @@ def write_augmentor_figures(model: AugmentorStream, folder: str, vib, splits,  #
     p = os.path.join(folder, "augmentor_spectrograms.png")
     _spectrograms(model, s.lq, s.hq, rate, p)
     files.append(p)
+    return files + _training_and_bars(model, result, folder)
+
+
+def _training_and_bars(model: AugmentorStream, result: dict | None, folder: str) -> list[str]:
+    """The training curves (if the checkpoint holds its history) and the baseline bars
+    (with a result); the files written."""
+    files = []
     history = (getattr(model, "meta", {}) or {}).get("history")
     if history:
         p = os.path.join(folder, "augmentor_training.png")
@@ -223,14 +230,7 @@ def write_pairs_figures(model: AugmentorStream, folder: str, pairs,  # noqa: ANN
     scale = result.get("uncertainty", {}).get("calibration", {}).get("scale_95")
     _examples(model, test.lq[pick], test.hq[pick], result["sample_rate"], passes, p, scale)
     files.append(p)
-    history = (getattr(model, "meta", {}) or {}).get("history")
-    if history:
-        p = os.path.join(folder, "augmentor_training.png")
-        _training(history, p)
-        files.append(p)
-    p = os.path.join(folder, "augmentor_baselines.png")
-    _bars(result, p)
-    files.append(p)
+    files += _training_and_bars(model, result, folder)
     if "uncertainty" in result:
         p = os.path.join(folder, "augmentor_reliability.png")
         _reliability(result, p, "the held-out 30 % of the pair")

@@ -646,19 +646,22 @@ class TebStreamer(StreamingModule):
         fe = self.frontend.init_state(batch) if self.frontend is not None else ()
         return TebStreamState(fe, self.model.init_state(batch))
 
+    @staticmethod
+    def _as_rows(out: dict) -> Tensor:
+        """A forward/decode dict -> rows (B, n, Z + 2H): [z, mean, variance]."""
+        return torch.cat([out["z"], out["raw_signal_mu"], torch.exp(out["raw_signal_logvar"])],
+                         dim=-1)
+
     def _rows(self, z: Tensor, y_st: Tensor) -> Tensor:
         """Latents z (B, n, Z) and the raw y_st of their steps -> rows (B, n, Z + 2H)."""
-        out = self.model._decode({"z": z}, y_st, None)
-        return torch.cat([z, out["raw_signal_mu"], torch.exp(out["raw_signal_logvar"])], dim=-1)
+        return self._as_rows(self.model._decode({"z": z}, y_st, None))
 
     def forward(self, x: Tensor) -> Tensor:
         feats = self.frontend(x) if self.frontend is not None else x
         if feats.shape[1] == 0:  # shorter than one step: no rows (RNNs refuse empty input)
             return x.new_zeros(x.shape[0], 0, self.row_width)
         y_st, y_ph, x_ph = self._split(feats)
-        out = self.model(y_st, y_ph, x_ph, sample=False)
-        return torch.cat([out["z"], out["raw_signal_mu"], torch.exp(out["raw_signal_logvar"])],
-                         dim=-1)
+        return self._as_rows(self.model(y_st, y_ph, x_ph, sample=False))
 
     def _encode(self, feats: Tensor, state: TebState) -> tuple[Tensor, Tensor, TebState]:
         y_st, y_ph, x_ph = self._split(feats)
