@@ -260,3 +260,15 @@ def test_serve_replies_each_stream_its_own_rows_after_a_reset_off_the_grid(
     for s in (0, 1):
         atol = 1e-5 if backend == "torch" else 1e-4
         assert_rows_close(np.concatenate(got[s]) / FHR_SCALE, want[s] / FHR_SCALE, atol=atol)
+
+
+@pytest.mark.parametrize("t", [1, 16, 37, 200])
+def test_causal(teb: TebForecaster, t: int) -> None:
+    """Changing the input from sample t on changes no row that ends before t, for the
+    registry model (raw units) and the streamer (normalised units)."""
+    from sigstream.core.testing import assert_causal
+
+    x = torch.from_numpy(ctg(9, 1, 320))
+    x[0, :, 0] = torch.nan_to_num(x[0, :, 0], nan=140.0).clamp(min=100)  # no NaN rows
+    assert_causal(teb, x, t)
+    assert_causal(load_teb(shipped_weights("small")), torch.randn(2, 320, 2), t)
