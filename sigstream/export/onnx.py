@@ -71,6 +71,9 @@ def export_onnx(model: StreamingModule, path: str | os.PathLike, *, name: str,
         # the exporter's note that it leaves strided slices unfolded (they run as they are)
         warnings.filterwarnings("ignore", message=r"Constant folding - Only steps=1",
                                 category=UserWarning)
+        # index arrays here are non-negative by construction (the warning's only caveat)
+        warnings.filterwarnings("ignore", message=r"Exporting aten::index operator of advanced",
+                                category=UserWarning)
         ignore_fixed_shape_tracer_warnings()
         # torch.onnx.export annotates ``f`` as a path only, but its (legacy, dynamo=False)
         # exporter writes to a binary buffer too (torch.serialization._open_file_like)

@@ -92,12 +92,25 @@ class SpeechTrainConfig:
                           "optimisation")
     spec_weight: float = opt(10.0, "weight of the multi-resolution STFT loss", low=0)
     si_sdr_weight: float = opt(0.05, "weight of the negative SI-SDR (dB) in the loss", low=0)
+    select: str = opt("si_sdr", "the validation score that picks the best checkpoint: si_sdr "
+                      "(mean SI-SDR), pesq (mean PESQ-WB) or pesq+stoi (mean PESQ-WB + mean "
+                      "STOI); pesq needs the eval extra (pesq, pystoi)",
+                      choices=("si_sdr", "pesq", "pesq+stoi"))
     init: str | None = opt(None, "start from this checkpoint; 'shipped': the shipped weights, "
                            "'scratch': random weights (default: the shipped weights with "
                            "--clean/--noise, else random)", metavar="CHECKPOINT")
 
     def validate(self) -> None:
         check(self)
+        if self.select != "si_sdr":
+            from sigstream.models.enhancer.quality import METRIC_PACKAGES, available_metrics
+
+            have = available_metrics()
+            for metric in ("pesq_wb",) if self.select == "pesq" else ("pesq_wb", "stoi"):
+                if not have[metric]:
+                    package, what = METRIC_PACKAGES[metric]
+                    raise ConfigError(f"--select {self.select} scores {what}, which needs the "
+                                      f"{package} package: pip install 'sigstream[eval]'")
         if self.model.sample_rate != 48000:
             raise ConfigError("the corpus is at 48 kHz: --sample-rate must be 48000")
 
@@ -138,9 +151,22 @@ def align(model: Any, clean: torch.Tensor) -> torch.Tensor:
     return F.pad(clean, (int(model.latency), 0))[:, :clean.shape[1]]
 
 
+def perceptual_scores(ref: np.ndarray, est: np.ndarray, rate: float,
+                      with_stoi: bool) -> dict[str, float]:
+    """Mean PESQ-WB (and STOI) of each row of ``est`` against the same row of ``ref``;
+    clips a metric cannot score (NaN) are left out of its mean."""
+    from sigstream.models.enhancer.quality import pesq_wb, stoi
+
+    pairs = list(zip(ref, est, strict=True))
+    out = {"val_pesq_wb": float(np.nanmean([pesq_wb(r, e, rate) for r, e in pairs]))}
+    if with_stoi:
+        out["val_stoi"] = float(np.nanmean([stoi(r, e, rate) for r, e in pairs]))
+    return out
+
+
 class SpeechTask(Task):
     checkpoint_name = CHECKPOINT
-    progress_keys = ("val_si_sdr_db", "val_si_sdri_db")
+    progress_keys = ("val_si_sdr_db", "val_si_sdri_db", "val_pesq_wb", "val_stoi")
 
     def __init__(self, cfg: SpeechTrainConfig) -> None:
         from sigstream.models.enhancer.noises import NOISE_KINDS, test_mixtures
@@ -207,8 +233,14 @@ class SpeechTask(Task):
             outs = [m(self.val_noisy[i:i + 16].unsqueeze(-1))[..., 0]
                     for i in range(0, len(self.val_noisy), 16)]
             est = torch.cat(outs)
-            sdr = float(si_sdr(est, align(m, self.val_clean)).mean())
-        return {"val_loss": -sdr, "val_si_sdr_db": sdr, "val_si_sdri_db": sdr - self.val_in}
+            ref = align(m, self.val_clean)
+            sdr = float(si_sdr(est, ref).mean())
+        row = {"val_loss": -sdr, "val_si_sdr_db": sdr, "val_si_sdri_db": sdr - self.val_in}
+        if self.cfg.select != "si_sdr":
+            row.update(perceptual_scores(ref.numpy(), est.numpy(), self.cfg.model.sample_rate,
+                                         with_stoi=self.cfg.select == "pesq+stoi"))
+            row["val_loss"] = -row["val_pesq_wb"] - row.get("val_stoi", 0.0)
+        return row
 
     def save(self, path: str, loop: Loop) -> None:
         m, row = cast(SpeechEnhancer, loop.eval_model), loop.epochs[-1]

@@ -44,7 +44,7 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562: ENTRIES imports torch on 
                 "forecaster", "harmonic forecaster: the next `horizon` samples at every "
                 "sample (or every forecast_every=N), (B, T / N, H)", ForecasterConfig,
                 HarmonicForecaster, weights="forecaster-{preset}.pt",
-                stream_options=("forecast_every",),
+                stream_options=("forecast_every", "memory"),
             ),
         )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -230,6 +230,11 @@ class ForecasterEvalConfig:
         "help": "which split of the real series --real/--series scores: test (the reported "
                 "figures) or val (to choose between models without looking at test)",
         "choices": ("test", "val")})
+    memory: int = field(default=0, metadata={
+        "help": "with --real/--series/--data: score every model a second time with long memory "
+                "(memory=P: an AR fit to everything the stream has seen, combined with the "
+                "network by their errors so far), streamed over the whole series as a live "
+                "stream would be; 0: not", "low": 0})
     max_windows: int = field(default=5000, metadata={
         "help": "rolling origins per real series at most (the stride grows beyond)", "low": 1})
 
@@ -238,12 +243,25 @@ class ForecasterEvalConfig:
         from sigstream.models.training.config import check
 
         check(self)
+        if self.memory and not (self.real or self.series or self.data):
+            raise ConfigError("--memory scores real series: give --real, --series or --data")
         if self.season is not None and not self.data:
             raise ConfigError("--season is the seasonal period of --data: give --data too")
 
     @property
     def on_real_series(self) -> bool:
         return bool(self.real or self.series or self.data)
+
+
+def with_memory(model, order: int):  # noqa: ANN001, ANN201 - a HarmonicForecaster
+    """The same weights streaming with ``memory=order`` (a new module; ``model`` unchanged)."""
+    from dataclasses import replace
+
+    from sigstream.models.forecaster.model import HarmonicForecaster
+
+    m = HarmonicForecaster(replace(model.config, memory=order, forecast_every=1))
+    m.load_state_dict(model.state_dict())
+    return m.eval()
 
 
 def run(cfg: ForecasterEvalConfig, checkpoints: tuple[str, ...],
@@ -272,6 +290,9 @@ def run(cfg: ForecasterEvalConfig, checkpoints: tuple[str, ...],
     shapes = {(m.lookback, m.horizon) for m in models.values()}
     if len(shapes) != 1:
         raise ConfigError(f"the checkpoints disagree on (lookback, horizon): {sorted(shapes)}")
+    if cfg.memory:
+        for name, m in list(models.items()):
+            models[f"{name}+memory"] = with_memory(m, cfg.memory)
     if cfg.on_real_series:
         from sigstream.models.forecaster.evaluate_real import run_real
 

@@ -75,6 +75,30 @@ def model_forecast(model, batch: int = 256) -> Forecast:
     return fn
 
 
+class StreamForecast:
+    """A forecaster with long memory (``memory=P``) as a forecast function: it streams the
+    whole z-scored series (float32, NaN gaps included) through the stage, as a live stream
+    would see it, and returns the rows at the origins. ``streams`` tells
+    :func:`evaluate_series` to call it with ``(z, origins)`` instead of windows."""
+
+    streams = True
+
+    def __init__(self, model, chunk: int = 4096) -> None:
+        self.model, self.chunk = model, chunk
+
+    def __call__(self, z: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        m = self.model
+        m.eval()
+        x = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))[None, :, None]
+        with torch.inference_mode():
+            state = m.init_state(1)
+            outs = []
+            for i in range(0, x.shape[1], self.chunk):
+                y, state = m.step(x[:, i:i + self.chunk], state)
+                outs.append(y[0])
+            return torch.cat(outs).double().numpy()[origins]
+
+
 def _scores(pred: np.ndarray, target: np.ndarray) -> dict:
     pred = np.asarray(pred, dtype=np.float64)
     if pred.shape != target.shape:
@@ -152,7 +176,8 @@ def evaluate_series(series: Series, forecasters: dict[str, Forecast], lookback: 
     for name, fn in forecasters.items():
         if name in preds:
             raise ConfigError(f"a forecaster is named like a baseline: {name!r}")
-        preds[name] = np.asarray(fn(x32))
+        preds[name] = np.asarray(fn(z, w.origins) if getattr(fn, "streams", False)
+                                 else fn(x32))
     scores = {name: _scores(p, target) for name, p in preds.items()}
     ranked = [k for k in scores if scores[k]["mse"] is not None]
     best = min(ranked, key=lambda k: scores[k]["mse"]) if ranked else None
@@ -350,10 +375,13 @@ def run_real(models: dict, *, real: bool, series_dir: str | None, data: str | No
     names = [s.name for s in series]
     if len(set(names)) != len(names):
         raise InputError(f"--data {data!r} has the name of a test series: rename the file")
-    fns = {name: model_forecast(m) for name, m in models.items()}
+    fns: dict[str, Forecast] = {
+        name: (StreamForecast(m) if getattr(m.config, "memory", 0) else model_forecast(m))
+        for name, m in models.items()}
     result = evaluate(series, fns, lookback, horizon, max_windows=max_windows,
                       progress=sys.stderr.isatty())
     result["models"] = {name: {"variant": m.config.variant, "analytic": m.config.analytic,
+                               "memory": m.config.memory,
                                "parameters": sum(p.numel() for p in m.parameters())}
                         for name, m in models.items()}
     result["data"] = {"series_dir": (str(series_dir or default_root()) if real or series_dir

@@ -81,6 +81,11 @@ class ForecasterConfig:
     forecast_every: int = field(default=1, metadata={
         "help": "forecast once per N samples (hop and decimation N: the cost divided by N); "
                 "1: at every sample. How the model streams, not its weights"})
+    memory: int = field(default=0, metadata={
+        "help": "long memory: order P of an AR model fitted to everything the stream has seen "
+                "(AIC picks the order up to P), combined with the network by their errors so "
+                "far (sigstream.models.forecaster.memory); 0: off. Needs forecast_every 1 and "
+                "P <= lookback - 1. How the model streams, not its weights"})
     preset: str = field(default="accurate", metadata={
         "help": "which shipped weights: accurate (least-squares candidates) | fast",
         "choices": PRESETS})
@@ -105,6 +110,12 @@ class ForecasterConfig:
         if isinstance(self.forecast_every, bool) or self.forecast_every < 1:
             raise ConfigError(f"forecast_every must be a whole number >= 1, got "
                               f"{self.forecast_every!r}")
+        if isinstance(self.memory, bool) or not 0 <= self.memory <= self.lookback - 1:
+            raise ConfigError(f"memory must be an AR order in 0 .. lookback - 1 = "
+                              f"{self.lookback - 1} (0: off), got {self.memory!r}")
+        if self.memory and self.forecast_every != 1:
+            raise ConfigError("memory=P forecasts at every sample: it cannot be combined with "
+                              f"forecast_every={self.forecast_every}")
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
         if not 0 <= self.teacher_forcing <= 1:
@@ -158,6 +169,29 @@ class HarmonicForecaster(WindowForecaster):
             self.decoder = nn.GRUCell(1 + c, dec)
         self.head = nn.Sequential(nn.Linear(dec + c, cfg.embed // 2), nn.GELU(),
                                   nn.Linear(cfg.embed // 2, c + 1))
+
+    # -- streaming with long memory ----------------------------------------------------------
+    def init_state(self, batch: int):  # noqa: ANN201 - WindowState, or MemoryState with memory
+        base = super().init_state(batch)
+        if not self.config.memory:
+            return base
+        from sigstream.models.forecaster.memory import init_memory_state
+
+        return init_memory_state(base.history, self.config.memory, self.horizon)
+
+    def step(self, x: Tensor, state):  # noqa: ANN001, ANN201 - see init_state
+        if not self.config.memory:
+            return super().step(x, state)
+        from sigstream.models.forecaster.memory import memory_step
+
+        b = x.shape[0]
+        if not torch.jit.is_tracing() and x.shape[1] == 0:
+            return x.new_zeros(b, 0, self.horizon), state
+        win, full = self.sliding_windows(x, state)  # (B, T, L)
+        y_net = self.forecast(win.reshape(-1, self.lookback)).reshape(b, -1, self.horizon)
+        y, new = memory_step(x[..., 0], full, win, y_net, state, self.config.memory)
+        keep = full[:, full.shape[1] - (self.lookback - 1):]
+        return y, new._replace(history=keep)
 
     # -- features --------------------------------------------------------------------------
     def spectrum(self, win: Tensor) -> Tensor:

@@ -112,3 +112,33 @@ def test_missing_corpus_is_one_clear_error(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert code != 0
     assert "sigstream data speech" in err and len(err.strip().splitlines()) == 1
+
+
+def test_select_pesq_and_stoi_picks_the_checkpoint_by_them(corpus_dir, tmp_path) -> None:
+    """--select pesq+stoi scores every validation clip with PESQ-WB and STOI; the monitored
+    loss is minus their sum, and the saved checkpoint is the epoch where it is lowest."""
+    from sigstream.cli.main import main
+
+    out = tmp_path / "run"
+    code = main(["train", "enhancer", "--corpus", str(corpus_dir), "--out", str(out),
+                 "--epochs", "2", "--steps", "2", "--batch", "2", "--seconds", "0.3",
+                 "--val-per-condition", "1", "--val-seconds", "1.5", "--hidden", "16",
+                 "--layers", "1", "--bands", "8", "--df-bins", "16", "--select", "pesq+stoi",
+                 "--quiet"])
+    assert code == 0
+    hist = json.loads((out / "history.json").read_text())
+    rows = hist["epochs"]
+    for row in rows:
+        assert 1.0 <= row["val_pesq_wb"] <= 4.7 and 0.0 <= row["val_stoi"] <= 1.0
+        assert row["val_loss"] == pytest.approx(-(row["val_pesq_wb"] + row["val_stoi"]))
+    best = min(range(len(rows)), key=lambda i: rows[i]["val_loss"])
+    assert torch.load(out / "enhancer.pt", weights_only=False)["meta"]["best_epoch"] == best
+
+
+def test_select_is_checked(tmp_path, capsys) -> None:
+    from sigstream.cli.main import main
+
+    code = main(["train", "enhancer", "--out", str(tmp_path / "o"), "--select", "mos"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "select 'mos'" in err and "pesq+stoi" in err and len(err.strip().splitlines()) == 1

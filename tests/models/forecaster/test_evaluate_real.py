@@ -208,6 +208,7 @@ def test_cli_eval_with_both_real_and_user_series(tmp_path: Path, checkpoint: str
     ("none", ["--series", "{d}/nothing"], "no forecaster series at"),
     ("none", ["--season", "12"], "--season is the seasonal period of --data"),
     ("none", ["--data", "{d}/missing.npy"], "no such file"),
+    ("none", ["--memory", "4"], "--memory scores real series"),
 ])
 def test_cli_eval_bad_input_is_one_error_line(tmp_path: Path, checkpoint: str, setup: str,
                                               args: list[str], message: str) -> None:
@@ -230,3 +231,20 @@ def test_cli_split_val_scores_the_validation_series(tmp_path: Path, checkpoint: 
     r = sig("eval", "forecaster", "--checkpoint", checkpoint, "--series", str(folder),
             "--split", "train")
     assert r.returncode != 0 and "split" in r.stderr
+
+
+def test_cli_eval_memory_streams_the_whole_series(tmp_path: Path, checkpoint: str) -> None:
+    """--memory P scores each model a second time with memory=P, streamed over the whole
+    series: on a long seasonal series the untrained network's forecasts are poor and the
+    memory's AR fit carries the forecast close to the global AR fit."""
+    np.save(tmp_path / "mine.npy", _tiny(3000, offset=50.0))
+    r = sig("eval", "forecaster", "--checkpoint", checkpoint, "--data",
+            str(tmp_path / "mine.npy"), "--memory", "23", "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["forecasters"] == ["mlp_gru", "mlp_gru+memory"]
+    assert res["models"]["mlp_gru+memory"]["memory"] == 23
+    assert res["models"]["mlp_gru"]["memory"] == 0
+    sc = res["series"][0]["scores"]
+    assert sc["mlp_gru+memory"]["mse"] < 0.5 * sc["mlp_gru"]["mse"]
+    assert sc["mlp_gru+memory"]["mse"] < 1.2 * sc["global_ar"]["mse"]
