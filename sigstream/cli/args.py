@@ -56,6 +56,10 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda v: 0 < v < float("inf"), "a number", "a number > 0")
 
 
+def non_negative_float(text: str) -> float:
+    return _number(text, float, lambda v: 0 <= v < float("inf"), "a number", "a number >= 0")
+
+
 def seconds(text: str) -> float:
     """A finite number of seconds >= 0 (0 usually means "off")."""
     return _number(text, float, lambda v: 0 <= v < float("inf"), "a number of seconds",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from sigstream.cli.args import positive_int, seconds, sigint_stops
+from sigstream.cli.args import non_negative_float, positive_int, seconds, sigint_stops
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -38,6 +38,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--max-streams-per-client", type=positive_int, default=None, metavar="N",
                    help="streams one client (ZeroMQ identity) holds at once, so that one "
                         "client cannot take every slot (default: half of --max-streams)")
+    s.add_argument("--new-stream-rate", type=non_negative_float, default=1000.0, metavar="R",
+                   help="per client: messages per second that hold no stream yet (new "
+                        "streams, malformed messages, STATS); beyond them (and a burst of "
+                        "--new-stream-burst) they are dropped unanswered but for one "
+                        "rate_limited ERROR per second; 0 = no limit (1000)")
+    s.add_argument("--new-stream-burst", type=positive_int, default=None, metavar="N",
+                   help="per client: such messages at once before the rate applies "
+                        "(default: the per-client stream quota)")
     s.add_argument("--reset-on-gap", action="store_true",
                    help="reset a stream's state when its sequence numbers jump")
     s.add_argument("--stats-every", type=seconds, default=10.0,
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(
         max_batch=args.max_batch, idle_timeout=args.idle_timeout,
         max_streams=args.max_streams, max_streams_per_client=args.max_streams_per_client or 0,
+        new_stream_rate=args.new_stream_rate, new_stream_burst=args.new_stream_burst or 0,
         reset_on_gap=args.reset_on_gap, stats_every=args.stats_every,
         curve_secret_file=args.curve_secret, curve_clients_dir=args.curve_clients,
         insecure=args.insecure,

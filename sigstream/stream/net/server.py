@@ -68,6 +68,7 @@ from sigstream.stream.net.sessions import (
     SessionTable,
 )
 from sigstream.stream.net.sockets import CurveServer, SocketOptions
+from sigstream.stream.net.throttle import Throttle
 from sigstream.stream.net.wire import Header, WireError
 from sigstream.stream.runner import StreamRunner
 from sigstream.stream.stats import TimingWindow
@@ -83,6 +84,8 @@ SERVER_REASONS = {
     "unexpected_flags": "ERROR flag from a client, or a control message without START/END/RESET",
     "too_many_streams": "the server holds max_streams streams already",
     "client_quota": "this client holds max_streams_per_client streams already",
+    "rate_limited": "this client sent more new-stream, malformed or STATS messages than "
+                    "new_stream_rate allows; the rest of this second's are dropped unanswered",
     "internal": "the model failed on this chunk",
 }
 """Reason codes the server adds to :data:`sigstream.stream.net.wire.REASONS`."""
@@ -103,6 +106,11 @@ class ServerConfig:
     frame is disconnected by ZeroMQ); max_streams: streams held at once;
     max_streams_per_client: streams one client identity holds at once (0: half of
     max_streams), so one client cannot take every slot;
+    new_stream_rate, new_stream_burst: per client identity, messages per second (and at
+    once) that hold no stream state yet (new streams, malformed messages, STATS); the
+    rest are dropped before decoding, the first per second answered ``rate_limited``
+    (:mod:`sigstream.stream.net.throttle`); rate 0: no limit; burst 0: the per-client
+    stream quota;
     allow_non_finite: pass NaN/Inf samples to the model instead of rejecting them;
     curve_secret_file: a ``zmq.auth`` certificate with the server's secret key
     (enables CURVE); curve_clients_dir: directory of authorised client public
@@ -121,6 +129,8 @@ class ServerConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     max_streams: int = 4096
     max_streams_per_client: int = 0
+    new_stream_rate: float = 1000.0
+    new_stream_burst: int = 0
     allow_non_finite: bool = False
     curve_secret_file: str | None = None
     curve_clients_dir: str | None = None
@@ -139,6 +149,9 @@ class ServerConfig:
         if self.max_streams_per_client < 0 or self.max_streams_per_client > self.max_streams:
             raise ConfigError(f"max_streams_per_client must lie in 0 .. max_streams "
                               f"({self.max_streams}), got {self.max_streams_per_client}")
+        if not (0 <= self.new_stream_rate < math.inf) or self.new_stream_burst < 0:
+            raise ConfigError(f"new_stream_rate must be finite and >= 0 and new_stream_burst "
+                              f">= 0, got {self.new_stream_rate}, {self.new_stream_burst}")
 
 
 @dataclass
@@ -157,6 +170,7 @@ class ServerStats(ServiceStats, SessionCounters):
     batched_chunks: int = 0
     batch_hist: collections.Counter = field(default_factory=collections.Counter)
     compute: TimingWindow = field(default_factory=lambda: TimingWindow(16384))
+    throttled: int = 0
 
     def add_batch(self, b: int, frames: int, seconds: float) -> None:
         """A model call of ``b`` chunks of ``frames`` frames that took ``seconds``."""
@@ -235,6 +249,9 @@ class Server(ThreadedService):
         self._queues: dict[Key, collections.deque] = {}
         self._fast: dict[int, list[tuple]] = {}  # frames -> this iteration's fast-path chunks
         self._fast_keys: set[Key] = set()
+        self.throttle = (Throttle(cfg.new_stream_rate,
+                                  cfg.new_stream_burst or self.sessions.settings.quota)
+                         if cfg.new_stream_rate > 0 else None)
 
     # -- sockets ----------------------------------------------------------------------------------
     def bind(self) -> str:
@@ -306,6 +323,7 @@ class Server(ThreadedService):
         """
         recv, more = sock.recv, sock.get
         unpack, advance = wire.unpack_fields, self.sessions.advance
+        throttle, sessions = self.throttle, self.sessions
         queues, fast, fast_keys = self._queues, self._fast, self._fast_keys
         counters = self.counters
         cfg = self.config
@@ -343,6 +361,17 @@ class Server(ThreadedService):
                         group.append((session.row, session, ident, payload, sid, seq, rate,
                                       stamp))
                         continue
+            if throttle is not None:
+                ident = parts[0]
+                head = parts[1] if len(parts) > 1 else b""
+                if not (len(head) == wire.HEADER_SIZE
+                        and (ident, unpack(head)[6]) in sessions) and not throttle.allow(
+                            ident, now):
+                    counters.throttled += 1
+                    if throttle.notice(ident, now):
+                        self.front.reply_error([ident], None, "rate_limited",
+                                               SERVER_REASONS["rate_limited"])
+                    continue
             try:
                 self._receive(parts)
             except Exception as err:  # never let one message stop the server
@@ -603,6 +632,7 @@ class Server(ThreadedService):
             "missing": k.missing,
             "resets": k.resets,
             "replies_dropped": k.replies_dropped,
+            "throttled": k.throttled,
             "unroutable": k.unroutable,
             "batches": k.batches,
             "batch_size": {

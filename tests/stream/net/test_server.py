@@ -686,8 +686,9 @@ def test_a_reply_either_continues_the_state_or_says_reset() -> None:
 def test_abandoned_streams_of_one_client_leave_the_others_served_exactly() -> None:
     """One client opens 10,000 streams with one chunk each and abandons them, with junk
     in between; a well-behaved client's stream stays exact throughout, and the server
-    holds no more than the flooder's quota."""
-    with Server(RunningSum(), LOCAL, ServerConfig(max_streams=4096)) as srv, \
+    holds no more than the flooder's quota. (Without the new-stream rate limit, so every
+    message is answered: see the next test for the limit.)"""
+    with Server(RunningSum(), LOCAL, ServerConfig(max_streams=4096, new_stream_rate=0)) as srv, \
             Client(srv.endpoint, hwm=100_000) as flood, Client(srv.endpoint) as polite:
         total, codes = 0.0, collections.Counter()
         for k in range(10_000):
@@ -706,6 +707,49 @@ def test_abandoned_streams_of_one_client_leave_the_others_served_exactly() -> No
     assert codes["ok"] == 2048 and codes["client_quota"] == 10_000 - 2048
     assert codes["frame_count"] == 100
     assert stats["streams"] == 2048 + 1
+
+
+def test_a_flood_of_new_streams_is_dropped_beyond_the_clients_rate() -> None:
+    """The default new-stream rate limit: a client opening 10,000 streams gets its burst
+    (the quota, 2048) answered, then one rate_limited ERROR per second and nothing for the
+    rest, counted as throttled; its established streams and other clients (their own
+    buckets) are served exactly throughout."""
+    cfg = ServerConfig(max_streams=4096, new_stream_rate=50.0)
+    with Server(RunningSum(), LOCAL, cfg) as srv, Client(srv.endpoint, hwm=100_000) as flood, \
+            Client(srv.endpoint) as polite, Client(srv.endpoint) as late:
+        flood.send(np.ones(2, np.float32), stream_id=7)
+        h, y = flood.recv(timeout=5)
+        assert list(y[:, 0]) == [1, 2]
+        t0 = time.monotonic()
+        for k in range(10_000):
+            flood.send(np.ones(1, np.float32), stream_id=10_000 + k)
+        flood.send(np.ones(2, np.float32), stream_id=7)  # an established stream goes on
+        codes = collections.Counter()
+        seven = None
+        while flood.poll(1.0):
+            h, y = flood.recv(timeout=1)
+            if h.is_error:
+                codes[y["code"]] += 1
+                assert h.stream_id == 0 or y["code"] != "rate_limited"
+            elif h.stream_id == 7:
+                seven = y
+            else:
+                codes["ok"] += 1
+        elapsed = time.monotonic() - t0
+        assert seven is not None and list(seven[:, 0]) == [3, 4]
+        # the burst (2048 tokens, one spent on stream 7) plus at most 50 per second since
+        assert 2047 <= codes["ok"] + codes["client_quota"] <= 2047 + 50 * elapsed + 1
+        assert 1 <= codes["rate_limited"] <= elapsed + 2
+        polite.send(np.full(2, 3.0, np.float32), stream_id=1)
+        h, y = polite.recv(timeout=5)
+        assert not h.is_error and list(y[:, 0]) == [3, 6]
+        late.send(np.ones(1, np.float32), stream_id=1)  # a new client: its own full bucket
+        h, y = late.recv(timeout=5)
+        assert not h.is_error
+        stats = polite.request_stats()
+    answered = codes["ok"] + codes["client_quota"]
+    assert stats["throttled"] == 10_000 - answered
+    assert stats["rejected"].get("rate_limited") == codes["rate_limited"]
 
 
 def test_an_oversized_message_drops_the_connection_and_the_next_reply_says_reset() -> None:
