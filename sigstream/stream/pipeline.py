@@ -81,8 +81,9 @@ class Pipeline:
             if rate and self.sample_rate and float(rate) != float(self.sample_rate):
                 raise InputError(
                     f"the source runs at {self.sample_rate:g} Hz but the model expects "
-                    f"{float(rate):g} Hz; resample the input to {float(rate):g} Hz (or, for "
-                    f"a filter, set its rate: NAME:sample_rate={self.sample_rate:g})"
+                    f"{float(rate):g} Hz; add --resample to resample it to {float(rate):g} Hz "
+                    f"and back (or, for a filter, set its rate: "
+                    f"NAME:sample_rate={self.sample_rate:g})"
                 )
             if rate and not self.sample_rate:
                 self.sample_rate = float(rate)

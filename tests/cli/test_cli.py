@@ -333,3 +333,36 @@ def test_bare_file_names_take_their_kind_from_the_extension(tmp_path) -> None:  
             "--sink", str(tmp_path / "z.npy"), "--quiet")
     assert p.returncode == 0, p.stderr
     np.testing.assert_allclose(np.load(tmp_path / "z.npy")[:, 0], x, atol=1e-7)
+
+
+def test_run_resample_runs_a_model_at_its_own_rate(tmp_path: Path) -> None:
+    """--resample: a 48 kHz file through a filter that runs at 8 kHz. The output is at
+    48 kHz, as long as the input; a 200 Hz tone passes at full level, a 10 kHz one (above
+    the model's Nyquist frequency) is gone. Without --resample it is one error line naming
+    the option; with a model that takes any rate, too."""
+    rate = 48000
+    t = np.arange(rate) / rate
+    low, high = 0.5 * np.sin(2 * np.pi * 200 * t), 0.3 * np.sin(2 * np.pi * 10000 * t)
+    sf.write(tmp_path / "in.wav", (low + high).astype(np.float32), rate, subtype="FLOAT")
+    model = "butterworth:sample_rate=8000,high=3000"
+    r = sig("run", "--source", str(tmp_path / "in.wav"), "--sink", str(tmp_path / "out.wav"),
+            "--model", model, "--resample", "--quiet")
+    assert r.returncode == 0, r.stderr
+    y, got_rate = sf.read(tmp_path / "out.wav")
+    assert got_rate == rate and y.shape == (rate,)
+    steady = y[rate // 4:]
+
+    def level(f: float) -> float:
+        n = steady.size
+        basis = np.exp(-2j * np.pi * f * np.arange(n) / rate)
+        return 2 * abs(steady @ basis) / n
+
+    assert level(200) == pytest.approx(0.5, rel=0.02)
+    assert level(10000) < 0.3 * 1e-3
+    r = sig("run", "--source", str(tmp_path / "in.wav"), "--sink", str(tmp_path / "o2.wav"),
+            "--model", model)
+    assert r.returncode == 2 and "--resample" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = sig("run", "--source", str(tmp_path / "in.wav"), "--sink", str(tmp_path / "o3.wav"),
+            "--model", "forecaster", "--resample")
+    assert r.returncode == 2 and "takes any sample rate" in r.stderr

@@ -36,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--realtime", action="store_true",
                    help="pace file and synthetic sources at their sample rate")
     r.add_argument("--seconds", type=positive_float, help="stop after this much input")
+    r.add_argument("--resample", action="store_true",
+                   help="a file or stream at another rate than the model's: resample it to the "
+                        "model's rate and the output back (polyphase, the live-audio "
+                        "resampler; its delay is added and reported)")
     r.add_argument("--stats-json", metavar="PATH", help="write the run's stats as JSON")
     r.add_argument("--quiet", action="store_true", help="no live status line")
     r.add_argument("--rate", type=positive_float,
@@ -82,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "record", None):
             source, sink = _recording(args.record, source, sink)
         rate = source.sample_rate or model.sample_rate
+        stages: list[Any] = [stage]
+        if args.resample:
+            stages = [_resampled(stage, source.sample_rate, args)]
         if args.seconds and not rate:
             from sigstream.core.errors import ConfigError
 
@@ -89,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                               f"{args.model!r} has one: give the source's (e.g. "
                               f"npy:x.npy,rate=HZ)")
         max_frames = int(round(args.seconds * rate)) if args.seconds and rate else None
-        pipe = Pipeline(source, [stage], sink,
+        pipe = Pipeline(source, stages, sink,
                         PipelineConfig(block=args.block, realtime=args.realtime,
                                        max_frames=max_frames))
     except BaseException:
@@ -116,6 +123,25 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _resampled(stage: Any, source_rate: float | None, args: argparse.Namespace) -> Any:
+    """``stage`` wrapped in the polyphase resampler for ``--resample`` (itself when the
+    rates already agree); one error line when either rate is unknown."""
+    from sigstream.core.errors import ConfigError
+    from sigstream.stream.audio.endpoints import rate_adapted
+
+    if not stage.sample_rate:
+        raise ConfigError(f"--resample: {args.model!r} takes any sample rate; leave it out")
+    if not source_rate:
+        raise ConfigError(f"--resample needs the source's rate, and {args.source!r} has none: "
+                          f"give it (e.g. npy:x.npy,rate=HZ)")
+    wrapped, _, delay_s = rate_adapted(stage, source_rate)
+    if wrapped is not stage and not args.quiet:
+        print(f"resampling {source_rate:g} Hz -> {float(stage.sample_rate):g} Hz -> "
+              f"{source_rate:g} Hz around the model (adds {delay_s * 1e3:.2f} ms of delay, "
+              f"{wrapped.latency} samples in all with the model's)", file=sys.stderr)
+    return wrapped
 
 
 def _notes(model: Any, stats: Any) -> list[str]:
