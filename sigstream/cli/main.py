@@ -18,8 +18,8 @@ import sigstream
 from sigstream.core.errors import SigstreamError
 
 COMMANDS: tuple[str, ...] = tuple(f"sigstream.cli.commands.{name}" for name in (
-    "models", "demo", "run", "train", "export", "serve", "route", "devices", "http", "bench",
-    "data",
+    "models", "demo", "run", "batch", "train", "export", "serve", "route", "devices", "http",
+    "bench", "data",
 ))
 """The command modules, in the order ``sigstream --help`` lists them."""
 

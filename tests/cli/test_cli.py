@@ -279,7 +279,7 @@ def test_models_json_lists_every_model() -> None:
     assert fc["out_channels"] == 10 and fc["needs_weights"] and fc["weights"]
 
 
-@pytest.mark.parametrize("command", ["run", "serve", "route", "export", "bench", "demo",
+@pytest.mark.parametrize("command", ["run", "batch", "serve", "route", "export", "bench", "demo",
                                      "http", "models"])
 def test_every_help_has_an_example_that_parses(command: str) -> None:
     """`sigstream CMD --help` ends with `example: sigstream CMD ...`, and that command line

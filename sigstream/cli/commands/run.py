@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         rate = source.sample_rate or model.sample_rate
         stages: list[Any] = [stage]
         if args.resample:
-            stages = [_resampled(stage, source.sample_rate, args)]
+            stages = [resampled(stage, source.sample_rate, args.model, args.source,
+                                quiet=args.quiet)]
         if args.seconds and not rate:
             from sigstream.core.errors import ConfigError
 
@@ -125,19 +126,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resampled(stage: Any, source_rate: float | None, args: argparse.Namespace) -> Any:
+def resampled(stage: Any, source_rate: float | None, model: str, source: str,
+              quiet: bool = False) -> Any:
     """``stage`` wrapped in the polyphase resampler for ``--resample`` (itself when the
-    rates already agree); one error line when either rate is unknown."""
+    rates already agree); one error line when either rate is unknown. ``model`` and
+    ``source`` name them in messages."""
     from sigstream.core.errors import ConfigError
     from sigstream.stream.audio.endpoints import rate_adapted
 
     if not stage.sample_rate:
-        raise ConfigError(f"--resample: {args.model!r} takes any sample rate; leave it out")
+        raise ConfigError(f"--resample: {model!r} takes any sample rate; leave it out")
     if not source_rate:
-        raise ConfigError(f"--resample needs the source's rate, and {args.source!r} has none: "
+        raise ConfigError(f"--resample needs the source's rate, and {source!r} has none: "
                           f"give it (e.g. npy:x.npy,rate=HZ)")
     wrapped, _, delay_s = rate_adapted(stage, source_rate)
-    if wrapped is not stage and not args.quiet:
+    if wrapped is not stage and not quiet:
         print(f"resampling {source_rate:g} Hz -> {float(stage.sample_rate):g} Hz -> "
               f"{source_rate:g} Hz around the model (adds {delay_s * 1e3:.2f} ms of delay, "
               f"{wrapped.latency} samples in all with the model's)", file=sys.stderr)
