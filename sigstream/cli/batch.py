@@ -156,31 +156,15 @@ def run_local(jobs: list[Job], s: Settings, workers: int = 1) -> Iterator[dict]:
             yield f.result()
 
 
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--engine ray needs Ray, which is not installed: pip install "
-                          "'sigstream[ray]'") from None
-    return ray
-
-
 def run_ray(jobs: list[Job], s: Settings, workers: int = 1, address: str | None = None
             ) -> Iterator[dict]:
     """The jobs' summaries as they finish, computed by ``workers`` Ray actors (each holds
     the model once). ``address``: an existing cluster (``auto``, ``ray://host:port``;
     its workers must see the input and output paths); None starts a private local one,
     bound to 127.0.0.1 with no dashboard, stopped at the end."""
-    ray = _import_ray()
-    started = False
-    if not ray.is_initialized():
-        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": False}
-        if address:
-            ray.init(address=address, **kw)
-        else:
-            ray.init(num_cpus=max(1, workers), _node_ip_address="127.0.0.1", **kw)
-        started = True
+    from sigstream.cli.ray_engine import start_ray
+
+    ray, started = start_ray(address, workers)
     try:
         actor = ray.remote(num_cpus=1)(_RayWorker)
         pool = [actor.remote(asdict(s)) for _ in range(max(1, min(workers, len(jobs))))]

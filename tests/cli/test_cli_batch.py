@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 from _support.cli import CMD, sigstream_process
 from _support.cli import sigstream as sig
+from _support.netns import run_in_loopback_namespace
 
 MODEL = "enhancer"
 
@@ -136,23 +137,12 @@ def test_ray_batch_in_a_loopback_only_namespace_equals_run(files, tmp_path: Path
     output equals `sigstream run`'s; nothing of Ray outlives the command."""
     src, expected = files
     out = tmp_path / "out"
-    cmd = " ".join([*CMD, "batch", "--engine", "ray", "--workers", "2", "--model", MODEL,
-                    "--inputs", f"'{src}/*'", "--out", str(out), "--json",
-                    str(tmp_path / "b.json")])
     # the .npy has no rate: batch gives the model's (as run does with a bare .npy)
-    proc = subprocess.Popen(["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {cmd}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-    assert proc.returncode == 0, err
+    r = run_in_loopback_namespace([*CMD, "batch", "--engine", "ray", "--workers", "2",
+                                   "--model", MODEL, "--inputs", f"{src}/*", "--out",
+                                   str(out), "--json", str(tmp_path / "b.json")], timeout=240)
+    assert r.returncode == 0, r.stderr
     for name, want in expected.items():
         np.testing.assert_array_equal(_read(out / name), want)
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["engine"] == "ray" and res["workers"] == 2 and len(res["files"]) == 4
-    leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
-    assert leftover.stdout.strip() == "", "Ray processes outlived the batch"

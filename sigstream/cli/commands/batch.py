@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(args.model, resolve_backend(args.model, args.backend), args.threads,
                         args.block, args.resample)
     if args.engine == "ray":
-        from sigstream.cli.batch import _import_ray
+        from sigstream.cli.ray_engine import import_ray
 
-        _import_ray()  # one line before any work when Ray is missing
+        import_ray()  # one line before any work when Ray is missing
     os.makedirs(args.out, exist_ok=True)
     if not args.quiet:
         print(f"batch: {len(jobs)} file(s) through {args.model} ({settings.backend}) on "

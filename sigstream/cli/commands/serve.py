@@ -46,6 +46,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--new-stream-burst", type=positive_int, default=None, metavar="N",
                    help="per client: such messages at once before the rate applies "
                         "(default: the per-client stream quota)")
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the streams' model state lives: this process, or --shards Ray "
+                        "actors behind the same ZeroMQ front door (sigstream[ray]) (local)")
+    s.add_argument("--shards", type=positive_int, default=2,
+                   help="--engine ray: actors; a new stream goes to the one holding the "
+                        "fewest and stays there (2)")
+    s.add_argument("--address", metavar="ADDR",
+                   help="--engine ray: an existing cluster (auto, ray://HOST:PORT); default: "
+                        "a private local Ray on 127.0.0.1, stopped at the end")
     s.add_argument("--reset-on-gap", action="store_true",
                    help="reset a stream's state when its sequence numbers jump")
     s.add_argument("--stats-every", type=seconds, default=10.0,
@@ -66,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
     from sigstream.stream.net.server import Server, ServerConfig
 
     args.backend = resolve_backend(args.model, args.backend)
+    if args.engine != "ray" and args.address:
+        from sigstream.core.errors import ConfigError
+
+        raise ConfigError("--address is the Ray cluster's: it needs --engine ray")
+    if args.engine == "ray":
+        from sigstream.cli.ray_engine import import_ray
+
+        import_ray()  # one line before anything starts when Ray is missing
 
     config = ServerConfig(
         max_batch=args.max_batch, idle_timeout=args.idle_timeout,
@@ -75,21 +92,37 @@ def run(args: argparse.Namespace) -> int:
         curve_secret_file=args.curve_secret, curve_clients_dir=args.curve_clients,
         insecure=args.insecure,
     )
-    # the factory runs after the bind address and keys are checked
-    server = Server(lambda: load_model(args.model, args.backend, threads=args.threads),
-                    bind=args.bind, config=config)
+    shards: list[Any] = []
+
+    def factory() -> Any:  # runs after the bind address and keys are checked
+        if args.engine == "ray":
+            from sigstream.cli.ray_serve import ShardedRunner
+
+            shards.append(ShardedRunner(args.model, args.backend, args.shards, args.threads,
+                                        args.address))
+            return shards[0]
+        return load_model(args.model, args.backend, threads=args.threads)
+
+    server = Server(factory, bind=args.bind, config=config)
     for line in security_warnings(args.bind, insecure=args.insecure,
                                   curve_secret=args.curve_secret,
                                   curve_clients=args.curve_clients):
         print(f"warning: {line}", file=sys.stderr)
-    with sigint_stops(server):
-        endpoint = server.bind()
-        m = server.runner.model
-        print(f"serving {args.model} on {endpoint}: hop {server.hop}, "
-              f"channels {server.in_channels or 'any'} -> {getattr(m, 'out_channels', '?')}"
-              f"{', CURVE' if args.curve_secret else ''}; Ctrl-C stops", file=sys.stderr,
-              flush=True)
-        server.serve_forever()
+    try:
+        with sigint_stops(server):
+            endpoint = server.bind()
+            m = server.runner.model
+            where = f", {args.shards} Ray actors" if args.engine == "ray" else ""
+            print(f"serving {args.model} on {endpoint}: hop {server.hop}, "
+                  f"channels {server.in_channels or 'any'} -> {getattr(m, 'out_channels', '?')}"
+                  f"{', CURVE' if args.curve_secret else ''}{where}; Ctrl-C stops",
+                  file=sys.stderr, flush=True)
+            server.serve_forever()
+    finally:
+        for runner in shards:
+            runner.close()
+            if runner.started:
+                runner.ray.shutdown()
     print(f"stopped; {server.stats_line()}", file=sys.stderr)
     return 0
 

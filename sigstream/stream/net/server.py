@@ -543,14 +543,17 @@ class Server(ThreadedService):
         y = np.ascontiguousarray(y, dtype="<f4")
         pack, send = wire.pack_header, self.front.send_reply
         counts = self.runner.counts
-        if counts is not None and (counts != y.shape[1]).any():  # streams at other phases
-            for i, (_, session, ident, _, sid, seq, rate, stamp) in enumerate(members):
+        lost = self._take_lost()
+        if lost or (counts is not None and (counts != y.shape[1]).any()):
+            # streams at other phases, or whose state a remote runner lost (reply RESET)
+            for i, (row, session, ident, _, sid, seq, rate, stamp) in enumerate(members):
                 session.chunks += 1
-                t_i, c_i = int(counts[i]), int(y.shape[2])
+                t_i = int(counts[i]) if counts is not None else int(y.shape[1])
+                c_i = int(y.shape[2])
                 counters.samples_out += t_i
                 dtype = wire.DTYPE_FLOAT32 if t_i else wire.DTYPE_CONTROL
-                send(ident, pack(0, dtype, c_i if t_i else 0, t_i, sid, seq, rate, stamp),
-                     y[i, :t_i].tobytes())
+                send(ident, pack(wire.RESET if row in lost else 0, dtype, c_i if t_i else 0,
+                                 t_i, sid, seq, rate, stamp), y[i, :t_i].tobytes())
             return
         t_out, c_out = int(y.shape[1]), int(y.shape[2])
         counters.samples_out += b * t_out
@@ -585,13 +588,22 @@ class Server(ThreadedService):
         y = np.ascontiguousarray(y, dtype=np.float32)
         parts = self.runner.split(y)  # each stream's own rows (a decimating model's differ)
         self.counters.samples_out += sum(int(p.shape[0]) for p in parts)
+        lost = self._take_lost()
         for i, (session, item) in enumerate(members):
             h = item.header
             session.chunks += 1
-            out = Header(h.stream_id, h.seq, h.flags & _ECHO, 0, 0, h.sample_rate,
-                         h.timestamp_ns)
+            flags = h.flags & _ECHO | (wire.RESET if session.row in lost else 0)
+            out = Header(h.stream_id, h.seq, flags, 0, 0, h.sample_rate, h.timestamp_ns)
             payload = parts[i] if parts[i].shape[0] else None
             self.front.send(item.envelope + wire.encode(out, payload))
+
+    def _take_lost(self) -> set[int]:
+        """Rows whose state a remote runner lost since the last step (their replies carry
+        RESET; counted as resets); always empty for a local runner."""
+        take = getattr(self.runner, "take_lost", None)
+        lost: set[int] = take() if take is not None else set()
+        self.counters.resets += len(lost)
+        return lost
 
     def _step_rows(self, rows: list[int], x: np.ndarray) -> np.ndarray:
         """Step only the runner rows ``rows`` (sorted) with the (len(rows), T, C) chunk ``x``."""
@@ -641,6 +653,8 @@ class Server(ThreadedService):
                                          key=lambda kv: int(kv[0].split("-")[0]))),
             },
             "compute_us": {"p50": c["p50_us"], "p99": c["p99_us"], "max": c["max_us"]},
+            **({"engine": describe()} if (describe := getattr(self.runner, "describe", None))
+               else {}),
         }
 
     def stats_line(self) -> str:
@@ -667,6 +681,8 @@ def _sync_torch_threads() -> None:
 
 
 def _make_runner(obj: Any, _depth: int = 0) -> StreamRunner:
+    if not isinstance(obj, StreamRunner) and hasattr(obj, "take_lost"):
+        return obj  # a runner whose state lives elsewhere (sigstream.cli.ray_serve)
     if isinstance(obj, StreamRunner):
         if obj.batch:
             obj.remove_streams(list(range(obj.batch)))

@@ -1,0 +1,83 @@
+"""Run inside a loopback-only network namespace by tests/cli/test_cli_serve_ray.py:
+`sigstream serve --engine ray --shards N` as a child process, 8 streams against offline,
+then (with --kill) one actor SIGKILLed: its streams reply RESET and equal a fresh start,
+the others continue exactly. Prints one JSON line of findings; exit 0 when all held."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from sigstream.models.registry import build_model
+from sigstream.stream.net.client import Client
+
+shards, kill = int(sys.argv[1]), "--kill" in sys.argv
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+port = s.getsockname()[1]
+s.close()
+ep = f"tcp://127.0.0.1:{port}"
+srv = subprocess.Popen([sys.executable, "-m", "sigstream", "serve", "--engine", "ray",
+                        "--shards", str(shards), "--model", "extractor", "--bind", ep,
+                        "--stats-every", "0"], stderr=subprocess.PIPE, text=True,
+                       start_new_session=True)
+m = build_model("extractor")
+X = np.random.default_rng(0).standard_normal((8, 64, 1)).astype(np.float32)
+with torch.no_grad():
+    ref = m(torch.from_numpy(X)).numpy()
+    fresh = m(torch.from_numpy(X[:, 48:])).numpy()
+found: dict = {}
+ok = False
+try:
+    with Client(ep) as c:
+        outs: dict[int, list] = {k: [] for k in range(8)}
+        for j in range(3):  # chunks of 16 at mixed timing: all streams each round
+            for k in range(8):
+                c.send(X[k, 16 * j:16 * (j + 1)], stream_id=k, seq=j)
+            for _ in range(8):
+                h, y = c.recv(timeout=180)
+                assert not h.is_error and not h.reset, y
+                outs[h.stream_id].append(y)
+        got = np.stack([np.concatenate(outs[k]) for k in range(8)])
+        found["max_diff"] = float(np.abs(got - ref[:, :48]).max())
+        st = c.request_stats()
+        found["engine"] = st["engine"]
+        pids = st["engine"]["actor_pids"]
+        victim = 1 % shards
+        if kill:
+            os.kill(pids[victim], signal.SIGKILL)
+            time.sleep(0.5)
+        for k in range(8):
+            c.send(X[k, 48:], stream_id=k, seq=3)
+        last = {}
+        for _ in range(8):
+            h, y = c.recv(timeout=180)
+            assert not h.is_error, y
+            last[h.stream_id] = (bool(h.reset), y)
+        found["reset_streams"] = sorted(k for k, (r, _) in last.items() if r)
+        found["after_diff"] = max(float(np.abs(y - (fresh[k] if r else ref[k, 48:])).max())
+                                  for k, (r, y) in last.items())
+        st = c.request_stats()
+        found["restarts"], found["resets"] = st["engine"]["restarts"], st["resets"]
+        found["pids_after"] = st["engine"]["actor_pids"]
+        found["streams_per_shard"] = st["engine"]["streams_per_shard"]
+    ok = True
+finally:
+    os.killpg(srv.pid, signal.SIGINT)
+    try:
+        srv.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(srv.pid, signal.SIGKILL)
+        srv.wait()
+    found["server_exit"] = srv.returncode
+    found["stderr_tail"] = srv.stderr.read()[-400:]
+    print(json.dumps(found))
+sys.exit(0 if ok else 1)
