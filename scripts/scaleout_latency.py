@@ -20,6 +20,12 @@ def rtts(ep, n=1500, warm=200):
     x = np.random.default_rng(0).standard_normal(256).astype(np.float32)
     out = []
     with Client(ep) as c:
+        for probe in range(600):  # until the server (and a router's workers) answer
+            c.send(x, stream_id=1000 + probe, seq=0)
+            h, _ = c.recv(timeout=120)
+            if not h.is_error:
+                break
+            time.sleep(0.1)
         for i in range(n + warm):
             t = time.perf_counter(); c.send(x, stream_id=1, seq=i); h, _ = c.recv(timeout=120)
             assert not h.is_error
