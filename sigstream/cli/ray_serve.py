@@ -19,6 +19,7 @@ the wire spec), the other shards' streams continue exactly.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import Any
 
@@ -76,8 +77,8 @@ class ShardActor:
 class ShardedRunner:
     """The StreamRunner surface the server uses (``add_streams``, ``remove_streams``,
     ``reset``, ``step(x, rows)``, ``split``, ``counts``, ``hop``, ``in_channels``,
-    ``model``), over ``shards`` Ray actors. ``take_lost()``: the rows whose state was lost
-    to an actor restart since the last call (their replies must carry RESET)."""
+    ``model``), over ``shards`` Ray actors. ``take_lost(rows)``: which of the rows just
+    stepped lost their state to an actor restart (their replies must carry RESET)."""
 
     def __init__(self, model: str, backend: str, shards: int, threads: int = 1,
                  address: str | None = None) -> None:
@@ -126,8 +127,8 @@ class ShardedRunner:
             for _attempt in range(3):
                 try:
                     result = ray.get(ref)
-                except ray.exceptions.RayActorError:
-                    result = STALE
+                except ray.exceptions.RayActorError:  # incl. ActorUnavailableError
+                    result = STALE  # died during the call, or restarting: recover and retry
                 if not (isinstance(result, str) and result == STALE):
                     break
                 self._recover(s)
@@ -145,24 +146,35 @@ class ShardedRunner:
         """The shard's actor restarted: learn its incarnation, re-create its streams (fresh
         state), mark them lost."""
         ray = self.ray
-        for _ in range(100):
+        before = self.incarnations[shard]
+        for _ in range(600):
             try:
                 self.incarnations[shard] = ray.get(self.actors[shard].hello.remote())[0]
                 break
-            except ray.exceptions.RayActorError:
-                continue
-        self.restarts += 1
-        n = self.sizes[shard]
-        if n:
-            ray.get(self.actors[shard].add.remote(self.incarnations[shard], n))
+            except ray.exceptions.RayActorError:  # incl. ActorUnavailableError: restarting
+                time.sleep(0.05)
+        inc, n = self.incarnations[shard], self.sizes[shard]
+        if inc == before:
+            # the same actor, unreachable for a moment: the call may or may not have run,
+            # so its streams' state is unknown. Start them afresh, as after a restart
+            if n:
+                ray.get(self.actors[shard].reset.remote(inc, list(range(n))))
+        else:
+            self.restarts += 1
+            if n:
+                ray.get(self.actors[shard].add.remote(inc, n))
         self._lost |= {g for g, (s, _) in enumerate(self.owner) if s == shard}
 
     def _recovered_remove(self, shard: int, rows: list[int]) -> None:
         self.ray.get(self.actors[shard].remove.remote(self.incarnations[shard], rows))
 
-    def take_lost(self) -> set[int]:
-        lost, self._lost = self._lost, set()
-        return lost
+    def take_lost(self, rows: Any) -> set[int]:
+        """Which of ``rows`` (just stepped) lost their state to a restart since they were
+        last stepped; each is reported once, with the step that first follows its loss (a
+        lost stream not stepped in this call stays pending until it is)."""
+        taken = self._lost & set(int(r) for r in rows)
+        self._lost -= taken
+        return taken
 
     # -- the runner surface ---------------------------------------------------------------
     def add_streams(self, n: int = 1) -> list[int]:

@@ -543,7 +543,7 @@ class Server(ThreadedService):
         y = np.ascontiguousarray(y, dtype="<f4")
         pack, send = wire.pack_header, self.front.send_reply
         counts = self.runner.counts
-        lost = self._take_lost()
+        lost = self._take_lost(rows)
         if lost or (counts is not None and (counts != y.shape[1]).any()):
             # streams at other phases, or whose state a remote runner lost (reply RESET)
             for i, (row, session, ident, _, sid, seq, rate, stamp) in enumerate(members):
@@ -588,7 +588,7 @@ class Server(ThreadedService):
         y = np.ascontiguousarray(y, dtype=np.float32)
         parts = self.runner.split(y)  # each stream's own rows (a decimating model's differ)
         self.counters.samples_out += sum(int(p.shape[0]) for p in parts)
-        lost = self._take_lost()
+        lost = self._take_lost(rows)
         for i, (session, item) in enumerate(members):
             h = item.header
             session.chunks += 1
@@ -597,11 +597,11 @@ class Server(ThreadedService):
             payload = parts[i] if parts[i].shape[0] else None
             self.front.send(item.envelope + wire.encode(out, payload))
 
-    def _take_lost(self) -> set[int]:
-        """Rows whose state a remote runner lost since the last step (their replies carry
-        RESET; counted as resets); always empty for a local runner."""
+    def _take_lost(self, rows: list[int]) -> set[int]:
+        """Which of the just-stepped ``rows`` a remote runner's restart started afresh (their
+        replies carry RESET; counted as resets); always empty for a local runner."""
         take = getattr(self.runner, "take_lost", None)
-        lost: set[int] = take() if take is not None else set()
+        lost: set[int] = take(rows) if take is not None else set()
         self.counters.resets += len(lost)
         return lost
 
