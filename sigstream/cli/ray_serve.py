@@ -112,10 +112,6 @@ class ShardedRunner:
         return [self.ray.get(a.hello.remote())[1] for a in self.actors]
 
     # -- calls with recovery ----------------------------------------------------------------
-    def _call(self, shard: int, method: str, *args: Any) -> Any:
-        """One call, after recovering the shard if its actor restarted."""
-        return self._gather({shard: (method, args)})[shard]
-
     def _gather(self, calls: dict[int, tuple[str, tuple]]) -> dict[int, Any]:
         """Calls on several shards at once; a shard whose actor restarted (or died during
         the call) is recovered and its call run again."""

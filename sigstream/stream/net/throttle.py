@@ -23,13 +23,12 @@ class Throttle:
     ``max_clients`` buckets are kept; beyond that the table starts afresh (every client
     gets a full bucket again), so its memory is bounded whatever the identities."""
 
-    __slots__ = ("rate", "burst", "max_clients", "_buckets", "_told", "dropped")
+    __slots__ = ("rate", "burst", "max_clients", "_buckets", "_told")
 
     def __init__(self, rate: float, burst: float, max_clients: int = 65536) -> None:
         self.rate, self.burst, self.max_clients = float(rate), float(burst), max_clients
         self._buckets: dict[bytes, list[float]] = {}  # identity -> [tokens, last refill]
         self._told: dict[bytes, float] = {}  # identity -> when it last got the ERROR
-        self.dropped = 0
 
     def allow(self, identity: bytes, now: float) -> bool:
         b = self._buckets.get(identity)
@@ -45,7 +44,6 @@ class Throttle:
             b[0] = tokens - 1.0
             return True
         b[0] = tokens
-        self.dropped += 1
         return False
 
     def notice(self, identity: bytes, now: float) -> bool:
