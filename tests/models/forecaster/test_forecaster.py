@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 
@@ -122,11 +123,19 @@ def _chunks(total: int) -> list[tuple[int, int]]:
     return sizes
 
 
-def _streamed(source, x: np.ndarray) -> np.ndarray:  # noqa: ANN001 - a runner source
-    """``x`` (B, T, 1) through a fresh runner of ``source`` in ~T/5 chunks, state carried."""
+@functools.lru_cache(maxsize=4)
+def _runner(source):  # noqa: ANN001, ANN202 - a runner source (path or TorchScript bytes)
+    """One loaded runner per exported source, shared by this module's tests: a runner keeps
+    no stream state (``step`` takes and returns it), and loading the shipped configuration
+    takes 0.4-1.6 s a time."""
     from sigstream.export.runtime import load_runner
 
-    r = load_runner(source)
+    return load_runner(source)
+
+
+def _streamed(source, x: np.ndarray) -> np.ndarray:  # noqa: ANN001 - a runner source
+    """``x`` (B, T, 1) through the runner of ``source`` in ~T/5 chunks from a fresh state."""
+    r = _runner(source)
     st = r.init_state(x.shape[0])
     outs = []
     for a, b in _chunks(x.shape[1]):
@@ -157,15 +166,13 @@ def exported_shipped_config(tmp_path_factory):
 # normalisation in another runtime used to reach the forecasts
 @pytest.mark.parametrize("comps,noise", [((3, 7), 0.1), (45, 0.0)])
 def test_shipped_config_exports_with_parity(exported_shipped_config, comps, noise) -> None:
-    from sigstream.export.runtime import load_runner
-
     m, sources = exported_shipped_config
     x = windows(HarmonicsConfig(num_components=comps, noise=noise), 2, 150, 0, 1).lookback
     x = x[..., None]  # (2, 150, 1)
     with torch.inference_mode():
         ref = m(x).numpy()
     for source in sources:
-        r = load_runner(source)
+        r = _runner(source)
         assert r.out_channels == 10 and r.hop == 1
         st = r.init_state(2)
         outs = []
@@ -423,8 +430,6 @@ def test_fresh_starts_and_the_issue_snippet_are_equal_on_every_runtime(exported_
     52-76 interpolate them exactly and their rollouts run to 1e30 and beyond, where ONNX's
     last-bit differences flipped signs (the issue's snippet differed by 0.34). Such
     candidates are now replaced by 0, a decision far from any rounding."""
-    from sigstream.export.runtime import load_runner
-
     m, sources = exported_shipped_config
     x = _fresh_starts()
     with torch.inference_mode():
@@ -432,7 +437,7 @@ def test_fresh_starts_and_the_issue_snippet_are_equal_on_every_runtime(exported_
     assert np.isfinite(ref).all()
     for source in sources:
         np.testing.assert_allclose(_streamed(source, x), ref, atol=1e-5)
-        r = load_runner(source)
+        r = _runner(source)
         y1, _ = r.step(ISSUE_SNIPPET[None, :, None], r.init_state(1))  # the issue's own call
         np.testing.assert_allclose(y1, ref[:1, :11], atol=1e-5)
 
@@ -473,15 +478,13 @@ def test_level_and_scale_equivariance_of_the_shipped_weights(spec: str) -> None:
 @pytest.mark.parametrize("value", [0.0, 5.0, -3e7, 1e6])
 def test_constant_input_forecasts_the_constant_on_every_runtime(exported_shipped_config,
                                                                 value: float) -> None:
-    from sigstream.export.runtime import load_runner
-
     m, sources = exported_shipped_config
     x = np.full((1, 130, 1), value, np.float32)
     with torch.inference_mode():
         ref = m(torch.from_numpy(x)).numpy()
     assert np.array_equal(ref[:, 99:], np.full((1, 31, 10), value, np.float32))
     for source in sources:
-        r = load_runner(source)
+        r = _runner(source)
         y, _ = r.step(x, r.init_state(1))
         assert np.array_equal(y[:, 99:], ref[:, 99:]), source if isinstance(source, str) else "ts"
         np.testing.assert_allclose(y, ref, atol=1e-5 * max(1.0, abs(value)))

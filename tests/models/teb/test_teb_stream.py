@@ -9,6 +9,8 @@ Parity is measured in the model's normalised units (FHR / 20 bpm): the raw rows 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -121,11 +123,17 @@ def test_shipped_small_preset_is_the_trained_streamer(teb: TebForecaster) -> Non
 CUTS = hs.lists(hs.integers(1, T - 1), max_size=25)
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_streamer() -> torch.nn.Module:
+    """Loaded once for every hypothesis example (the model keeps no stream state)."""
+    return load_teb(shipped_weights("small"))
+
+
 @given(cuts=CUTS, at=hs.integers(1, T - 1), stream=hs.integers(0, 1))
 def test_streamer_any_chunking_and_reset_torch(cuts: list[int], at: int, stream: int) -> None:
     """The raw rows (normalised units) of a batched runner over the TEB streamer, one
     stream reset at any sample: equal to offline to 1e-5."""
-    m = load_teb(shipped_weights("small"))
+    m = _shipped_streamer()
     from sigstream.models.teb.data import normalise
 
     raw = ctg(1)

@@ -69,7 +69,7 @@ def offline(model: nn.Module, x: np.ndarray) -> np.ndarray:
 def test_many_streams_match_offline() -> None:
     torch.manual_seed(0)
     model = GRUHead().eval()
-    n_clients, per_client, n_chunks, window = 4, 16, 2000, 4
+    n_clients, per_client, n_chunks, window = 4, 16, 500, 4
     n_streams = n_clients * per_client
     sizes = np.array([8, 12, 16, 24])
     # chunk length of stream s, chunk k: differs between streams, changes every 50 chunks
@@ -622,12 +622,15 @@ def test_serve_takes_stream_limits(monkeypatch) -> None:  # noqa: ANN001
 def test_replies_dropped_at_the_high_water_mark_are_counted_by_the_client() -> None:
     """A client that does not read while it sends 3,000 chunks loses replies at the
     high-water marks; every reply it does get is in order, and ``Client.lost`` counts
-    exactly the replies the server dropped."""
+    exactly the replies the server dropped. The chunks are 32 KiB so that the replies
+    (96 MiB) cannot all wait in the kernel's loopback buffers, which on some hosts hold
+    several MiB: the server must meet its high-water mark."""
     n = 3000
+    chunk = np.ones(8192, np.float32)
     with Server(RunningSum(), LOCAL, ServerConfig(hwm=20)) as srv, \
             Client(srv.endpoint, hwm=20) as c:
         for _ in range(n):
-            c.send(np.ones(4, np.float32), stream_id=1)
+            c.send(chunk, stream_id=1)
         got = []
         while c.poll(1.0):
             h, y = c.recv()
