@@ -64,6 +64,72 @@ def measure_bare_loop(block: int, chunks: int, warmup: int) -> np.ndarray:
     return sink.intervals_us(warmup)
 
 
+def _butterworth():  # noqa: ANN202 - the registry's default Butterworth (low-pass 4, 40 Hz)
+    from sigstream.models.registry import build_model
+
+    return build_model("butterworth")
+
+
+def measure_butterworth_pipeline(block: int, chunks: int, warmup: int) -> np.ndarray:
+    """The default Butterworth in the whole pipeline (source, ring, stage, sink)."""
+    x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
+    sink = TimestampSink(chunks + 1)
+    pipe = Pipeline(ArraySource(x, sample_rate=1000.0), [ModelStage(_butterworth())], sink,
+                    PipelineConfig(block=block))
+    pipe.run()
+    return sink.intervals_us(warmup)
+
+
+def measure_butterworth_step(block: int, chunks: int, warmup: int) -> np.ndarray:
+    """The same chunks through the model's runner alone (slice, step, write)."""
+    x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
+    runner = StreamRunner(_butterworth(), batch=1, validate=False)
+    sink = TimestampSink(chunks + 1)
+    sink.open(1000.0, 1)
+    for i in range(chunks):
+        sink.write(runner.step(x[i * block:(i + 1) * block][None])[0])
+    return sink.intervals_us(warmup)
+
+
+def measure_sosfilt_loop(block: int, chunks: int, warmup: int) -> np.ndarray:
+    """The floor: the same filter as a bare ``scipy.signal.sosfilt`` loop on 1-D float32
+    blocks, its ``zi`` carried, each output written to the same null sink."""
+    from scipy import signal
+
+    from sigstream.models.baselines.butterworth import ButterworthConfig
+
+    x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
+    sos = ButterworthConfig().sos()
+    zi = np.zeros((sos.shape[0], 2))
+    sink = TimestampSink(chunks + 1)
+    sink.open(1000.0, 1)
+    for i in range(chunks):
+        y, zi = signal.sosfilt(sos, x[i * block:(i + 1) * block, 0], zi=zi)
+        sink.write(y[:, None])
+    return sink.intervals_us(warmup)
+
+
+def run_butterworth(quick: bool = False, blocks: tuple[int, ...] = (1, 256)) -> list[dict]:
+    """Butterworth per chunk: pipeline and step alone against the bare ``sosfilt`` loop,
+    interleaved repetitions, best median of each."""
+    chunks = 2000 if quick else 20000
+    reps = 3 if quick else 5
+    rows = []
+    for block in blocks:
+        runs: dict[str, list] = {"pipeline": [], "step": [], "sosfilt_loop": []}
+        for _ in range(reps):
+            runs["pipeline"].append(measure_butterworth_pipeline(block, chunks, warmup=100))
+            runs["step"].append(measure_butterworth_step(block, chunks, warmup=100))
+            runs["sosfilt_loop"].append(measure_sosfilt_loop(block, chunks, warmup=100))
+        best = {k: min((_summary(r) for r in v), key=lambda s: s["p50_us"])
+                for k, v in runs.items()}
+        floor = best["sosfilt_loop"]["p50_us"]
+        rows.append({"block": block, **best,
+                     "pipeline_vs_sosfilt_p50": best["pipeline"]["p50_us"] / floor,
+                     "step_vs_sosfilt_p50": best["step"]["p50_us"] / floor})
+    return rows
+
+
 def machine() -> dict:
     try:
         import torch

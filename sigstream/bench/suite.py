@@ -179,7 +179,7 @@ def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
 
     import torch
 
-    from sigstream.bench.overhead import machine, run_overhead
+    from sigstream.bench.overhead import machine, run_butterworth, run_overhead
 
     torch.set_num_threads(cfg.threads)
 
@@ -195,6 +195,11 @@ def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
             streams += bench_streams(cfg, log, backend)
     speech = bench_speech(cfg, log)
     overhead = run_overhead(quick=cfg.quick, progress=False)
+    butterworth = run_butterworth(quick=cfg.quick)
+    for r in butterworth:
+        log(f"butterworth block {r['block']}: pipeline p50 {r['pipeline']['p50_us']:.1f} us, "
+            f"step {r['step']['p50_us']:.1f} us, bare sosfilt loop "
+            f"{r['sosfilt_loop']['p50_us']:.1f} us")
     zmq = None
     if cfg.zmq:
         from sigstream.bench.zmq.bench import run_zmq
@@ -210,6 +215,7 @@ def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
         "streams": streams,
         "speech": speech,
         "pipeline_overhead": overhead["pipeline_overhead"],
+        "butterworth": butterworth,
         "zmq": zmq,
         "peak_rss_mb": peak_rss_mb(),
         "seconds": time.perf_counter() - t0,
@@ -260,6 +266,15 @@ def markdown(result: dict) -> str:
         out.append(f"| {r['block']} | {r['pipeline']['p50_us']:.1f} | "
                    f"{r['pipeline']['p99_us']:.1f} | {r['bare_loop']['p50_us']:.1f} | "
                    f"{r['ratio_p50']:.2f}x |")
+    if result.get("butterworth"):
+        out += ["", "### Butterworth (default: low-pass, order 4, 40 Hz at 1 kHz) against a bare "
+                "`scipy.signal.sosfilt` loop", "",
+                "| block | pipeline p50 (µs) | step p50 (µs) | sosfilt loop p50 (µs) | "
+                "pipeline / loop | step / loop |", "|---:|---:|---:|---:|---:|---:|"]
+        for r in result["butterworth"]:
+            out.append(f"| {r['block']} | {r['pipeline']['p50_us']:.1f} | "
+                       f"{r['step']['p50_us']:.1f} | {r['sosfilt_loop']['p50_us']:.1f} | "
+                       f"{r['pipeline_vs_sosfilt_p50']:.2f}x | {r['step_vs_sosfilt_p50']:.2f}x |")
     if result.get("zmq"):
         from sigstream.bench.zmq.bench import markdown_zmq
 

@@ -58,6 +58,13 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
     assert {(s["backend"], s["chunk"]) for s in r["streams"]} == {
         ("onnx", 1), ("onnx", 16), ("torch", 1), ("torch", 16)}
     assert [o["block"] for o in r["pipeline_overhead"]] == [1, 256]
+    bw = r["butterworth"]
+    assert [o["block"] for o in bw] == [1, 256]
+    for o in bw:
+        for k in ("pipeline", "step", "sosfilt_loop"):
+            assert o[k]["p50_us"] > 0 and o[k]["n"] == 1899  # 1999 intervals, 100 warm-up
+        assert o["pipeline_vs_sosfilt_p50"] == o["pipeline"]["p50_us"] / o["sosfilt_loop"][
+            "p50_us"]
     z = r["zmq"]
     assert set(z) >= {"transport_hop", "served_extractor", "serve_capacity",
                       "serve_capacity_frames"}
@@ -65,6 +72,7 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path) -> None:
     assert [lv["streams"] for lv in z["serve_capacity_frames"]["levels"]] == [1000]
     md = (tmp_path / "b.md").read_text()
     assert "chunk 256" in md
+    assert "against a bare `scipy.signal.sosfilt` loop" in md and "| 256 |" in md
     assert z["transport_hop"]["sigstream"]["p50_us"] > 0
     assert "skipped" in z["transport_hop"]["lsl"]  # only with --lsl
     assert "| extractor | onnx |" in md and "| savgol | torchscript |" in md
