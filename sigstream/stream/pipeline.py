@@ -117,7 +117,8 @@ class Pipeline:
         stats = Stats(sample_rate=self.sample_rate,
                       algorithmic_latency_s=(self.latency / self.sample_rate
                                              if self.sample_rate else 0.0))
-        buf = np.zeros((block, self.channels), dtype=np.float32)  # one block, reused
+        channels, ring = self.channels, self.ring
+        buf = np.zeros((block, channels), dtype=np.float32)  # one block, reused
         arrivals: deque[tuple[int, float]] = deque()  # (end frame index, arrival time)
         consumed = 0
         clock = time.perf_counter
@@ -125,10 +126,10 @@ class Pipeline:
         next_status = t0 + cfg.status_interval
         limit = cfg.max_frames
 
-        def process(n_valid: int, n_padded: int) -> None:
+        def process(n_valid: int, n_padded: int, x: np.ndarray = buf) -> None:
             nonlocal consumed
             t_start = clock()
-            y = buf[:n_padded]
+            y = x[:n_padded]
             for stage in self.stages:
                 y = stage.process(y)
             t_done = clock()
@@ -152,7 +153,11 @@ class Pipeline:
                 if on_start is not None:
                     on_start()
                 while not self._stop.is_set():
-                    want = block if limit is None else min(block, limit - stats.samples_in)
+                    # what completes the next block: whole blocks after a short read
+                    waiting = ring.available
+                    want = block - waiting
+                    if limit is not None:
+                        want = min(want, limit - stats.samples_in)
                     if want <= 0:
                         break
                     data = self.source.read(want)
@@ -165,10 +170,19 @@ class Pipeline:
                             time.sleep(delay)
                     stats.samples_in += n
                     arrivals.append((stats.samples_in, clock()))
-                    self.ring.write(data)
-                    while self.ring.available >= block:
-                        self.ring.read_into(buf)
-                        process(block, block)
+                    if (n == block and not waiting and type(data) is np.ndarray
+                            and data.dtype == np.float32 and data.shape[1:] == (channels,)
+                            and data.flags.c_contiguous and data.flags.writeable):
+                        # a whole block and nothing waiting: straight to the stages (they
+                        # only read it), without the copy in and out of the ring (read-only
+                        # blocks, e.g. views of received messages, take the ring: torch
+                        # warns on them)
+                        process(block, block, data)
+                    else:
+                        ring.write(data)
+                        while ring.available >= block:
+                            ring.read_into(buf)
+                            process(block, block)
                     if on_status is not None and clock() >= next_status:
                         self._sync_counters(stats, t0)
                         on_status(stats)

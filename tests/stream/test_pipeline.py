@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -50,6 +51,51 @@ def test_butterworth_pipeline_equals_sosfilt(block: int) -> None:
     assert stats.samples_in == stats.samples_out == len(x)
     assert stats.chunks == -(-len(x) // block)
     assert stats.compute.count == stats.chunks
+
+
+class MixedSource(Source):
+    """Whole blocks, now and then a third of one, every 11th block read-only; keeps what it
+    handed out, to check that nobody wrote into it."""
+
+    def __init__(self, data: np.ndarray, block: int) -> None:
+        self._data, self.sample_rate, self.channels = data, 1000.0, data.shape[1]
+        self._pos, self._block, self._k = 0, block, 0
+        self.given: list[tuple[np.ndarray, np.ndarray]] = []
+        self.asked: list[int] = []
+
+    def _read(self, max_frames: int) -> np.ndarray | None:
+        self._k += 1
+        self.asked.append(max_frames)
+        n = max_frames if self._k % 7 != 3 else max(1, self._block // 3)
+        out = self._data[self._pos:self._pos + n].copy()
+        self._pos += len(out)
+        if self._k % 11 == 0:
+            out.setflags(write=False)
+        self.given.append((out, out.copy()))
+        return out if len(out) else None
+
+
+def test_whole_blocks_skip_the_ring_and_the_output_is_the_same() -> None:
+    """A writable source block of exactly ``block`` frames while the ring is empty goes
+    straight to the stages (no copy through the ring) and is not written; after a short
+    read the pipeline asks for what completes the block, so whole blocks follow again. The
+    output equals sosfilt over the whole input, every frame once, in order."""
+    block = 64
+    x = signal_2ch(4000)
+    cfg = ButterworthConfig(kind="bandpass", low=2, high=50, channels=2)
+    sink = ArraySink()
+    src = MixedSource(x, block)
+    pipe = Pipeline(src, [ModelStage(Butterworth(cfg))], sink, PipelineConfig(block=block))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's warning on a read-only array
+        stats = pipe.run()
+    ref = signal.sosfilt(cfg.sos(), x.astype(np.float64), axis=0)
+    np.testing.assert_allclose(sink.data, ref, atol=1e-5, rtol=0)
+    assert stats.samples_in == stats.samples_out == len(x)
+    assert all(np.array_equal(a, b) for a, b in src.given)
+    assert 64 - 21 in src.asked  # the rest of a block after a third of one
+    # the ring carried the short reads, their completions and the read-only blocks only
+    assert 0 < pipe.ring.total_read < len(x) // 2
 
 
 @pytest.mark.parametrize("length", [0, 5, 160, 1001])
