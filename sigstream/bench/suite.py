@@ -32,6 +32,9 @@ def _all_models() -> tuple[str, ...]:
     return tuple(MODELS)
 
 
+QUICK_MAX_CALL_S = 0.5  # --quick: longer chunks are skipped once a call takes this long
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     quick: bool = False
@@ -68,11 +71,17 @@ def bench_latency(cfg: BenchConfig, log: Callable[[str], None]) -> list[dict]:
                 log(f"{name:12s} {backend:12s} skipped: {str(exc)[:80]}")
                 continue
             seen: set[int] = set()
+            slow = ""  # --quick: why longer chunks of this model and backend are skipped
             for chunk in cfg.chunks:
                 t = -(-chunk // model.hop) * model.hop  # a whole number of hops
                 if t in seen:  # e.g. chunks 1 and 16 for a hop-16 model
                     continue
                 seen.add(t)
+                if slow:
+                    rows.append({"model": name, "backend": backend, "chunk": t,
+                                 "skipped": slow})
+                    log(f"{name:12s} {backend:12s} T={t:5d}  skipped: {slow}")
+                    continue
                 runner = StreamRunner(target, batch=1, validate=False)
                 x = np.random.default_rng(0).standard_normal(
                     (1, t, model.in_channels)).astype(np.float32)
@@ -86,6 +95,9 @@ def bench_latency(cfg: BenchConfig, log: Callable[[str], None]) -> list[dict]:
                 })
                 log(f"{name:12s} {backend:12s} T={t:5d}  p50 {s['p50_us']:9.1f} us  "
                     f"p99 {s['p99_us']:9.1f} us  RTF {med / (t / rate):.4f}")
+                if cfg.quick and med > QUICK_MAX_CALL_S:
+                    slow = (f"--quick stops after a chunk of {t} took {med:.2f} s a call "
+                            "(the full bench measures it)")
     return rows
 
 
@@ -234,8 +246,9 @@ def markdown(result: dict) -> str:
           for s in result["speedups"]}
     for r in result["latency"]:
         if "p50_us" not in r:
-            out.append(f"| {r['model']} | {r['backend']} | – | skipped: {r['error'][:60]} "
-                       "| | | | | |")
+            why = r.get("skipped") or r.get("error", "")
+            out.append(f"| {r['model']} | {r['backend']} | {r.get('chunk', '–')} | skipped: "
+                       f"{why[:60]} | | | | | |")
             continue
         s = sp.get((r["model"], r["backend"], r["chunk"]))
         out.append(f"| {r['model']} | {r['backend']} | {r['chunk']} | {r['p50_us']:.1f} | "

@@ -38,12 +38,17 @@ def time_calls(fn: Callable[[], object], budget_s: float, min_reps: int = 30,
     """Per-call wall times (s): warm-up calls first, then repeat until the budget is spent.
 
     A call that alone takes a tenth of the budget or more (the least-squares forecaster on
-    long chunks) gets two warm-up calls and at least five timed ones instead: a p50 of
-    those is still a fair figure, and the benchmark does not run for many minutes.
+    long chunks) gets two warm-up calls and at least five timed ones instead, and one that
+    alone takes the whole budget or more only the first call as warm-up and three timed
+    ones: a p50 of those is still a fair figure, and the benchmark does not run for many
+    minutes.
     """
     t0 = time.perf_counter()
     fn()
-    if time.perf_counter() - t0 >= budget_s / 10:
+    first = time.perf_counter() - t0
+    if first >= budget_s:
+        warmup, min_reps = 1, min(min_reps, 3)
+    elif first >= budget_s / 10:
         warmup, min_reps = min(warmup, 2), min(min_reps, 5)
     for _ in range(warmup - 1):
         fn()

@@ -17,7 +17,7 @@ import numpy as np
 from _support.cli import sigstream
 
 from sigstream.bench.overhead import measure_bare_loop, measure_pipeline
-from sigstream.bench.suite import BenchConfig, bench_latency, speedups
+from sigstream.bench.suite import BenchConfig, bench_latency, markdown, speedups
 from sigstream.bench.timing import default_model, summarise_us, time_calls
 from sigstream.export.backends import BACKENDS
 from sigstream.models.registry import MODELS
@@ -94,6 +94,30 @@ def test_every_builtin_model_benches_on_every_backend() -> None:
     assert all(s["speedup_vs_torch_p50"] > 0 for s in ups)
 
 
+def test_quick_skips_longer_chunks_once_a_call_is_slow(monkeypatch) -> None:  # noqa: ANN001
+    """--quick measures chunk sizes in order and, once a call took longer than
+    QUICK_MAX_CALL_S, reports the longer ones as skipped (with the reason); the full bench
+    measures them all."""
+    import sigstream.bench.suite as suite
+
+    monkeypatch.setattr(suite, "QUICK_MAX_CALL_S", 0.0)
+    lines: list[str] = []
+    cfg = BenchConfig(quick=True, models=("identity",), backends=("torch",), chunks=(1, 16, 64),
+                      budget=0.01)
+    rows = bench_latency(cfg, lines.append)
+    assert [r["chunk"] for r in rows] == [1, 16, 64]
+    assert "p50_us" in rows[0] and all("p50_us" not in r for r in rows[1:])
+    assert all(r["skipped"].startswith("--quick stops after a chunk of 1 took") for r in rows[1:])
+    assert "skipped: --quick stops" in lines[1]
+    md = markdown({"machine": {"cpu": "x", "cores": 2, "python": "3", "torch": "2",
+                               "threads": 1}, "quick": True, "latency": rows,
+                   "speedups": speedups(rows), "streams": [], "pipeline_overhead": []})
+    assert "| identity | torch | 16 | skipped: --quick stops" in md
+    full = bench_latency(BenchConfig(quick=False, models=("identity",), backends=("torch",),
+                                     chunks=(1, 16), budget=0.01), lines.append)
+    assert all("p50_us" in r for r in full)
+
+
 def test_models_may_carry_options() -> None:
     assert default_model("forecaster:preset=fast").config.preset == "fast"
     assert default_model("forecaster").config.preset == "accurate"
@@ -110,6 +134,11 @@ def test_timing_helpers() -> None:
     t = time_calls(lambda: (slow.append(1), time.sleep(0.02)), budget_s=0.1, min_reps=30,
                    warmup=10)
     assert len(t) == 5 and len(slow) == 7 and np.all(t >= 0.015)
+    # a call that takes the whole budget: the first call is the warm-up, three timed ones
+    slower = []
+    t = time_calls(lambda: (slower.append(1), time.sleep(0.02)), budget_s=0.02, min_reps=30,
+                   warmup=10)
+    assert len(t) == 3 and len(slower) == 4
     s = summarise_us(np.array([1e-6, 2e-6, 3e-6, 4e-6]))
     assert s["p50_us"] == 2.5 and s["n"] == 4
 

@@ -16,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "throughput, real-time factor, memory; concurrent streams "
                                    "batched vs one by one; pipeline overhead. Results as a "
                                    "Markdown table, JSON and a PNG plot.")
-    b.add_argument("--quick", action="store_true", help="shorter measurements (under a minute)")
+    b.add_argument("--quick", action="store_true",
+                   help="shorter measurements: about 2 minutes on 2 cores; a model's longer "
+                   "chunks are skipped once a call takes 0.5 s")
     b.add_argument("--threads", type=positive_int, default=1, help="threads per backend (1)")
     b.add_argument("--models", help="comma-separated built-in models, each NAME or "
                                     "NAME:key=value[,key=value], e.g. "

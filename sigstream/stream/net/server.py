@@ -336,7 +336,7 @@ class Server(ThreadedService):
         while n < limit:
             # ask before each receive after the first (which poll announced): a receive on
             # an empty socket raises zmq.Again, whose construction costs ~10 us a message
-            if n and not more(_EVENTS) & _POLLIN:
+            if n and not more(_EVENTS) & _POLLIN:  # type: ignore[operator]  # EVENTS is an int
                 break
             try:
                 parts = [recv(_NOBLOCK)]
