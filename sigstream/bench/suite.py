@@ -302,8 +302,14 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     models = sorted({r["model"] for r in result["latency"] if "p50_us" in r})
-    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.5), squeeze=False)
-    for ax, name in zip(axes[0], models, strict=True):
+    # a grid that fits a screen: at most 4 panels a row
+    cols = max(1, min(4, len(models)))
+    rows_ = max(1, -(-len(models) // cols))
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.0 * rows_), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[len(models):]:
+        ax.set_visible(False)
+    for ax, name in zip(flat, models, strict=False):
         for backend in BACKENDS:
             rows = [r for r in result["latency"]
                     if r["model"] == name and r["backend"] == backend and "p50_us" in r]
@@ -312,7 +318,7 @@ def plot(result: dict, path: str) -> None:
                           label=backend)
         ax.set(title=name, xlabel="chunk (samples)", ylabel="p50 latency per chunk (µs)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    flat[0].legend(fontsize=8, title="backend")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -118,6 +118,36 @@ def test_quick_skips_longer_chunks_once_a_call_is_slow(monkeypatch) -> None:  # 
     assert all("p50_us" in r for r in full)
 
 
+def test_bench_plot_is_a_grid_of_labelled_panels_that_fits_a_screen(tmp_path: Path,
+                                                                   monkeypatch) -> None:  # noqa: ANN001
+    """Nine models: a 3 x 4 grid (the empty cells hidden), each panel titled with its model
+    and both axes labelled with units, the legend titled; the PNG at most 1600 x 1000 px
+    (it was one row of panels, 3080 x 385 px for seven models)."""
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    from sigstream.bench.suite import plot
+
+    seen = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen["fig"] = self
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    rows = [{"model": f"m{i}", "backend": b, "chunk": c, "p50_us": 10.0 + c}
+            for i in range(9) for b in ("torch", "onnx") for c in (1, 16)]
+    rows.append({"model": "m0", "backend": "onnx", "chunk": 256, "skipped": "slow"})
+    plot({"latency": rows}, str(tmp_path / "p.png"))
+    axes = [ax for ax in seen["fig"].axes if ax.get_visible()]
+    assert sorted(ax.get_title() for ax in axes) == [f"m{i}" for i in range(9)]
+    assert all("(samples)" in ax.get_xlabel() and "(µs)" in ax.get_ylabel() for ax in axes)
+    assert axes[0].get_legend().get_title().get_text() == "backend"
+    h, w = plt.imread(tmp_path / "p.png").shape[:2]
+    assert w <= 1600 and h <= 1000, (w, h)
+
+
 def test_models_may_carry_options() -> None:
     assert default_model("forecaster:preset=fast").config.preset == "fast"
     assert default_model("forecaster").config.preset == "accurate"
