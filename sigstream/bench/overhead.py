@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,19 +45,23 @@ def _summary(us: np.ndarray) -> dict[str, float]:
             "mean_us": float(us.mean()), "n": int(us.size)}
 
 
-def measure_pipeline(block: int, chunks: int, warmup: int) -> np.ndarray:
+def measure_pipeline(block: int, chunks: int, warmup: int, model: Any = None) -> np.ndarray:
+    """``model`` (default: identity, one channel) in the whole pipeline: source, ring, stage,
+    sink."""
     x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
     sink = TimestampSink(chunks + 1)
-    pipe = Pipeline(ArraySource(x, sample_rate=1000.0), [ModelStage(Identity(1))], sink,
+    stage = ModelStage(Identity(1) if model is None else model)
+    pipe = Pipeline(ArraySource(x, sample_rate=1000.0), [stage], sink,
                     PipelineConfig(block=block))
     pipe.run()
     return sink.intervals_us(warmup)
 
 
-def measure_bare_loop(block: int, chunks: int, warmup: int) -> np.ndarray:
-    """The same chunks through the same runner, without source, ring, stats or pipeline."""
+def measure_bare_loop(block: int, chunks: int, warmup: int, model: Any = None) -> np.ndarray:
+    """The same chunks through the same model's runner, without source, ring, stats or
+    pipeline (slice, step, write)."""
     x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
-    runner = StreamRunner(Identity(1), batch=1, validate=False)
+    runner = StreamRunner(Identity(1) if model is None else model, batch=1, validate=False)
     sink = TimestampSink(chunks + 1)
     sink.open(1000.0, 1)
     for i in range(chunks):
@@ -64,31 +70,28 @@ def measure_bare_loop(block: int, chunks: int, warmup: int) -> np.ndarray:
     return sink.intervals_us(warmup)
 
 
-def _butterworth():  # noqa: ANN202 - the registry's default Butterworth (low-pass 4, 40 Hz)
+def _size(quick: bool) -> tuple[int, int]:
+    """(chunks per measurement, repetitions) of the overhead and Butterworth sections."""
+    return (2000, 3) if quick else (20000, 5)
+
+
+def _best_interleaved(measures: dict[str, Callable[[], np.ndarray]], reps: int
+                      ) -> dict[str, dict[str, float]]:
+    """Each measure's summary with the lowest median over ``reps`` rounds; within a round
+    every measure runs once, so drift on a shared machine hits them alike."""
+    runs: dict[str, list[np.ndarray]] = {k: [] for k in measures}
+    for _ in range(reps):
+        for name, fn in measures.items():
+            runs[name].append(fn())
+    return {k: min((_summary(r) for r in v), key=lambda s: s["p50_us"])
+            for k, v in runs.items()}
+
+
+def _butterworth() -> Any:
+    """The registry's default Butterworth (low-pass, order 4, 40 Hz at 1 kHz)."""
     from sigstream.models.registry import build_model
 
     return build_model("butterworth")
-
-
-def measure_butterworth_pipeline(block: int, chunks: int, warmup: int) -> np.ndarray:
-    """The default Butterworth in the whole pipeline (source, ring, stage, sink)."""
-    x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
-    sink = TimestampSink(chunks + 1)
-    pipe = Pipeline(ArraySource(x, sample_rate=1000.0), [ModelStage(_butterworth())], sink,
-                    PipelineConfig(block=block))
-    pipe.run()
-    return sink.intervals_us(warmup)
-
-
-def measure_butterworth_step(block: int, chunks: int, warmup: int) -> np.ndarray:
-    """The same chunks through the model's runner alone (slice, step, write)."""
-    x = np.random.default_rng(0).standard_normal((block * chunks, 1)).astype(np.float32)
-    runner = StreamRunner(_butterworth(), batch=1, validate=False)
-    sink = TimestampSink(chunks + 1)
-    sink.open(1000.0, 1)
-    for i in range(chunks):
-        sink.write(runner.step(x[i * block:(i + 1) * block][None])[0])
-    return sink.intervals_us(warmup)
 
 
 def measure_sosfilt_loop(block: int, chunks: int, warmup: int) -> np.ndarray:
@@ -112,17 +115,13 @@ def measure_sosfilt_loop(block: int, chunks: int, warmup: int) -> np.ndarray:
 def run_butterworth(quick: bool = False, blocks: tuple[int, ...] = (1, 256)) -> list[dict]:
     """Butterworth per chunk: pipeline and step alone against the bare ``sosfilt`` loop,
     interleaved repetitions, best median of each."""
-    chunks = 2000 if quick else 20000
-    reps = 3 if quick else 5
+    chunks, reps = _size(quick)
     rows = []
     for block in blocks:
-        runs: dict[str, list] = {"pipeline": [], "step": [], "sosfilt_loop": []}
-        for _ in range(reps):
-            runs["pipeline"].append(measure_butterworth_pipeline(block, chunks, warmup=100))
-            runs["step"].append(measure_butterworth_step(block, chunks, warmup=100))
-            runs["sosfilt_loop"].append(measure_sosfilt_loop(block, chunks, warmup=100))
-        best = {k: min((_summary(r) for r in v), key=lambda s: s["p50_us"])
-                for k, v in runs.items()}
+        best = _best_interleaved({
+            "pipeline": lambda b=block: measure_pipeline(b, chunks, 100, _butterworth()),
+            "step": lambda b=block: measure_bare_loop(b, chunks, 100, _butterworth()),
+            "sosfilt_loop": lambda b=block: measure_sosfilt_loop(b, chunks, 100)}, reps)
         floor = best["sosfilt_loop"]["p50_us"]
         rows.append({"block": block, **best,
                      "pipeline_vs_sosfilt_p50": best["pipeline"]["p50_us"] / floor,
@@ -160,16 +159,13 @@ def run_overhead(quick: bool = False, progress: bool = False,
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
-    chunks = 2000 if quick else 20000
-    reps = 3 if quick else 5
+    chunks, reps = _size(quick)
     rows = []
     for block in blocks:
-        pipe_runs, bare_runs = [], []
-        for _ in range(reps):  # interleaved, so drift on a shared machine hits both alike
-            pipe_runs.append(measure_pipeline(block, chunks, warmup=100))
-            bare_runs.append(measure_bare_loop(block, chunks, warmup=100))
-        pipe = min((_summary(r) for r in pipe_runs), key=lambda s: s["p50_us"])
-        bare = min((_summary(r) for r in bare_runs), key=lambda s: s["p50_us"])
+        best = _best_interleaved({
+            "pipeline": lambda b=block: measure_pipeline(b, chunks, 100),
+            "bare_loop": lambda b=block: measure_bare_loop(b, chunks, 100)}, reps)
+        pipe, bare = best["pipeline"], best["bare_loop"]
         rows.append({
             "block": block, "pipeline": pipe, "bare_loop": bare,
             "overhead_p50_us": pipe["p50_us"] - bare["p50_us"],

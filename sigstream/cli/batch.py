@@ -93,7 +93,8 @@ def process(job: Job, s: Settings) -> dict:
     """Run one job; returns its summary (``ok``, samples in and out, seconds) or, for an
     error a user can cause, ``ok`` False and the error's line. The output appears only
     when complete."""
-    from sigstream.cli.specs import make_sink, make_source
+    from sigstream.cli.commands.run import model_source, model_stages
+    from sigstream.cli.specs import make_sink
     from sigstream.core.files import temp_name
     from sigstream.stream.pipeline import Pipeline, PipelineConfig
     from sigstream.stream.stage import ModelStage
@@ -103,16 +104,9 @@ def process(job: Job, s: Settings) -> dict:
     try:
         model = _model(s)
         stage = ModelStage(model)
-        source = make_source(job.source, default_rate=model.sample_rate,
-                             default_channels=model.in_channels or 1,
-                             allow_nan=bool(getattr(model, "accepts_nan", False)))
+        source = model_source(job.source, model)
         try:
-            stages: list[Any] = [stage]
-            if s.resample:
-                from sigstream.cli.commands.run import resampled
-
-                stages = [resampled(stage, source.sample_rate, s.model, job.source,
-                                    quiet=True)]
+            stages = model_stages(stage, source, s.model, job.source, s.resample, quiet=True)
             kind = Path(job.output).suffix.lower().lstrip(".")
             sink = make_sink(f"{'npy' if kind in ('npy', 'npz') else 'wav'}:{tmp}")
             pipe = Pipeline(source, stages, sink, PipelineConfig(block=s.block))
@@ -168,7 +162,7 @@ def run_ray(jobs: list[Job], s: Settings, workers: int = 1, address: str | None 
     try:
         actor = ray.remote(num_cpus=1)(_RayWorker)
         pool = [actor.remote(asdict(s)) for _ in range(max(1, min(workers, len(jobs))))]
-        pending: dict[Any, Job] = {}
+        pending: dict[Any, Any] = {}  # a job's result ref -> the actor computing it
         queue = list(jobs)
         free = list(pool)
         while queue or pending:

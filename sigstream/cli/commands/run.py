@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if _is_audio(args):  # before the model and torch load: a missing device fails at once
         _probe_audio(args)
-    from sigstream.cli.specs import make_sink, make_source
+    from sigstream.cli.specs import make_sink
     from sigstream.stream.pipeline import Pipeline, PipelineConfig
     from sigstream.stream.stage import ModelStage
 
@@ -78,18 +78,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{', '.join(live_only)} {'apply' if len(live_only) > 1 else 'applies'}"
                           " only to a mic source or speaker sink; give a file's rate in its "
                           "spec (e.g. npy:x.npy,rate=HZ)")
-    source = make_source(args.source, default_rate=model.sample_rate,
-                         default_channels=model.in_channels or 1,
-                         allow_nan=bool(getattr(model, "accepts_nan", False)))
+    source = model_source(args.source, model)
     try:
         sink = make_sink(args.sink)
         if getattr(args, "record", None):
             source, sink = _recording(args.record, source, sink)
         rate = source.sample_rate or model.sample_rate
-        stages: list[Any] = [stage]
-        if args.resample:
-            stages = [resampled(stage, source.sample_rate, args.model, args.source,
-                                quiet=args.quiet)]
+        stages = model_stages(stage, source, args.model, args.source, args.resample,
+                              quiet=args.quiet)
         if args.seconds and not rate:
             from sigstream.core.errors import ConfigError
 
@@ -124,6 +120,25 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def model_source(spec: str, model: Any) -> Any:
+    """The file or synthetic source ``spec`` names, with ``model``'s rate and channels as
+    its defaults and NaN samples allowed only when the model accepts them (``run`` and
+    ``batch`` both open their inputs here, so they read a file alike)."""
+    from sigstream.cli.specs import make_source
+
+    return make_source(spec, default_rate=model.sample_rate,
+                       default_channels=model.in_channels or 1,
+                       allow_nan=bool(getattr(model, "accepts_nan", False)))
+
+
+def model_stages(stage: Any, source: Any, model: str, source_spec: str, resample: bool,
+                 quiet: bool = False) -> list[Any]:
+    """The pipeline's stages: ``stage``, inside the resampler with ``--resample``."""
+    if not resample:
+        return [stage]
+    return [resampled(stage, source.sample_rate, model, source_spec, quiet=quiet)]
 
 
 def resampled(stage: Any, source_rate: float | None, model: str, source: str,
