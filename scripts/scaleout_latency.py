@@ -3,7 +3,10 @@
 ways to serve: `serve` (local state), `serve --engine ray --shards 2`, and `route` in front
 of two `serve` workers. Run it inside a loopback-only namespace (Ray listens everywhere):
 
-    unshare -n sh -c 'ip link set lo up && python scripts/scaleout_latency.py'
+    unshare -n sh -c 'ip link set lo up && python scripts/scaleout_latency.py [NAME ...]'
+
+NAME is serve, ray or route (default: all three); BACKEND=onnx in the environment serves
+the extractor on ONNX Runtime (as `sigstream bench`'s served extractor does) instead of torch.
 """
 import os, signal, socket, subprocess, sys, time
 import numpy as np
@@ -12,8 +15,11 @@ from sigstream.stream.net.client import Client
 def port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
+BACKEND = ["--backend", os.environ.get("BACKEND", "torch")]
+
 def start(*args):
-    return subprocess.Popen([sys.executable, "-m", "sigstream", *args, "--stats-every", "0"],
+    extra = BACKEND if args[0] == "serve" else []
+    return subprocess.Popen([sys.executable, "-m", "sigstream", *args, *extra, "--stats-every", "0"],
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 def rtts(ep, n=1500, warm=200):
@@ -53,6 +59,6 @@ for name in sys.argv[1:] or ["serve", "ray", "route"]:
     try:
         r = rtts(ep)
         rows.append((name, np.percentile(r, 50), np.percentile(r, 99)))
-        print(f"{name:6s} p50 {rows[-1][1]:8.0f} us  p99 {rows[-1][2]:8.0f} us", flush=True)
+        print(f"{name:6s} {BACKEND[1]:5s} p50 {rows[-1][1]:8.0f} us  p99 {rows[-1][2]:8.0f} us", flush=True)
     finally:
         stop(procs)

@@ -1,8 +1,10 @@
 """Run inside a loopback-only network namespace by tests/cli/test_cli_serve_ray.py. It hosts
-one local Ray instance (127.0.0.1 only) and, for each scenario on the command line (``N`` or
-``N:kill``), runs `sigstream serve --engine ray --shards N --address GCS` against it as a
-child process: 8 streams against offline, then (with kill) one actor SIGKILLed: its streams
-reply RESET and equal a fresh start, the others continue exactly. Prints one JSON line of
+one local Ray instance (127.0.0.1 only) and, for each scenario on the command line (``N``,
+``N:kill`` or ``N:grow``), runs `sigstream serve --engine ray --shards N --address GCS`
+against it as a child process: 8 streams against offline, then (with kill) one actor
+SIGKILLed: its streams reply RESET and equal a fresh start, the others continue exactly;
+or (with grow, ``--max-shards N+1 --streams-per-shard 4``) a shard added while serving
+takes the streams that start after it answers, and every stream stays exact. Prints one JSON line of
 findings per scenario; exit 0 when every scenario ran to the end."""
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sigstream.models.registry import build_model
 from sigstream.stream.net.client import Client
 
 
-def scenario(shards: int, kill: bool, address: str) -> bool:
+def scenario(shards: int, mode: str, address: str) -> bool:
     """One `serve --engine ray` child process on the shared Ray instance; prints its JSON."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -33,7 +35,9 @@ def scenario(shards: int, kill: bool, address: str) -> bool:
     srv = subprocess.Popen([sys.executable, "-m", "sigstream", "serve", "--engine", "ray",
                             "--shards", str(shards), "--address", address, "--model",
                             "extractor", "--bind", ep,
-                            "--stats-every", "0"], stderr=subprocess.PIPE, text=True,
+                            "--stats-every", "0",
+                            *(["--max-shards", str(shards + 1), "--streams-per-shard", "4"]
+                              if mode == "grow" else [])], stderr=subprocess.PIPE, text=True,
                            start_new_session=True)
     m = build_model("extractor")
     X = np.random.default_rng(0).standard_normal((8, 64, 1)).astype(np.float32)
@@ -58,7 +62,9 @@ def scenario(shards: int, kill: bool, address: str) -> bool:
             found["engine"] = st["engine"]
             pids = st["engine"]["actor_pids"]
             victim = 1 % shards
-            if kill:
+            if mode == "grow":
+                grow(c, X, ref, found)
+            if mode == "kill":
                 os.kill(pids[victim], signal.SIGKILL)
                 time.sleep(0.5)
             last = {}
@@ -87,16 +93,40 @@ def scenario(shards: int, kill: bool, address: str) -> bool:
             srv.wait()
         found["server_exit"] = srv.returncode
         found["stderr_tail"] = srv.stderr.read()[-400:]
-        found["scenario"] = f"{shards}{':kill' if kill else ''}"
+        found["scenario"] = f"{shards}{':' + mode if mode else ''}"
         print(json.dumps(found), flush=True)
     return ok
+
+
+def grow(c: Client, X: np.ndarray, ref: np.ndarray, found: dict) -> None:
+    """Every shard holds >= 4 streams: the next new stream (100) starts one more actor and
+    goes where there is room now; once STATS shows the new shard, streams 101-104 start on
+    it. Each new stream's first chunk must equal a fresh start."""
+    new = {100: X[0, :16]}
+    c.send(new[100], stream_id=100, seq=0)
+    replies = {100: c.recv(timeout=180)}
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:
+        st = c.request_stats()
+        if st["engine"]["shards"] > found["engine"]["shards"]:
+            break
+        time.sleep(0.2)
+    found["grown_after_s"] = round(time.monotonic() - t0, 1)
+    for k in range(101, 105):
+        new[k] = X[k - 100, :16]
+        c.send(new[k], stream_id=k, seq=0)
+        replies[k] = c.recv(timeout=180)
+    found["new_diff"] = max(float(np.abs(y - ref[k - 100 if k > 100 else 0, :16]).max())
+                            for k, (h, y) in replies.items())
+    found["new_flags"] = [[h.stream_id, h.is_error, bool(h.reset)] for h, _ in replies.values()]
+    found["grown"] = c.request_stats()["engine"]
 
 
 ray.init(num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False,
          log_to_driver=False, configure_logging=False)
 gcs = ray.get_runtime_context().gcs_address
 try:
-    results = [scenario(int(a.split(":")[0]), a.endswith(":kill"), gcs) for a in sys.argv[1:]]
+    results = [scenario(int(a.split(":")[0]), a.partition(":")[2], gcs) for a in sys.argv[1:]]
 finally:
     ray.shutdown()
 sys.exit(0 if all(results) else 1)

@@ -52,6 +52,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--shards", type=positive_int, default=2,
                    help="--engine ray: actors; a new stream goes to the one holding the "
                         "fewest and stays there (2)")
+    s.add_argument("--max-shards", type=positive_int, default=None, metavar="M",
+                   help="--engine ray: add actors while serving, up to M: one more starts "
+                        "when every actor holds --streams-per-shard streams, and takes new "
+                        "streams once it answers; existing streams stay (default: --shards)")
+    s.add_argument("--streams-per-shard", type=positive_int, default=None, metavar="K",
+                   help="--engine ray with --max-shards: streams an actor holds before "
+                        "another one starts")
     s.add_argument("--address", metavar="ADDR",
                    help="--engine ray: an existing cluster (auto, ray://HOST:PORT); default: "
                         "a private local Ray on 127.0.0.1, stopped at the end")
@@ -79,6 +86,14 @@ def run(args: argparse.Namespace) -> int:
         from sigstream.core.errors import ConfigError
 
         raise ConfigError("--address is the Ray cluster's: it needs --engine ray")
+    if args.engine != "ray" and (args.max_shards or args.streams_per_shard):
+        from sigstream.core.errors import ConfigError
+
+        raise ConfigError("--max-shards and --streams-per-shard need --engine ray")
+    if args.engine == "ray":
+        from sigstream.cli.ray_serve import check_growth
+
+        check_growth(args.shards, args.max_shards, args.streams_per_shard or 0)
     if args.engine == "ray":
         from sigstream.cli.ray_engine import import_ray
 
@@ -99,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             from sigstream.cli.ray_serve import ShardedRunner
 
             shards.append(ShardedRunner(args.model, args.backend, args.shards, args.threads,
-                                        args.address))
+                                        args.address, max_shards=args.max_shards,
+                                        streams_per_shard=args.streams_per_shard or 0))
             return shards[0]
         return load_model(args.model, args.backend, threads=args.threads)
 
