@@ -174,13 +174,15 @@ class ShardedRunner:
 
     def __init__(self, model: str, backend: str, shards: int, threads: int = 1,
                  address: str | None = None, max_shards: int | None = None,
-                 streams_per_shard: int = 0) -> None:
+                 streams_per_shard: int = 0, start_timeout: float = 120.0) -> None:
         import zmq
 
         from sigstream.export.backends import load_model
 
         self.max_shards = check_growth(shards, max_shards, streams_per_shard)
         self.streams_per_shard = streams_per_shard
+        self.start_timeout = start_timeout
+        self.failed_starts = 0  # shards added while serving that did not come up
         self.model_spec, self.backend, self.threads = model, backend, threads
         self.model = load_model(model, backend, threads=threads)  # metadata: hop, rate, ...
         self.hop = int(getattr(self.model, "hop", 1))
@@ -196,22 +198,49 @@ class ShardedRunner:
         self._actor_cls = self.ray.remote(num_cpus=1, max_restarts=-1,
                                           max_task_retries=0)(ShardActor)
         self.shards: list[_Shard] = []
-        self.pending: list[tuple[_Shard, Any]] = []  # started, not yet answering
+        self.pending: list[tuple[_Shard, Any, float]] = []  # started, not yet answering
         self.owner: list[tuple[int, int]] = []  # global row -> (shard, local row)
         self._lost: set[int] = set()
         self._ids = 0
         self.restarts = 0
         self.added = 0  # shards added while serving
-        for sh, ref in [self._start_actor() for _ in range(shards)]:
-            sh.open(self.ray.get(ref))
-            self.shards.append(sh)
+        first = [self._start_actor() for _ in range(shards)]
+        try:
+            for sh, ref, _ in first:
+                sh.open(self._started(ref, deadline=time.monotonic() + start_timeout))
+                self.shards.append(sh)
+        except BaseException:  # nothing half-started is left running
+            for sh, _, _ in first:
+                sh.close()
+                self.ray.kill(sh.actor)
+            self.ctx.term()
+            if self.started:
+                self.ray.shutdown()
+            raise
 
-    def _start_actor(self) -> tuple[_Shard, Any]:
+    def _started(self, ref: Any, deadline: float) -> tuple[str, int, str]:
+        """An actor's first hello, or one error line: it failed to start (e.g. the model
+        does not load on its node), or no node had room for it before the deadline."""
+        ray = self.ray
+        ready, _ = ray.wait([ref], timeout=max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise ConfigError(f"a Ray actor did not start within {self.start_timeout:g} s: "
+                              "no node has a free CPU for it (each shard takes one), or its "
+                              "model takes longer to load (--start-timeout)")
+        try:
+            return tuple(ray.get(ref))  # type: ignore[return-value]
+        except ray.exceptions.RayError as e:
+            lines = [ln for ln in str(e).splitlines() if ln.strip()]
+            cause = next((ln.strip() for ln in reversed(lines) if "Error" in ln), lines[-1]
+                         if lines else type(e).__name__)
+            raise ConfigError(f"a Ray actor failed to start: {cause}") from None
+
+    def _start_actor(self) -> tuple[_Shard, Any, float]:
         import zmq
 
         public, secret = zmq.curve_keypair() if self.curve else (None, None)
         actor = self._actor_cls.remote(self.model_spec, self.backend, self.threads, secret)
-        return _Shard(self.ctx, actor, public), actor.hello.remote()
+        return _Shard(self.ctx, actor, public), actor.hello.remote(), time.monotonic()
 
     @property
     def batch(self) -> int:
@@ -226,19 +255,26 @@ class ShardedRunner:
 
     # -- growing -------------------------------------------------------------------------
     def _take_ready(self) -> None:
-        """Take in the shards started earlier that answer now (never waits)."""
+        """Take in the shards started earlier that answer now (never waits); give up on one
+        that failed or did not start within --start-timeout (a later one may be tried)."""
         ray = self.ray
-        for sh, ref in list(self.pending):
+        for item in list(self.pending):
+            sh, ref, since = item
             ready, _ = ray.wait([ref], timeout=0)
-            if ready:
-                self.pending.remove((sh, ref))
-                try:
-                    sh.open(ray.get(ref))
-                except ray.exceptions.RayError:  # it could not start: try again later
-                    ray.kill(sh.actor)
-                    continue
-                self.shards.append(sh)
-                self.added += 1
+            late = time.monotonic() - since > self.start_timeout
+            if not ready and not late:
+                continue
+            self.pending.remove(item)
+            try:
+                if not ready:
+                    raise ConfigError("did not start in time")
+                sh.open(ray.get(ref))
+            except (ray.exceptions.RayError, ConfigError):
+                ray.kill(sh.actor)
+                self.failed_starts += 1
+                continue
+            self.shards.append(sh)
+            self.added += 1
 
     def _grow(self) -> None:
         """Start a shard when every shard is full and --max-shards allows; take in those
@@ -419,11 +455,12 @@ class ShardedRunner:
             self._take_ready()
         return {"name": "ray", "shards": len(self.shards), "streams_per_shard": self.sizes,
                 "actor_pids": self.pids(), "restarts": self.restarts, "added": self.added,
-                "starting": len(self.pending), "max_shards": self.max_shards,
+                "starting": len(self.pending), "failed_starts": self.failed_starts,
+                "max_shards": self.max_shards,
                 "transport": "zmq+curve" if self.curve else "zmq"}
 
     def close(self) -> None:
-        for sh in self.shards + [sh for sh, _ in self.pending]:
+        for sh in self.shards + [sh for sh, _, _ in self.pending]:
             sh.close()
             self.ray.kill(sh.actor)
         self.shards, self.pending = [], []

@@ -25,8 +25,38 @@ from sigstream.models.registry import build_model
 from sigstream.stream.net.client import Client
 
 
+class Hog:
+    def ping(self) -> None:
+        return None
+
+
+def starve(shards: int, address: str) -> bool:
+    """An actor holds all but one of the instance's CPUs, so of ``shards`` (2) only one
+    can start; --start-timeout 3: one error line, exit 2, and the actor that did start is
+    gone again (its CPU free)."""
+    hog = ray.remote(num_cpus=ray.cluster_resources()["CPU"] - 1)(Hog).remote()
+    ray.get(hog.ping.remote())
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "sigstream", "serve", "--engine", "ray",
+                        "--shards", str(shards), "--address", address, "--model", "identity",
+                        "--bind", "tcp://127.0.0.1:0", "--start-timeout", "3"],
+                       capture_output=True, text=True, timeout=180)
+    found = {"scenario": f"{shards}:starve", "exit": r.returncode,
+             "seconds": round(time.monotonic() - t0, 1), "stderr": r.stderr[-600:]}
+    for _ in range(100):  # the killed actor's CPU comes back
+        if ray.available_resources().get("CPU", 0) >= 1:
+            break
+        time.sleep(0.1)
+    found["cpus_free"] = ray.available_resources().get("CPU", 0)
+    ray.kill(hog)
+    print(json.dumps(found), flush=True)
+    return True
+
+
 def scenario(shards: int, mode: str, address: str) -> bool:
     """One `serve --engine ray` child process on the shared Ray instance; prints its JSON."""
+    if mode == "starve":
+        return starve(shards, address)
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]

@@ -19,9 +19,10 @@ CHECK = Path(__file__).resolve().parents[1] / "_support" / "ray_serve_check.py"
 @pytest.fixture(scope="module")
 def scenarios() -> dict[str, dict]:
     """The scenarios in one namespace and on one Ray instance (its start is most of the
-    time): one actor, three with one SIGKILLed, one that grows to two. Each server joins
+    time): one actor that grows to two, three with one SIGKILLed, two of which only one
+    can start. Each server joins
     the instance with ``--address``."""
-    r = run_in_loopback_namespace([sys.executable, str(CHECK), "1", "3:kill", "1:grow"],
+    r = run_in_loopback_namespace([sys.executable, str(CHECK), "1:grow", "3:kill", "2:starve"],
                                   timeout=480)
     found = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert r.returncode == 0 and len(found) == 3, \
@@ -30,15 +31,14 @@ def scenarios() -> dict[str, dict]:
 
 
 def test_ray_served_streams_equal_offline_on_one_actor(scenarios: dict) -> None:
-    """One actor (three: below, before the kill)."""
+    """One actor (three: below, before the kill), before a second one is added."""
     shards = 1
-    found = scenarios["1"]
+    found = scenarios["1:grow"]
     assert found["max_diff"] == 0.0 and found["after_diff"] == 0.0
     assert found["reset_streams"] == [] and found["restarts"] == 0
-    assert found["engine"]["shards"] == shards
+    assert found["engine"]["shards"] == shards and found["engine"]["restarts"] == 0
     assert found["engine"]["transport"] == "zmq+curve"  # the data plane, not Ray tasks
-    assert sorted(found["streams_per_shard"]) == sorted(
-        [8 // shards + (i < 8 % shards) for i in range(shards)])  # fewest-first placement
+    assert found["engine"]["streams_per_shard"] == [8]
     assert found["server_exit"] == 0
 
 
@@ -70,6 +70,21 @@ def test_a_shard_added_while_serving_takes_new_streams_only(scenarios: dict) -> 
     assert len(set(grown["actor_pids"])) == 2
 
 
+def test_actors_that_cannot_start_are_one_error_line_and_leave_nothing(scenarios: dict
+                                                                       ) -> None:
+    """--shards 2 on a Ray instance with one CPU free, --start-timeout 3: the second actor
+    never gets a CPU; serve says so in one line within the timeout (plus start-up), exit
+    2, and the actor it did start is killed (its CPU free again)."""
+    found = scenarios["2:starve"]
+    assert found["exit"] == 2, found
+    lines = [ln for ln in found["stderr"].splitlines() if ln.startswith("error:")]
+    assert lines == ["error: a Ray actor did not start within 3 s: no node has a free CPU "
+                     "for it (each shard takes one), or its model takes longer to load "
+                     "(--start-timeout)"], found["stderr"]
+    assert "Traceback" not in found["stderr"] and found["seconds"] < 60
+    assert found["cpus_free"] == 1
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--max-shards", "3"], "--max-shards and --streams-per-shard need --engine ray"),
     (["--engine", "ray", "--shards", "2", "--max-shards", "1"],
@@ -88,3 +103,46 @@ def test_growth_options_that_do_not_fit_are_one_error_line(extra: list[str],
                        text=True, timeout=120)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+class _FakeRay:
+    """Just enough of the ray module for ShardedRunner._started (no Ray is started)."""
+
+    class exceptions:  # noqa: N801 - mirrors ray.exceptions
+        class RayError(Exception):
+            pass
+
+    def __init__(self, ready: bool, error: str | None) -> None:
+        self.ready, self.error = ready, error
+
+    def wait(self, refs: list, timeout: float) -> tuple[list, list]:
+        return (refs, []) if self.ready else ([], refs)
+
+    def get(self, ref: object) -> tuple:
+        if self.error:
+            raise self.exceptions.RayError(self.error)
+        return ("inc", 1, "tcp://127.0.0.1:1")
+
+
+def test_an_actor_whose_model_fails_to_load_is_one_error_line() -> None:
+    """The actor's constructor raised on its node (e.g. the model file is not there): Ray's
+    multi-line report becomes one line naming the cause; an actor still starting at the
+    deadline is the --start-timeout line."""
+    from sigstream.cli.ray_serve import ShardedRunner
+    from sigstream.core.errors import ConfigError
+
+    runner = ShardedRunner.__new__(ShardedRunner)
+    runner.start_timeout = 7.0
+    runner.ray = _FakeRay(True, "The actor died because of an error raised in its creation "
+                                "task, ray::ShardActor.__init__()\n  File \"x.py\", line 3\n"
+                                "sigstream.core.errors.InputError: model file 'm.onnx' not "
+                                "found\n")
+    with pytest.raises(ConfigError) as e:
+        runner._started(object(), deadline=0.0)
+    assert str(e.value) == ("a Ray actor failed to start: sigstream.core.errors.InputError: "
+                            "model file 'm.onnx' not found")
+    runner.ray = _FakeRay(False, None)
+    with pytest.raises(ConfigError, match=r"did not start within 7 s"):
+        runner._started(object(), deadline=0.0)
+    runner.ray = _FakeRay(True, None)
+    assert runner._started(object(), deadline=0.0) == ("inc", 1, "tcp://127.0.0.1:1")

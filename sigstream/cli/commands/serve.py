@@ -59,6 +59,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--streams-per-shard", type=positive_int, default=None, metavar="K",
                    help="--engine ray with --max-shards: streams an actor holds before "
                         "another one starts")
+    s.add_argument("--start-timeout", type=seconds, default=120.0, metavar="S",
+                   help="--engine ray: seconds an actor may take to start (a node with a "
+                        "free CPU, the model loaded) before serve gives up on it (120)")
     s.add_argument("--address", metavar="ADDR",
                    help="--engine ray: an existing cluster (auto, ray://HOST:PORT); default: "
                         "a private local Ray on 127.0.0.1, stopped at the end")
@@ -115,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
             shards.append(ShardedRunner(args.model, args.backend, args.shards, args.threads,
                                         args.address, max_shards=args.max_shards,
-                                        streams_per_shard=args.streams_per_shard or 0))
+                                        streams_per_shard=args.streams_per_shard or 0,
+                                        start_timeout=args.start_timeout))
             return shards[0]
         return load_model(args.model, args.backend, threads=args.threads)
 
