@@ -37,6 +37,8 @@ class Settings:
     threads: int = 1
     block: int = 256
     resample: bool = False
+    pick: tuple[int, ...] | None = None  # run's --pick / --mix (0-based)
+    mix: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ def process(job: Job, s: Settings) -> dict:
         stage = ModelStage(model)
         source = model_source(job.source, model)
         try:
-            stages = model_stages(stage, source, s.model, job.source, s.resample, quiet=True)
+            stages = model_stages(stage, source, s.model, job.source, s.resample, quiet=True,
+                                  pick=list(s.pick) if s.pick else None, mix=s.mix)
             kind = Path(job.output).suffix.lower().lstrip(".")
             sink = make_sink(f"{'npy' if kind in ('npy', 'npz') else 'wav'}:{tmp}")
             pipe = Pipeline(source, stages, sink, PipelineConfig(block=s.block))

@@ -68,10 +68,14 @@ class Pipeline:
             if want and want != self.channels:
                 model = getattr(getattr(self.stages[0], "runner", None), "model", None)
                 config = getattr(model, "config", None)
-                hint = (f"configure the model for {self.channels} (e.g. NAME:channels="
-                        f"{self.channels}) or pick matching input"
-                        if hasattr(config, "channels") else
-                        f"give it {want}-channel input")
+                choose = ("--mix averages the channels into one, --pick 1 takes the first"
+                          if want == 1 else
+                          f"--pick {','.join(str(i + 1) for i in range(want))} takes the "
+                          f"first {want}")
+                ways = ([f"configure the model for {self.channels} (e.g. NAME:channels="
+                         f"{self.channels})"] if hasattr(config, "channels") else [])
+                ways += [choose] if want < self.channels else []
+                hint = ", or ".join(ways) if ways else f"give it {want}-channel input"
                 raise InputError(
                     f"the source has {self.channels} channel(s) but the model expects {want}; "
                     + hint)

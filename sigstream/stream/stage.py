@@ -44,3 +44,36 @@ class ModelStage:
 
     def reset(self) -> None:
         self.runner.reset([0])
+
+
+class ChannelMapStage:
+    """``stage`` fed a choice of the input's channels: ``pick`` (0-based indices, in that
+    order) or ``mix`` (the mean of all channels, one channel). ``in_channels`` is the
+    input's channel count; everything else is ``stage``'s."""
+
+    def __init__(self, stage: Any, in_channels: int, pick: list[int] | None = None,
+                 mix: bool = False) -> None:
+        if (pick is None) == (not mix):
+            raise ValueError("ChannelMapStage needs exactly one of pick or mix")
+        self.stage = stage
+        self.runner = getattr(stage, "runner", None)  # the pipeline asks it about the model
+        self.pick = None if pick is None else np.asarray(pick, dtype=np.intp)
+        self.mix = mix
+        self.in_channels = int(in_channels)
+        self.out_channels = stage.out_channels
+        self.hop = stage.hop
+        self.latency = stage.latency
+        self.decimation = int(getattr(stage, "decimation", 1))
+        self.sample_rate = getattr(stage, "sample_rate", None)
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        if self.mix:
+            x = block.mean(axis=1, keepdims=True, dtype=np.float32)
+        else:
+            x = np.ascontiguousarray(block[:, self.pick])
+        return self.stage.process(x)
+
+    def reset(self) -> None:
+        reset = getattr(self.stage, "reset", None)
+        if callable(reset):
+            reset()

@@ -366,3 +366,42 @@ def test_run_resample_runs_a_model_at_its_own_rate(tmp_path: Path) -> None:
     r = sig("run", "--source", str(tmp_path / "in.wav"), "--sink", str(tmp_path / "o3.wav"),
             "--model", "forecaster", "--resample")
     assert r.returncode == 2 and "takes any sample rate" in r.stderr
+
+
+def test_run_pick_and_mix_feed_a_mono_model_from_a_stereo_file(tmp_path: Path) -> None:
+    """--pick N takes channel N (1-based) of a stereo WAV, --mix their mean, each through a
+    mono model exactly as that channel alone would go; both together, a channel the file
+    lacks, a count the model does not take, or channel 0 are one error line each; without
+    either, the error names both options. With --resample the choice is made first."""
+    rate = 1000
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((2 * rate, 2))).astype(np.float32)
+    sf.write(tmp_path / "st.wav", x, rate, subtype="FLOAT")
+    for i, col in enumerate((x[:, 0], x[:, 1])):
+        sf.write(tmp_path / f"c{i}.wav", col, rate, subtype="FLOAT")
+    sf.write(tmp_path / "mix.wav", x.mean(axis=1, dtype=np.float32), rate, subtype="FLOAT")
+
+    def run(src: str, out: str, *extra: str, model: str = "butterworth") -> np.ndarray:
+        p = sig("run", "--model", model, "--source", str(tmp_path / src), "--sink",
+                str(tmp_path / out), "--quiet", *extra)
+        assert p.returncode == 0, p.stderr
+        return sf.read(tmp_path / out, dtype="float32")[0]
+
+    np.testing.assert_array_equal(run("st.wav", "p2.wav", "--pick", "2"), run("c1.wav", "r1.wav"))
+    np.testing.assert_array_equal(run("st.wav", "p1.wav", "--pick", "1"), run("c0.wav", "r0.wav"))
+    np.testing.assert_array_equal(run("st.wav", "m.wav", "--mix"), run("mix.wav", "rm.wav"))
+    resampled = "butterworth:sample_rate=500,high=100"  # 1 kHz -> 500 Hz -> 1 kHz around it
+    np.testing.assert_array_equal(
+        run("st.wav", "pr.wav", "--pick", "2", "--resample", model=resampled),
+        run("c1.wav", "rr.wav", "--resample", model=resampled))
+    base = ("run", "--model", "butterworth", "--source", str(tmp_path / "st.wav"), "--sink",
+            str(tmp_path / "bad.wav"), "--quiet")
+    assert_one_line_error(sig(*base), "--mix averages the channels into one, --pick 1 takes")
+    assert_one_line_error(sig(*base, "--pick", "3"), "the input has 2 channel(s), so there is "
+                                                     "no channel 3")
+    assert_one_line_error(sig(*base, "--pick", "1,2"), "--pick gives 2 channel(s) but the "
+                                                       "model expects 1")
+    assert_one_line_error(sig(*base, "--pick", "1", "--mix"), "--pick and --mix both")
+    p = sig(*base, "--pick", "0")
+    assert p.returncode == 2 and "channels count from 1" in p.stderr
+    assert not (tmp_path / "bad.wav").exists()

@@ -146,3 +146,28 @@ def test_ray_batch_in_a_loopback_only_namespace_equals_run(files, tmp_path: Path
         np.testing.assert_array_equal(_read(out / name), want)
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["engine"] == "ray" and res["workers"] == 2 and len(res["files"]) == 4
+
+
+def test_batch_pick_and_mix_equal_run(tmp_path: Path) -> None:
+    """batch --pick / --mix choose the channels of every file as run does (array-equal);
+    a channel a file lacks fails that file with run's line."""
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        sf.write(src / f"s{i}.wav", (0.1 * rng.standard_normal((1500, 2))).astype(np.float32),
+                 1000, subtype="FLOAT")
+    for opt in (["--pick", "2"], ["--mix"]):
+        out = tmp_path / f"out{opt[-1]}"
+        r = sig("batch", "--model", "butterworth", "--inputs", str(src / "*.wav"), "--out",
+                str(out), "--quiet", *opt)
+        assert r.returncode == 0, r.stderr
+        for i in range(2):
+            want = tmp_path / f"run{i}{opt[-1]}.wav"
+            r = sig("run", "--model", "butterworth", "--source", str(src / f"s{i}.wav"),
+                    "--sink", str(want), "--quiet", *opt)
+            assert r.returncode == 0, r.stderr
+            np.testing.assert_array_equal(_read(out / f"s{i}.wav"), _read(want))
+    r = sig("batch", "--model", "butterworth", "--inputs", str(src / "*.wav"), "--out",
+            str(tmp_path / "bad"), "--quiet", "--pick", "3")
+    assert r.returncode == 1 and "so there is no channel 3" in r.stderr, r.stderr

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from sigstream.cli.args import block_size, positive_int
+from sigstream.cli.commands.run import add_channel_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="frames per chunk, as for run (256)")
     b.add_argument("--resample", action="store_true",
                    help="files at another rate than the model's: resample (as run --resample)")
+    add_channel_options(b)
     b.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     b.add_argument("--json", metavar="PATH", help="write every file's summary as JSON")
     b.add_argument("--quiet", action="store_true", help="only errors and the summary")
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--address is the Ray cluster's: it needs --engine ray")
     jobs = plan(args.inputs, args.out, overwrite=args.overwrite)
     settings = Settings(args.model, resolve_backend(args.model, args.backend), args.threads,
-                        args.block, args.resample)
+                        args.block, args.resample,
+                        tuple(args.pick) if args.pick else None, args.mix)
     if args.engine == "ray":
         from sigstream.cli.ray_engine import import_ray
 

@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a file or stream at another rate than the model's: resample it to the "
                         "model's rate and the output back (polyphase, the live-audio "
                         "resampler; its delay is added and reported)")
+    add_channel_options(r)
     r.add_argument("--stats-json", metavar="PATH", help="write the run's stats as JSON")
     r.add_argument("--quiet", action="store_true", help="no live status line")
     r.add_argument("--rate", type=positive_float,
@@ -48,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--latency", default="low",
                    help="live audio: PortAudio latency, low | high | SECONDS (low)")
     r.add_argument("--channels", type=positive_int,
-                   help="live audio: input channels (default: the model's)")
+                   help="live audio: input channels to open (default: the model's, or the "
+                        "highest of --pick)")
     r.add_argument("--buffer", type=positive_int, default=1, metavar="BLOCKS",
                    help="live audio: output buffering in blocks (1): each more block adds one "
                         "block of latency and gives the worker one more block period to deliver")
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     stage = ModelStage(model)
     if _is_audio(args):
         return run_live(args, stage)
+    _check_channel_choice(args.pick, args.mix)
     live_only = [o for o, v in (("--rate", args.rate), ("--channels", args.channels),
                                 ("--latency", args.latency != "low")) if v]
     if live_only:
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             source, sink = _recording(args.record, source, sink)
         rate = source.sample_rate or model.sample_rate
         stages = model_stages(stage, source, args.model, args.source, args.resample,
-                              quiet=args.quiet)
+                              quiet=args.quiet, pick=args.pick, mix=args.mix)
         if args.seconds and not rate:
             from sigstream.core.errors import ConfigError
 
@@ -133,12 +136,71 @@ def model_source(spec: str, model: Any) -> Any:
                        allow_nan=bool(getattr(model, "accepts_nan", False)))
 
 
+def add_channel_options(p: argparse.ArgumentParser) -> None:
+    """``--pick`` and ``--mix`` (run and batch)."""
+    p.add_argument("--pick", type=channel_list, metavar="LIST",
+                   help="use these input channels, in this order (1-based, e.g. 2 or 1,3), "
+                        "e.g. one channel of a stereo file into a mono model")
+    p.add_argument("--mix", action="store_true",
+                   help="average all input channels into one (a stereo file into a mono "
+                        "model)")
+
+
+def channel_list(text: str) -> list[int]:
+    """``--pick``: 1-based channel numbers, comma-separated, to 0-based indices."""
+    try:
+        picked = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected channel numbers from 1, comma-separated (e.g. 2 or 1,3), got {text!r}"
+        ) from None
+    if not picked or min(picked) < 1:
+        raise argparse.ArgumentTypeError(f"channels count from 1, got {text!r}")
+    return [p - 1 for p in picked]
+
+
+def _check_channel_choice(pick: list[int] | None, mix: bool) -> None:
+    if pick is not None and mix:
+        from sigstream.core.errors import ConfigError
+
+        raise ConfigError("--pick and --mix both choose the input channels: give one")
+
+
+def channel_mapped(stages: list[Any], channels: int, pick: list[int] | None,
+                   mix: bool) -> list[Any]:
+    """``--pick``/``--mix``: the first stage fed the chosen channels of a ``channels``-channel
+    input; one error line for a channel the input does not have, or a choice that does not
+    give the model its channel count."""
+    if pick is None and not mix:
+        return stages
+    from sigstream.core.errors import InputError
+    from sigstream.stream.stage import ChannelMapStage
+
+    first = stages[0]
+    want = int(first.in_channels or 0)
+    if pick is not None:
+        missing = [p + 1 for p in pick if p >= channels]
+        if missing:
+            raise InputError(f"--pick {','.join(str(p + 1) for p in pick)}: the input has "
+                             f"{channels} channel(s), so there is no channel "
+                             f"{', '.join(map(str, missing))}")
+        if want and len(pick) != want:
+            raise InputError(f"--pick gives {len(pick)} channel(s) but the model expects "
+                             f"{want}")
+    elif want and want != 1:
+        raise InputError(f"--mix gives one channel but the model expects {want}")
+    return [ChannelMapStage(first, channels, pick=pick, mix=mix), *stages[1:]]
+
+
 def model_stages(stage: Any, source: Any, model: str, source_spec: str, resample: bool,
-                 quiet: bool = False) -> list[Any]:
-    """The pipeline's stages: ``stage``, inside the resampler with ``--resample``."""
-    if not resample:
-        return [stage]
-    return [resampled(stage, source.sample_rate, model, source_spec, quiet=quiet)]
+                 quiet: bool = False, pick: list[int] | None = None, mix: bool = False
+                 ) -> list[Any]:
+    """The pipeline's stages: ``stage``, inside the resampler with ``--resample``, fed the
+    channels ``--pick``/``--mix`` choose."""
+    _check_channel_choice(pick, mix)
+    if resample:
+        stage = resampled(stage, source.sample_rate, model, source_spec, quiet=quiet)
+    return channel_mapped([stage], source.channels, pick, mix)
 
 
 def resampled(stage: Any, source_rate: float | None, model: str, source: str,
@@ -224,7 +286,11 @@ def run_live(args: argparse.Namespace, stage) -> int:
     torch.set_num_threads(args.threads)
     is_mic, in_dev = audio_target(args.source, "source")
     is_spk, out_dev = audio_target(args.sink, "sink")
-    in_ch = args.channels or stage.in_channels or 1
+    _check_channel_choice(args.pick, args.mix)
+    if args.mix and is_mic and not args.channels:
+        raise ConfigError("--mix with a mic needs --channels N: how many of its channels to "
+                          "open and mix")
+    in_ch = args.channels or (max(args.pick) + 1 if args.pick else 0) or stage.in_channels or 1
     file_source = None
     if not is_mic:  # a file/synthetic source played on the speaker: the device runs at its rate
         file_source = make_source(args.source, default_rate=stage.sample_rate,
@@ -249,6 +315,7 @@ def run_live(args: argparse.Namespace, stage) -> int:
                 raise ConfigError(
                     f"the source runs at {file_source.sample_rate:g} Hz but --rate is "
                     f"{device.rate:g} Hz; play it at its own rate (omit --rate)")
+        live_stage = channel_mapped([live_stage], in_ch, args.pick, args.mix)[0]
         sink = speaker if is_spk else make_sink(args.sink)
         if record:
             source, sink = _recording(record, source, sink)
