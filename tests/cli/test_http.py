@@ -25,8 +25,10 @@ def _free_port() -> int:
 
 def _spawn(model: str, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
+    quiet = [] if "--log-level" in extra else ["--log-level", "warning"]  # nobody reads the
+    # pipe until the end, so no access log here (the test below reads it)
     cmd = [sys.executable, "-m", "sigstream.cli.main", "http", "--model", model, "--port",
-           str(port), *extra]
+           str(port), *quiet, *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -132,7 +134,37 @@ def test_health_and_openapi(augmentor_server) -> None:
     assert h["window"] == 128 and h["min_samples"] == 128 and h["latency_samples"] == 96
     spec = httpx.get(augmentor_server + "/openapi.json").json()
     assert "/enhance" in spec["paths"]
-    assert httpx.get(augmentor_server + "/docs").status_code == 200
+    page = httpx.get(augmentor_server + "/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    # offline: no script and nothing fetched from another host (Swagger UI came from a CDN)
+    assert "<script" not in html and "cdn" not in html.lower()
+    assert "src=" not in html and "<link" not in html
+    for words in ("POST /enhance", "GET /health", "<code>signal</code>",
+                  "<code>uncertainty</code>", "Content-Type: application/json", "415",
+                  "/openapi.json"):
+        assert words in html, words
+    assert httpx.get(augmentor_server + "/redoc").status_code == 404
+
+
+def test_the_access_log_has_one_line_per_request_at_info() -> None:
+    """The default --log-level info logs each request (method, path, status) on stderr;
+    warning does not."""
+    for level, logged in (("info", True), ("warning", False)):
+        proc, url = _spawn("identity", "--log-level", level)
+        try:
+            _wait_up(proc, url)
+            r = httpx.post(url + "/enhance", json={"signal": [0.1, 0.2]})
+            assert r.status_code == 200
+            assert httpx.post(url + "/enhance", json={}).status_code == 422
+        finally:
+            proc.terminate()
+            err = proc.communicate(timeout=10)[1]  # read once it ended
+        posts = [ln for ln in err.splitlines() if '"POST /enhance HTTP/1.1"' in ln]
+        if logged:
+            assert len(posts) == 2 and "200" in posts[0] and "422" in posts[1], err
+        else:
+            assert posts == [], err
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [

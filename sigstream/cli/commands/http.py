@@ -3,7 +3,9 @@
 ``POST /enhance`` takes ``{"signal": [float, ...], "uncertainty": N}`` and returns the
 enhanced signal (same length, aligned with the input), the actuator commands (SensorAugmentor)
 and, with ``uncertainty > 0``, the mean and standard deviation of N Monte-Carlo dropout
-passes. ``GET /health`` describes the model; OpenAPI docs are at ``/docs``.
+passes. ``GET /health`` describes the model; ``GET /docs`` is a self-contained HTML page
+of the API made from its OpenAPI schema (no scripts, nothing fetched from elsewhere, so it
+works offline) and ``GET /openapi.json`` the schema itself.
 
 Models: the SensorAugmentor (``augmentor``; a 128-sample window gives one window's
 output and commands, a longer signal is streamed through ``OverlapCrossfade`` and
@@ -18,7 +20,9 @@ an empty body (400), a body that is not JSON or not an object (400), a body or s
 the limits (413), a missing or non-numeric signal, non-finite values (``NaN``/``Infinity``
 tokens, or numbers too large for float32), a wrong length, or a bad ``uncertainty`` (422).
 Anything failing inside the model is a 500 with a JSON reason, and the server goes on.
-Install with ``pip install 'sigstream[http]'``.
+Install with ``pip install 'sigstream[http]'`` (in a checkout: ``pip install -e '.[http]'``).
+Requests are logged one line each (uvicorn's access log) at ``--log-level info``, the
+default; ``warning`` keeps only problems.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint's annotations
@@ -35,6 +39,9 @@ from sigstream.cli.args import positive_int
 from sigstream.core.errors import ConfigError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+INSTALL_HINT = ("sigstream http needs FastAPI and uvicorn: pip install 'sigstream[http]' (in a "
+                "checkout: pip install -e '.[http]')")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-passes", type=positive_int, default=HttpConfig.max_passes,
                    help="most Monte-Carlo dropout passes per request (64)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                   help="server log: info logs one line per request (the access log), "
+                        "warning only problems (info)")
 
 
 class RequestError(Exception):
@@ -255,8 +265,7 @@ def create_app(enhancer: Enhancer, cfg: HttpConfig = HttpConfig()) -> Any:
         from fastapi.responses import JSONResponse
         from pydantic import BaseModel, Field
     except ImportError:
-        raise ConfigError("sigstream http needs FastAPI and uvicorn: "
-                          "pip install 'sigstream[http]'") from None
+        raise ConfigError(INSTALL_HINT) from None
 
     class EnhanceRequest(BaseModel):
         signal: list[float] = Field(..., description="samples of one channel, in sensor "
@@ -288,7 +297,13 @@ def create_app(enhancer: Enhancer, cfg: HttpConfig = HttpConfig()) -> Any:
     app = FastAPI(title="sigstream enhancement API",
                   description="Low-quality signal in, high-quality signal out. "
                               + ", ".join(f"{k}: {v}" for k, v in enhancer.describe().items()),
-                  version="1")
+                  version="1", docs_url=None, redoc_url=None)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        from fastapi.responses import HTMLResponse
+
+        return HTMLResponse(docs_page(app.openapi(), cfg))
 
     def error(status: int, reason: str) -> JSONResponse:
         return JSONResponse({"detail": reason}, status_code=status)
@@ -345,8 +360,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        raise ConfigError("sigstream http needs FastAPI and uvicorn: "
-                          "pip install 'sigstream[http]'") from None
+        raise ConfigError(INSTALL_HINT) from None
     cfg = HttpConfig(host=args.host, port=args.port, max_body=args.max_body,
                      max_samples=args.max_samples, max_passes=args.max_passes)
     model = build_model(args.model)
@@ -354,8 +368,82 @@ def run(args: argparse.Namespace) -> int:
     _check_port(cfg.host, cfg.port)
     print(f"sigstream http: {args.model} on http://{cfg.host}:{cfg.port} (docs at /docs)",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging = copy.deepcopy(LOGGING_CONFIG)  # the access log on stderr too (uvicorn: stdout)
+    logging["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=args.log_level,
+                access_log=args.log_level in ("debug", "info"), log_config=logging)
     return 0
+
+
+def docs_page(schema: dict, cfg: HttpConfig) -> str:
+    """The API as one HTML page from its OpenAPI ``schema``: each operation with its
+    request fields, its responses and a curl example; plain HTML and CSS, nothing fetched."""
+    from html import escape
+
+    comps = schema.get("components", {}).get("schemas", {})
+
+    def resolve(node: dict) -> dict:
+        while "$ref" in node:
+            node = comps.get(node["$ref"].rsplit("/", 1)[-1], {})
+        return node
+
+    def kind(node: dict) -> str:
+        node = resolve(node)
+        if "anyOf" in node:
+            return " or ".join(kind(n) for n in node["anyOf"])
+        if node.get("type") == "array":
+            return f"array of {kind(node.get('items', {}))}"
+        return str(node.get("type", node.get("title", "object")))
+
+    def fields(node: dict) -> str:
+        node = resolve(node)
+        props = node.get("properties", {})
+        if not props:
+            return ""
+        need = set(node.get("required", []))
+        rows = "".join(
+            f"<tr><td><code>{escape(name)}</code></td><td>{escape(kind(p))}</td>"
+            f"<td>{'yes' if name in need else 'no'}</td>"
+            f"<td>{escape(str(resolve(p).get('description', p.get('description', ''))))}</td></tr>"
+            for name, p in props.items())
+        return ("<table><tr><th>field</th><th>type</th><th>required</th><th>meaning</th></tr>"
+                f"{rows}</table>")
+
+    base = f"http://{cfg.host}:{cfg.port}"
+    parts = []
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            body = (op.get("requestBody", {}).get("content", {})
+                    .get("application/json", {}).get("schema"))
+            ok = (op.get("responses", {}).get("200", {}).get("content", {})
+                  .get("application/json", {}).get("schema"))
+            curl = (f"curl -s -X POST {base}{path} -H 'Content-Type: application/json' "
+                    "-d '{\"signal\": [0.1, 0.2, 0.3]}'" if method == "post"
+                    else f"curl -s {base}{path}")
+            responses = "".join(f"<li><b>{escape(code)}</b>: {escape(r.get('description', ''))}"
+                                "</li>" for code, r in op.get("responses", {}).items())
+            parts.append(
+                f"<h2><code>{method.upper()} {escape(path)}</code></h2>"
+                f"<p>{escape(op.get('summary', ''))}</p>"
+                + (f"<h3>Request body (JSON)</h3>{fields(body)}" if body else "")
+                + (f"<h3>Response 200 (JSON)</h3>{fields(ok)}" if ok else "")
+                + f"<h3>Responses</h3><ul>{responses}</ul>"
+                f"<h3>Example</h3><pre>{escape(curl)}</pre>")
+    info = schema.get("info", {})
+    return ("<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{escape(info.get('title', 'API'))}</title><style>"
+            "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;"
+            "text-align:left;vertical-align:top}pre{background:#f4f4f4;padding:.6em;"
+            "overflow-x:auto}</style></head><body>"
+            f"<h1>{escape(info.get('title', 'API'))}</h1>"
+            f"<p>{escape(info.get('description', ''))}</p>"
+            "<p>The machine-readable schema: <a href='/openapi.json'>/openapi.json</a>.</p>"
+            + "".join(parts) + "</body></html>")
 
 
 def _check_port(host: str, port: int) -> None:
