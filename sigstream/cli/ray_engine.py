@@ -7,7 +7,7 @@ from typing import Any
 
 from sigstream.core.errors import ConfigError
 
-__all__ = ["import_ray", "start_ray"]
+__all__ = ["import_ray", "start_ray", "check_address"]
 
 
 def import_ray() -> Any:
@@ -30,7 +30,7 @@ def start_ray(address: str | None, num_cpus: int) -> tuple[Any, bool]:
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                           "configure_logging": False}
     if address:
-        _reachable(address)
+        check_address(address)
         try:
             ray.init(address=address, **kw)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -42,7 +42,7 @@ def start_ray(address: str | None, num_cpus: int) -> tuple[Any, bool]:
     return ray, True
 
 
-def _reachable(address: str, timeout: float = 5.0) -> None:
+def check_address(address: str, timeout: float = 5.0) -> None:
     """One error line, within ``timeout`` s, when nothing listens at a ``HOST:PORT`` or
     ``ray://HOST:PORT`` address (Ray itself would retry for minutes); ``auto`` is left to
     Ray, which fails at once when no cluster runs on this machine."""

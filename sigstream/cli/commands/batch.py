@@ -68,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         from sigstream.cli.ray_engine import import_ray
 
         import_ray()  # one line before any work when Ray is missing
+        if args.address:
+            from sigstream.cli.ray_engine import check_address
+
+            check_address(args.address)
     os.makedirs(args.out, exist_ok=True)
     if not args.quiet:
         print(f"batch: {len(jobs)} file(s) through {args.model} ({settings.backend}) on "

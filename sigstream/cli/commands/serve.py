@@ -101,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         from sigstream.cli.ray_engine import import_ray
 
         import_ray()  # one line before anything starts when Ray is missing
+        if args.address:
+            from sigstream.cli.ray_engine import check_address
+
+            check_address(args.address)  # before the model loads: Ray would retry for minutes
 
     config = ServerConfig(
         max_batch=args.max_batch, idle_timeout=args.idle_timeout,
