@@ -294,7 +294,7 @@ def _save_figure(path: str, noisy: np.ndarray, out: np.ndarray, clean: np.ndarra
     else:  # slow signals: two seconds from the middle
         mid = len(clean) // 2
         span = slice(max(0, mid - int(rate)), mid + int(rate))
-    fig, axes = plt.subplots(2, 2, figsize=(12, 6.5))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7), layout="constrained")
     delayed = np.concatenate([np.zeros(lag), clean])[:len(clean)] if lag else clean
     for ax, sig, ref, title in (
             (axes[0, 0], noisy, clean, f"before: input, SNR {s_in:.1f} dB"),
@@ -303,8 +303,11 @@ def _save_figure(path: str, noisy: np.ndarray, out: np.ndarray, clean: np.ndarra
                 label="input" if sig is noisy else "output")
         label = "clean" if ref is clean else f"clean, {1e3 * lag / rate:.2f} ms earlier"
         ax.plot(t[span], ref[span], lw=0.8, color="k", alpha=0.7, label=label)
-        ax.set(title=title, xlabel="time (s)", ylabel="amplitude (full scale 1)")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.set(xlabel="time (s)", ylabel="amplitude (full scale 1)")
+        ax.set_title(title, pad=16)
+        # between the title and the panel: the legend covers no samples
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8,
+                  frameon=False, borderaxespad=0.1)
     nper = 256 if rate >= 8000 else 128
     for ax, sig, title in ((axes[1, 0], noisy, "input spectrogram"),
                            (axes[1, 1], out, "output spectrogram")):
@@ -316,7 +319,6 @@ def _save_figure(path: str, noisy: np.ndarray, out: np.ndarray, clean: np.ndarra
             fig.colorbar(mesh, ax=ax, label="power (dB)")
         ax.set(title=title, xlabel="time (s)", ylabel="frequency (kHz)" if rate >= 8000
                else "frequency (Hz)")
-    fig.tight_layout()
     kind = os.path.splitext(path)[1].lstrip(".").lower()
     try:
         write_atomic(path, lambda fh: fig.savefig(fh, dpi=100, format=kind))

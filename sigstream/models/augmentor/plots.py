@@ -47,8 +47,9 @@ def _examples(model: AugmentorStream, lq: np.ndarray, hq: np.ndarray, rate: floa
                            seed=0)
     mean, std = mean.numpy(), std.numpy()
     t = np.arange(lq.shape[1]) / rate
-    fig, axes = plt.subplots(len(lq), 1, figsize=(10, 2.6 * len(lq)), sharex=True)
-    for i, ax in enumerate(np.atleast_1d(axes)):
+    fig, axes = plt.subplots(len(lq), 1, figsize=(10, min(2.6 * len(lq) + 0.8, 10.0)),
+                             sharex=True, squeeze=False, layout="constrained")
+    for i, ax in enumerate(axes[:, 0]):
         ax.plot(t, lq[i], color="0.6", lw=0.8, label="low quality (input)")
         ax.plot(t, hq[i], color="C0", lw=1.2, label="high quality (target)")
         ax.plot(t, mean[i], color="C3", lw=1.2, ls="--", label="enhanced (MC mean)")
@@ -60,11 +61,11 @@ def _examples(model: AugmentorStream, lq: np.ndarray, hq: np.ndarray, rate: floa
         ax.fill_between(t, mean[i] - half, mean[i] + half, color="C3", alpha=0.25,
                         label=what)
         ax.grid(alpha=0.3)
-        ax.set_ylabel("amplitude")
-    np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=7, ncol=2)
-    np.atleast_1d(axes)[-1].set_xlabel("time [s]")
+        ax.set(xlabel="time (s)", ylabel="amplitude (a.u.)")
+        ax.set_title(f"test window {i + 1}", fontsize=9, loc="left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle("SensorAugmentor on test windows")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -91,9 +92,9 @@ def _spectrograms(model: AugmentorStream, lq: np.ndarray, hq: np.ndarray, rate: 
             vmin = vmax - 60
         mesh = ax.pcolormesh(tt, f, db, shading="auto", vmin=vmin, vmax=vmax)
         ax.set_title(title, fontsize=9)
-        ax.set_ylabel("Hz")
-        fig.colorbar(mesh, ax=ax, label="dB")
-    axes[-1].set_xlabel("time [s]")
+        ax.set(xlabel="time (s)", ylabel="frequency (Hz)")
+        fig.colorbar(mesh, ax=ax, label="power (dB)")
+    fig.suptitle("Spectrograms of a long stream")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -106,18 +107,24 @@ def _training(history: list[dict], path: str) -> None:
     axes[0].plot(ep, [r["train_loss"] for r in history], label="train loss")
     axes[0].plot(ep, [r["val_loss"] for r in history], label="validation loss")
     if "val_recon" in history[0]:
-        axes[0].plot(ep, [r["val_recon"] for r in history], ls="--", label="val reconstruction")
+        axes[0].plot(ep, [r["val_recon"] for r in history], ls="--",
+                     label="validation reconstruction loss")
     axes[0].set_yscale("log")
-    axes[0].legend(fontsize=8)
-    axes[0].set_xlabel("epoch")
+    axes[0].legend(fontsize=8, loc="best")
+    axes[0].set_title("losses", fontsize=9)
+    axes[0].set(xlabel="epoch", ylabel="loss (a.u., log scale)")
     if "val_psnr" in history[0]:
         axes[1].plot(ep, [r["val_psnr"] for r in history], color="C2")
-    axes[1].set_title("validation PSNR [dB]", fontsize=9)
-    axes[1].set_xlabel("epoch")
+    else:
+        axes[1].text(0.5, 0.5, "no PSNR in this history", ha="center",
+                     transform=axes[1].transAxes)
+    axes[1].set_title("validation PSNR", fontsize=9)
+    axes[1].set(xlabel="epoch", ylabel="PSNR (dB)")
     axes[2].plot(ep, [r["lr"] for r in history], color="C4")
     axes[2].set_yscale("log")
     axes[2].set_title("learning rate", fontsize=9)
-    axes[2].set_xlabel("epoch")
+    axes[2].set(xlabel="epoch", ylabel="learning rate (log scale)")
+    fig.suptitle("SensorAugmentor training")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -138,11 +145,11 @@ def reliability_figure(curves: dict[str, dict], path: str, title: str) -> None:
                 lw=1.5, label="target at 95 %: 0.90-0.98")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("nominal coverage of the central interval")
-    ax.set_ylabel("empirical coverage (held-out samples)")
+    ax.set_xlabel("nominal coverage of the central interval (fraction)")
+    ax.set_ylabel("empirical coverage, held-out samples (fraction)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -163,14 +170,17 @@ def _bars(result: dict, path: str) -> None:
     vals = [result["model"], result["noisy_input"]]
     for k, v in result["baselines"].items():
         if "psnr" in v:
-            names.append(k + (" (causal)" if v["causal"] else ""))
+            names.append(k.replace("_", " ") + (" (causal)" if v["causal"] else ""))
             vals.append(v)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for ax, key, label in ((axes[0], "psnr", "PSNR [dB]"), (axes[1], "ssim", "SSIM")):
+    for ax, key, title, label in (
+            (axes[0], "psnr", "PSNR (higher is better)", "PSNR (dB)"),
+            (axes[1], "ssim", "SSIM (higher is better)", "SSIM (1 = identical to target)")):
         ax.bar(range(len(names)), [v[key] for v in vals],
                color=["C3"] + ["0.6"] + ["C0"] * (len(names) - 2))
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
-        ax.set_title(label, fontsize=9)
+        ax.set_title(title, fontsize=9)
+        ax.set(xlabel="method", ylabel=label)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("vibration test set" if result.get("task") != "pairs"
                  else "held-out last 30 % of the pair")

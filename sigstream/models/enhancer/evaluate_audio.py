@@ -229,7 +229,7 @@ def write_figures(model: Any, out_dir: str, *, seed: int = 0, uncertainty: int =
     t = np.arange(len(c)) / rate
     paths = []
 
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6))
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6.5), layout="constrained")
     zoom = slice(int(0.8 * rate), int(0.85 * rate))
     for ax, sl in ((axes[0], slice(None)), (axes[1], zoom)):
         ax.plot(t[sl], x[0, sl], lw=0.6, color="0.6", label="low quality (input)")
@@ -238,25 +238,27 @@ def write_figures(model: Any, out_dir: str, *, seed: int = 0, uncertainty: int =
         if std is not None:
             ax.fill_between(t[sl], y[sl] - 2 * std[0, sl], y[sl] + 2 * std[0, sl],
                             color="C3", alpha=0.25, lw=0, label="±2σ (MC dropout)")
-        ax.set(xlabel="time (s)", ylabel="amplitude")
+        ax.set(xlabel="time (s)", ylabel="amplitude (full scale 1)")
     s_in, s_out = float(_snr(c[None], x)[0]), float(_snr(c[None], y[None])[0])
     axes[0].set_title(f"{info[k]['source']} in {info[k]['noise']} noise at {snr_db:g} dB: "
                       f"SNR {s_in:.1f} -> {s_out:.1f} dB")
     axes[1].set_title("50 ms zoom")
-    axes[0].legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8,
+               frameon=False)
     paths.append(os.path.join(out_dir, "enhancer_waveforms.png"))
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
-    for ax, sig, title in zip(axes, (x[0], c, y), ("low quality", "clean", "enhanced"),
-                              strict=True):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True, layout="constrained")
+    for ax, sig, title in zip(axes, (x[0], c, y), ("low quality (input)", "clean",
+                                                   "enhanced (causal)"), strict=True):
         f, tt, s = signal.spectrogram(sig, fs=rate, nperseg=256, noverlap=192)
-        ax.pcolormesh(tt, f, 10 * np.log10(s + 1e-12), shading="auto", vmin=-110, vmax=-40)
-        ax.set(title=title, xlabel="time (s)")
-    axes[0].set_ylabel("frequency (Hz)")
-    fig.tight_layout()
+        mesh = ax.pcolormesh(tt, f, 10 * np.log10(s + 1e-12), shading="auto", vmin=-110,
+                             vmax=-40)
+        ax.set(title=title, xlabel="time (s)", ylabel="frequency (Hz)")
+        fig.colorbar(mesh, ax=ax, label="power (dB)", pad=0.01)
+    fig.suptitle(f"Spectrograms of the {snr_db:g} dB clip")
     paths.append(os.path.join(out_dir, "enhancer_spectrograms.png"))
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
@@ -268,8 +270,9 @@ def write_figures(model: Any, out_dir: str, *, seed: int = 0, uncertainty: int =
         ax.plot(ep, [h["train_snr_db"] for h in history], label="train SNR out")
         ax.plot(ep, [h["val_snr_db"] for h in history], label="validation SNR out")
         ax.plot(ep, [h["val_snr_in_db"] for h in history], "--", label="validation SNR in")
-        ax.set(xlabel="epoch", ylabel="dB", title="causal enhancer training")
-        ax.legend()
+        ax.set(xlabel="epoch", ylabel="SNR (dB)", title="Causal enhancer training")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
         fig.tight_layout()
         paths.append(os.path.join(out_dir, "enhancer_training.png"))
         fig.savefig(paths[-1], dpi=110)

@@ -18,7 +18,8 @@ __all__ = ["write_figures", "metric_bars", "spectrograms", "BAR_METRICS"]
 
 BAR_METRICS = ("si_sdri", "pesq_wb", "stoi", "estoi")
 _AXIS = {"si_sdri": "SI-SDR improvement (dB)", "pesq_wb": "PESQ-WB (MOS-LQO)",
-         "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}
+         "stoi": "STOI (0-1, higher is better)", "estoi": "ESTOI (0-1, higher is better)",
+         "si_sdr": "SI-SDR (dB)"}
 _TITLE = {"si_sdri": "SI-SDR improvement over the noisy input", "pesq_wb": "wide-band PESQ",
           "stoi": "short-time objective intelligibility (STOI)",
           "estoi": "extended STOI (ESTOI)", "si_sdr": "SI-SDR"}
@@ -40,7 +41,8 @@ def metric_bars(res: dict, metric: str, path: str) -> str:
     keys = [k for k in every if not (metric == "si_sdri" and k == "noisy")]
     groups = [(f"{s} dB", v) for s, v in res["per_snr"].items()] + [("all", res["overall"])]
     width = 0.8 / max(len(keys), 1)
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.25 * len(groups) * len(keys) + 3), 5.0))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 0.25 * len(groups) * len(keys) + 3)),
+                                    5.0))
     x = np.arange(len(groups))
     for i, k in enumerate(keys):
         vals = [g["methods"][k].get(metric) for _, g in groups]
@@ -92,17 +94,16 @@ def spectrograms(example: dict, path: str, *, floor_db: float = 80.0) -> str:
                                      nperseg=nper, noverlap=3 * nper // 4, scaling="spectrum")
         specs.append(10 * np.log10(s + 1e-20))
     top = max(float(s.max()) for s in specs)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.3 * len(rows)), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, min(2.3 * len(rows), 10.0)),
+                             sharex=True, squeeze=False)
     clean = example["clean"]
     for ax, (name, sig), s in zip(axes[:, 0], rows, specs, strict=True):
         mesh = ax.pcolormesh(t, f / 1000, s, shading="auto", cmap="magma",
                              vmin=top - floor_db, vmax=top)
         score = "" if sig is clean else f"  (SI-SDR {si_sdr(clean, sig):.1f} dB)"
         ax.set_title(name + score, fontsize=10, loc="left")
-        ax.set_ylabel("frequency (kHz)")
+        ax.set(xlabel="time (s)", ylabel="frequency (kHz)")
         fig.colorbar(mesh, ax=ax, label="power (dB)", pad=0.01)
-    axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(f"{example['kind']} noise ({example['noise_source']}) at "
                  f"{example['snr_db']:g} dB input SNR, talker {example['talker']}", fontsize=11)
     fig.tight_layout()

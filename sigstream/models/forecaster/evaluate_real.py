@@ -279,18 +279,23 @@ def write_figures(result: dict, folder: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     from sigstream.core.files import write_atomic
+    from sigstream.models.forecaster.plots import method_label
 
     names = list(result["baselines"]) + list(result["forecasters"])
     rows = result["series"]
     files = []
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(rows) * len(names) / 4), 4.8))
+    # 16 x 10 in at most (it grew with the series: 19 x 4.8 in for six)
+    width = min(16.0, max(7.0, 1.6 * len(rows) * len(names) / 4))
+    ncol = max(1, min(len(names), int(width // 2.6)))  # legend columns that fit the width
+    fig, ax = plt.subplots(figsize=(width, 5.6), layout="constrained")
     width = 0.8 / len(names)
     xs = np.arange(len(rows))
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     for i, name in enumerate(names):
         vals = [r["scores"][name]["mse"] for r in rows]
         heights = [v if v is not None else np.nan for v in vals]
-        ax.bar(xs + (i - (len(names) - 1) / 2) * width, heights, width, label=name,
+        ax.bar(xs + (i - (len(names) - 1) / 2) * width, heights, width,
+               label=method_label(name),
                color=cmap(i), edgecolor=["black" if r["best"] == name else "none"
                                          for r in rows])
     ax.set_yscale("log")
@@ -298,32 +303,36 @@ def write_figures(result: dict, folder: str) -> list[str]:
     ax.set_xticklabels([f"{r['name']}\n({r['domain']}, {r['sampling']})" for r in rows],
                        fontsize=8)
     ax.set_xlabel("series (test split)")
-    ax.set_ylabel(f"MSE [z-units$^2$], mean over horizon steps 1-{result['horizon']}")
-    ax.set_title(f"Forecast error on real series (lookback {result['lookback']}, last "
+    ax.set_ylabel(f"MSE (z-units$^2$), mean over\nhorizon steps 1-{result['horizon']}")
+    ax.set_title(f"Forecast error on real series\n(lookback {result['lookback']}, last "
                  f"{1 - result['train_fraction']:.0%} of each series; black edge: best)",
                  fontsize=10)
     ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=min(4, len(names)))
-    fig.tight_layout()
+    fig.legend(loc="outside lower center", fontsize=8, ncol=ncol, frameon=False)
     files.append(_save(fig, folder, "forecaster_real_mse.png", write_atomic))
     plt.close(fig)
 
     cols = min(len(rows), 4)
     nrow = math.ceil(len(rows) / cols)
-    fig, axes = plt.subplots(nrow, cols, figsize=(3.6 * cols, 3.2 * nrow), squeeze=False)
+    width = max(3.6 * cols, 8.0)
+    ncol = max(1, min(len(names), int(width // 2.6)))
+    fig, axes = plt.subplots(nrow, cols, figsize=(width, min(3.2 * nrow + 1.2, 10.0)),
+                             squeeze=False, layout="constrained")
     steps = np.arange(1, result["horizon"] + 1)
     for ax, r in zip(axes.ravel(), rows, strict=False):
         for i, name in enumerate(names):
             per = [v if v is not None else np.nan for v in r["scores"][name]["mse_per_step"]]
-            ax.semilogy(steps, per, "-o", ms=3, color=cmap(i), label=name)
+            ax.semilogy(steps, per, "-o", ms=3, color=cmap(i), label=method_label(name))
         ax.set_title(f"{r['name']} ({r['sampling']})", fontsize=9)
-        ax.set_xlabel("horizon step [samples]")
-        ax.set_ylabel("MSE [z-units$^2$]")
+        ax.set_xlabel("horizon step (samples)")
+        ax.set_ylabel("MSE (z-units$^2$)")
         ax.grid(alpha=0.3, which="both")
     for ax in axes.ravel()[len(rows):]:
         ax.set_visible(False)
-    axes[0, 0].legend(fontsize=6)
-    fig.tight_layout()
+    fig.suptitle("Forecast error per horizon step on real series (test split)", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncol=ncol,
+               frameon=False)
     files.append(_save(fig, folder, "forecaster_real_mse_per_step.png", write_atomic))
     plt.close(fig)
     return files

@@ -165,8 +165,9 @@ def build_teb_figure(y_raw: np.ndarray, up_raw: np.ndarray, mu_pr_means: np.ndar
 
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-    fig, axes = plt.subplots(4, 1, figsize=(13, 14), sharex=True, layout=ConstrainedLayoutEngine(
-        rect=(0.0, 0.075, 1.0, 0.925), h_pad=0.08))  # the bottom 7.5 %: the caption
+    # 16 x 10 in at most: the figure fits a screen (it was 13 x 14 in)
+    fig, axes = plt.subplots(4, 1, figsize=(15, 10), sharex=True, layout=ConstrainedLayoutEngine(
+        rect=(0.0, 0.09, 1.0, 0.91), h_pad=0.05))  # the bottom 9 %: the caption
     fig.suptitle(title or "TEB-VAE forecasts of fetal heart rate", fontsize=13)
     obs_kw = {"lw": 0.7, "color": "k"}
 
@@ -261,7 +262,7 @@ def build_teb_figure(y_raw: np.ndarray, up_raw: np.ndarray, mu_pr_means: np.ndar
         f"with the horizon. Shading: samples missing through sensor loss (not forecast "
         f"targets). FHR = {fhr_center:g} + {fhr_scale:g} × model units, "
         f"UP = {up_center:g} + {up_scale:g} × model units.")
-    fig.text(0.01, 0.005, textwrap.fill(caption, 175), ha="left", va="bottom", fontsize=8.5)
+    fig.text(0.01, 0.005, textwrap.fill(caption, 215), ha="left", va="bottom", fontsize=8.5)
     return fig
 
 

@@ -71,6 +71,12 @@ def test_every_panel_has_units(fig) -> None:  # noqa: ANN001
     assert len(cbars) == 1 and "latent value" in cbars[0].get_ylabel()
 
 
+def test_fits_a_screen(fig) -> None:  # noqa: ANN001
+    """At most 16 x 10 in (it was 13 x 14 in: taller than a screen)."""
+    w, h = fig.get_size_inches()
+    assert w <= 16 and h <= 10, (w, h)
+
+
 def test_legends_in_words(fig) -> None:  # noqa: ANN001
     texts = [t.get_text() for a in fig.axes if a.get_legend() for t in a.get_legend().texts]
     assert texts, "no legends"
@@ -143,7 +149,10 @@ def test_conversion_parameters_are_used(tmp_path) -> None:  # noqa: ANN001
     finally:
         plt.close(f)
     path = plot_teb_forward(**a, path=str(tmp_path / "p.pdf"), fhr_scale=10.0)
-    assert (tmp_path / "p.pdf").read_bytes().startswith(b"%PDF") and path.endswith("p.pdf")
+    pdf = (tmp_path / "p.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and path.endswith("p.pdf")
+    box = re.search(rb"/MediaBox \[ *0 0 ([\d.]+) ([\d.]+) *\]", pdf)
+    assert box and float(box[1]) <= 16 * 72 and float(box[2]) <= 10 * 72, box  # points
     assert plt.get_fignums() == []
 
 
