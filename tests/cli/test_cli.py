@@ -89,6 +89,21 @@ def test_demo_writes_npz(tmp_path: Path) -> None:
     assert err_out < 0.5 * np.mean((d["input"] - d["clean"]) ** 2)
 
 
+def test_demo_quiet_prints_only_the_result(tmp_path: Path) -> None:
+    """--quiet: no start line, status or timing lines; the SNR line and the written file
+    remain, and the file is the same as without it."""
+    loud = sig("demo", "--model", "butterworth", "--seconds", "1", "--no-realtime", "--out",
+               str(tmp_path / "a.npz"))
+    quiet = sig("demo", "--model", "butterworth", "--seconds", "1", "--no-realtime", "--out",
+                str(tmp_path / "b.npz"), "--quiet")
+    assert loud.returncode == quiet.returncode == 0, quiet.stderr
+    assert any(ln.startswith("demo: ") for ln in loud.stderr.splitlines())
+    lines = quiet.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("SNR in ") and lines[1].startswith("wrote ")
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(a["output"], b["output"])
+
+
 @pytest.mark.parametrize("block", [1, 37, 1024])
 def test_run_butterworth_equals_sosfilt(tmp_path: Path, block: int) -> None:
     x = np.random.default_rng(0).standard_normal((4000, 1)).astype(np.float32)

@@ -73,6 +73,20 @@ def test_eval_json_and_figures(trained: Path, tmp_path: Path) -> None:
     assert sorted(os.path.basename(f) for f in r["figures"]) == pngs
 
 
+def test_eval_quiet_writes_only_the_results(trained: Path, tmp_path: Path) -> None:
+    """eval --quiet: the table on stdout and the files, nothing on stderr; the results are
+    those of a run without it."""
+    args = ("eval", "extractor", "--checkpoint", str(trained / "extractor.pt"), "--figures",
+            str(tmp_path / "figs"))
+    loud = sigstream(*args, "--json", str(tmp_path / "a.json"))
+    quiet = sigstream(*args, "--json", str(tmp_path / "b.json"), "--quiet")
+    assert loud.returncode == quiet.returncode == 0, quiet.stderr
+    assert "wrote 5 figures" in loud.stderr and quiet.stderr == ""
+    assert quiet.stdout == loud.stdout and "band-pass" in quiet.stdout
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a == b
+
+
 def test_run_with_checkpoint_streams(trained: Path, tmp_path: Path) -> None:
     p = sigstream("run", "--model", str(trained / "extractor.pt"), "--source",
                   "synth:mixture,seconds=2", "--sink", f"npy:{tmp_path / 'y.npy'}", "--block",

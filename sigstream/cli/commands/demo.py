@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--seconds", type=positive_float, default=10.0,
                    help="length of the stream (default 10)")
     d.add_argument("--no-realtime", action="store_true", help="run as fast as possible")
+    d.add_argument("--quiet", action="store_true",
+                   help="no start line, live status or timing lines: only the result (the "
+                        "SNR line) and what was written")
     d.add_argument("--out", metavar="PATH", help="PATH.npz: save input, output, clean "
                                                  "reference and sample rate; PATH.png or "
                                                  ".pdf: a before/after figure")
@@ -199,11 +202,12 @@ def run(args: argparse.Namespace) -> int:
     max_lag = min(int(0.05 * rate), 64)
     lookahead_ms = model.latency / rate * 1e3
     block_ms = block / rate * 1e3
-    print(f"demo: {args.model} on {description}; block {block} ({block_ms:.1f} ms), model "
-          f"lookahead {lookahead_ms:.1f} ms, "
-          f"{'real time' if not args.no_realtime else 'as fast as possible'}", file=sys.stderr)
-    show_stats, done = status_printer(True)
-    live = sys.stderr.isatty()
+    say = _printer(not args.quiet)
+    say(f"demo: {args.model} on {description}; block {block} ({block_ms:.1f} ms), model "
+        f"lookahead {lookahead_ms:.1f} ms, "
+        f"{'real time' if not args.no_realtime else 'as fast as possible'}")
+    show_stats, done = status_printer(not args.quiet)
+    live = sys.stderr.isatty() and not args.quiet
     window = int(rate)  # live SNR over the last second
 
     def on_status(stats) -> None:
@@ -235,8 +239,7 @@ def run(args: argparse.Namespace) -> int:
     s_in, s_out, lag = _scores(ref, noisy, out, fixed_lag, max_lag)
     summ = stats.summary()
     c = summ["compute"]
-    print(f"samples {summ['samples_in']} in / {summ['samples_out']} out, chunks {summ['chunks']}",
-          file=sys.stderr)
+    say(f"samples {summ['samples_in']} in / {summ['samples_out']} out, chunks {summ['chunks']}")
     if fixed_lag is None:
         print(f"SNR in {s_in:.1f} dB -> out {s_out:.1f} dB ({s_out - s_in:+.1f} dB, "
               f"after {lag / rate * 1e3:.1f} ms group delay)", file=sys.stderr)
@@ -248,12 +251,11 @@ def run(args: argparse.Namespace) -> int:
               f"{sdr_in:.1f} dB -> out {sdr_out:.1f} dB ({sdr_out - sdr_in:+.1f} dB); output "
               f"against the clean speech {lag} samples ({lag / rate * 1e3:.2f} ms, the model's "
               "latency) before", file=sys.stderr)
-    print(f"latency: lookahead {lookahead_ms:.1f} ms + block {block_ms:.1f} ms + compute "
-          f"p99 {c['p99_us'] / 1e3:.2f} ms = {lookahead_ms + block_ms + c['p99_us'] / 1e3:.2f} ms",
-          file=sys.stderr)
-    print(f"compute per chunk p50 {c['p50_us']:.0f} us, p99 {c['p99_us']:.0f} us; "
-          f"real-time factor {summ['real_time_factor']:.3f}; "
-          f"overruns {summ['overruns']}, underruns {summ['underruns']}", file=sys.stderr)
+    say(f"latency: lookahead {lookahead_ms:.1f} ms + block {block_ms:.1f} ms + compute "
+        f"p99 {c['p99_us'] / 1e3:.2f} ms = {lookahead_ms + block_ms + c['p99_us'] / 1e3:.2f} ms")
+    say(f"compute per chunk p50 {c['p50_us']:.0f} us, p99 {c['p99_us']:.0f} us; "
+        f"real-time factor {summ['real_time_factor']:.3f}; "
+        f"overruns {summ['overruns']}, underruns {summ['underruns']}")
     if args.out and ext == ".npz":
         _save_npz(args.out, input=noisy, output=out, clean=ref, sample_rate=np.float64(rate),
                   latency=np.int64(model.latency))
@@ -263,6 +265,14 @@ def run(args: argparse.Namespace) -> int:
                      lag)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _printer(enabled: bool):  # noqa: ANN202
+    """A print to stderr, or a no-op for --quiet."""
+    def say(line: str) -> None:
+        if enabled:
+            print(line, file=sys.stderr)
+    return say
 
 
 def _save_npz(path: str, **arrays: np.ndarray) -> None:

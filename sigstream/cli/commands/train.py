@@ -149,6 +149,8 @@ def _populate(parser: LazyParser, group: list, kind: str) -> None:
                                  else ""))
         run.add_argument("--json", metavar="PATH", help="write the results as JSON")
         run.add_argument("--figures", metavar="DIR", help="write figures into DIR")
+        run.add_argument("--quiet", action="store_true",
+                         help="no progress lines: only the results table (stdout) and errors")
     run.add_argument("--threads", type=positive_int, default=1,
                      help="torch threads (default: 1; small recurrent models run fastest "
                           "on one)")
@@ -242,6 +244,16 @@ def _train(args: argparse.Namespace, chosen: dict, configs_: dict) -> int:
     return 130 if result.stopped_by == "interrupt" else 0
 
 
+def _quiet(enabled: bool) -> Any:
+    """For ``eval --quiet``: what the evaluation writes on stderr (progress lines, bars) is
+    dropped; an error still reaches the user as the command's one error line, because it
+    is raised, not printed."""
+    import contextlib
+    import io
+
+    return contextlib.redirect_stderr(io.StringIO()) if enabled else contextlib.nullcontext()
+
+
 def _evaluate(args: argparse.Namespace, chosen: dict, configs_: dict) -> int:
     from sigstream.cli.output import write_json
     from sigstream.models.training.family import resolve
@@ -250,11 +262,13 @@ def _evaluate(args: argparse.Namespace, chosen: dict, configs_: dict) -> int:
         _makedirs(args.figures)
     results: dict[str, Any] = {}
     for key, t in chosen.items():
-        ev = resolve(t.evaluate)(configs_[key], tuple(args.checkpoint), args.figures)
+        with _quiet(args.quiet):
+            ev = resolve(t.evaluate)(configs_[key], tuple(args.checkpoint), args.figures)
         print(ev.table)
         if args.figures:
             ev.result["figures"] = ev.figures
-            print(f"wrote {len(ev.figures)} figures to {args.figures}", file=sys.stderr)
+            if not args.quiet:
+                print(f"wrote {len(ev.figures)} figures to {args.figures}", file=sys.stderr)
         results[key] = ev.result
     if args.json:
         write_json(args.json, next(iter(results.values())) if len(results) == 1 else results)
