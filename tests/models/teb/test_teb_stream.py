@@ -14,7 +14,7 @@ import functools
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from sigstream.core import state as st
@@ -121,6 +121,9 @@ def test_shipped_small_preset_is_the_trained_streamer(teb: TebForecaster) -> Non
 
 # -- streamed equals offline, any chunking, any reset point ------------------------------------
 CUTS = hs.lists(hs.integers(1, T - 1), max_size=25)
+# 15 examples (not the suite's 30): one example streams a sizeable VAE through up to 26
+# chunks and costs ~0.3 s, and these four tests took 38 s of CI at 30
+FEWER = settings(max_examples=15)
 
 
 @functools.lru_cache(maxsize=1)
@@ -129,6 +132,7 @@ def _shipped_streamer() -> torch.nn.Module:
     return load_teb(shipped_weights("small"))
 
 
+@FEWER
 @given(cuts=CUTS, at=hs.integers(1, T - 1), stream=hs.integers(0, 1))
 def test_streamer_any_chunking_and_reset_torch(cuts: list[int], at: int, stream: int) -> None:
     """The raw rows (normalised units) of a batched runner over the TEB streamer, one
@@ -144,6 +148,7 @@ def test_streamer_any_chunking_and_reset_torch(cuts: list[int], at: int, stream:
 
 
 @pytest.mark.parametrize("backend", ["torch", "torchscript", "onnx"])
+@FEWER
 @given(cuts=CUTS, at=hs.integers(1, T - 1), stream=hs.integers(0, 1))
 def test_registry_model_any_chunking_and_reset_every_backend(
         backends: dict, backend: str, cuts: list[int], at: int, stream: int) -> None:
