@@ -55,8 +55,8 @@ with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, f"batch-{name}")
         results[f"batch {name}"] = timed(
             [[*CMD, "batch", "--model", a.model, "--inputs", os.path.join(src, "*.wav"),
-              "--out", out, "--workers", str(a.workers), *extra]],
-            f"batch --engine {name} --workers {a.workers}")
+              "--out", out, "--jobs", str(a.workers), *extra]],
+            f"batch --engine {name} --jobs {a.workers}")
         for f in files:
             y1, _ = sf.read(os.path.join(loop_out, os.path.basename(f)), dtype="float32")
             y2, _ = sf.read(os.path.join(out, os.path.basename(f)), dtype="float32")

@@ -155,6 +155,12 @@ def _section(prog: str, parser: argparse.ArgumentParser, summary: str | None) ->
             help_ = _text(" ".join(_expand(action, prog).split()))
             lines.append(f"- `{label}`{extra}: {help_}" if help_ else f"- `{label}`{extra}")
         lines.append("")
+    from sigstream.cli.args import Renamed
+
+    renamed = [a for a in parser._actions if isinstance(a, Renamed)]
+    if renamed:
+        lines += ["Former names, still accepted with a warning: " + "; ".join(
+            f"`{old}` (now `{a.new}`)" for a in renamed for old in a.option_strings) + ".", ""]
     if parser.epilog:
         lines += ["```text", parser.epilog.strip("\n"), "```", ""]
     return lines

@@ -142,6 +142,33 @@ class Store(argparse.Action):
         _record(namespace, self.dest, option_string)
 
 
+class Renamed(argparse.Action):
+    """A former spelling of an option (hidden from help): stores like the option under
+    its new name ``new``, which it records as the spelling used (so errors name the new
+    one), and warns once on stderr that the name changed."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kw: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        import sys
+
+        print(f"{parser.prog}: warning: {option_string} is now called {self.new}; the old "
+              f"name still works but will be removed", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+        _record(namespace, self.dest, self.new)
+
+
+def renamed_argument(parser: argparse.ArgumentParser | Any, old: str, action: argparse.Action
+                     ) -> None:
+    """Accept ``old`` (hidden, with a warning) for the hand-written argument ``action``."""
+    parser.add_argument(old, action=Renamed, new=action.option_strings[0], dest=action.dest,
+                        type=action.type, metavar=action.metavar, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+
+
 def _scalar(tp: Any, what: str) -> Any:
     if tp is bool:
         def boolean(text: str) -> bool:
@@ -234,15 +261,20 @@ class ConfigOption:
     defaults: dict[str, Any] = dc_field(default_factory=dict)
     group: str = ""
     shows_default: bool = True
+    renamed: tuple[str, ...] = ()  # former spellings: accepted with a warning, not in help
 
 
-def config_options(config: Any, aliases: Any = None, key: str = "") -> list[ConfigOption]:
+def config_options(config: Any, aliases: Any = None, key: str = "",
+                   renamed: Any = None) -> list[ConfigOption]:
     """The arguments of one configuration instance (its values are the defaults).
 
     ``aliases`` (dotted path -> extra spellings) adds spellings: to the option itself, or,
     for a tuple item (``path[i]``) or a part (``KEY=VALUE,...``), as arguments of their own.
+    ``renamed`` (dotted path -> former spellings) adds spellings that still work but warn
+    (as the ``renamed`` metadata of a field does).
     """
     aliases = dict(aliases or {})
+    renamed = dict(renamed or {})
     part_help = {path: f.metadata.get("help", path) for path, _, f in parts(config)}
     out: list[ConfigOption] = []
     by_path: dict[str, ConfigOption] = {}
@@ -251,7 +283,7 @@ def config_options(config: Any, aliases: Any = None, key: str = "") -> list[Conf
         if "help" not in meta:
             raise TypeError(f"{type(config).__name__}.{leaf.path} has no help "
                             f"(field(metadata={{'help': ...}}))")
-        strings = [option_name(leaf.name), *meta.get("aliases", ()),
+        strings = [option_name(leaf.name, meta), *meta.get("aliases", ()),
                    *aliases.pop(leaf.path, ())]
         is_flag = leaf.type is bool
         top = leaf.path.split(".")[0]
@@ -261,7 +293,8 @@ def config_options(config: Any, aliases: Any = None, key: str = "") -> list[Conf
             help=meta["help"], metavar=None if is_flag else _metavar(leaf.name, leaf.type, meta),
             negative=tuple(meta.get("negative", ())), targets={key: leaf.path},
             defaults={key: leaf.value},
-            group=part_help.get(top, "") if "." in leaf.path else "")
+            group=part_help.get(top, "") if "." in leaf.path else "",
+            renamed=(*meta.get("renamed", ()), *renamed.pop(leaf.path, ())))
         out.append(option)
         by_path[leaf.path] = option
     for path, spellings in aliases.items():
@@ -326,6 +359,7 @@ def merge_options(per_key: dict[str, list[ConfigOption]]) -> list[ConfigOption]:
             elif m.kind != o.kind or m.metavar != o.metavar:
                 raise TypeError(f"{first} means different things for different families "
                                 f"({m.metavar} vs {o.metavar}); give them other names")
+            m.renamed = tuple(dict.fromkeys((*m.renamed, *o.renamed)))
             m.targets.update(o.targets)
             m.defaults.update(o.defaults)
             helps.setdefault(first, {})[key] = o.help
@@ -354,7 +388,8 @@ def merge_options(per_key: dict[str, list[ConfigOption]]) -> list[ConfigOption]:
                 shows_default=False))
     seen: dict[str, str] = {}
     for o in out:
-        flags = o.strings + [f"--no-{x[2:]}" for x in o.strings if o.kind == "flag"]
+        flags = [*o.strings, *o.renamed,
+                 *(f"--no-{x[2:]}" for x in o.strings if o.kind == "flag")]
         for s in [*flags, *o.negative]:
             if s in seen:
                 raise TypeError(f"option {s} is spelled twice ({seen[s]} and {o.dest})")
@@ -387,6 +422,12 @@ def add_config_options(parser: argparse.ArgumentParser | Any,
         else:
             parser.add_argument(*o.strings, action=Store, type=o.type, metavar=o.metavar,
                                 **common)
+        if o.renamed:
+            if o.kind != "value":
+                raise TypeError(f"renamed spellings {o.renamed} of a flag are not supported")
+            parser.add_argument(*o.renamed, action=Renamed, new=o.strings[0], type=o.type,
+                                metavar=o.metavar, dest=o.dest, default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)
 
 
 def given_options(namespace: argparse.Namespace, options: list[ConfigOption],

@@ -295,7 +295,7 @@ def test_models_json_lists_every_model() -> None:
 
 
 @pytest.mark.parametrize("command", ["run", "batch", "serve", "route", "export", "bench", "demo",
-                                     "http", "models"])
+                                     "http", "models", "devices"])
 def test_every_help_has_an_example_that_parses(command: str) -> None:
     """`sigstream CMD --help` ends with `example: sigstream CMD ...`, and that command line
     parses with the real parser (it is not run)."""

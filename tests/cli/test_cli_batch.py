@@ -55,7 +55,7 @@ def test_local_batch_equals_run_on_every_file(files, tmp_path: Path, workers: st
     # long as the interpreter that made it)
     run = sig if workers == "1" else sigstream_process
     r = run("batch", "--model", MODEL, "--inputs", str(src / "f*.wav"), "--out", str(out),
-            "--workers", workers, "--json", str(tmp_path / "b.json"))
+            "--jobs", workers, "--json", str(tmp_path / "b.json"))
     assert r.returncode == 0, r.stderr
     for name in ("f0.wav", "f1.wav", "f2.wav"):
         np.testing.assert_array_equal(_read(out / name), expected[name])
@@ -138,7 +138,7 @@ def test_ray_batch_in_a_loopback_only_namespace_equals_run(files, tmp_path: Path
     src, expected = files
     out = tmp_path / "out"
     # the .npy has no rate: batch gives the model's (as run does with a bare .npy)
-    r = run_in_loopback_namespace([*CMD, "batch", "--engine", "ray", "--workers", "2",
+    r = run_in_loopback_namespace([*CMD, "batch", "--engine", "ray", "--jobs", "2",
                                    "--model", MODEL, "--inputs", f"{src}/*", "--out",
                                    str(out), "--json", str(tmp_path / "b.json")], timeout=240)
     assert r.returncode == 0, r.stderr

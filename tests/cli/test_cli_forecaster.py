@@ -40,7 +40,7 @@ def test_train_writes_checkpoint_history_and_resume(trained: Path) -> None:
 
 def test_eval_json_and_figures(trained: Path, tmp_path: Path, capsys) -> None:
     code = main(["eval", "forecaster", "--checkpoint", str(trained / "forecaster.pt"),
-                 "--windows", "16", "--json", str(tmp_path / "r.json"),
+                 "--per-condition", "16", "--json", str(tmp_path / "r.json"),
                  "--figures", str(tmp_path / "figs")])
     assert code == 0
     out = capsys.readouterr().out
@@ -93,13 +93,13 @@ def test_run_to_npy_and_zmq(trained: Path, tmp_path: Path) -> None:
 
 
 def test_time_budget_stops_and_resume_finishes(trained: Path, tmp_path: Path, capsys) -> None:
-    """--minutes (the old spelling of --max-minutes) stops after the first epoch; --resume
+    """--max-minutes stops after the first epoch; --resume
     continues to exactly the run that no budget would have given."""
     args = ["train", "forecaster", "--lookback", "24", "--horizon", "3", "--hidden", "8",
             "--embed", "16", "--no-analytic", "--stages", "2,4", "--steps-per-stage", "5",
             "--final-steps", "10", "--val-every", "5", "--batch", "16", "--quiet",
             "--out", str(tmp_path)]
-    assert main([*args, "--minutes", "1e-9"]) == 0
+    assert main([*args, "--max-minutes", "1e-9"]) == 0
     err = capsys.readouterr().err
     assert "(stopped by the time budget)" in err and "--resume continues" in err
     assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 1

@@ -20,6 +20,7 @@ from _support.cli import CMD, sigstream
 
 from sigstream.cli.commands.train import configs
 from sigstream.cli.main import build_parser
+from sigstream.core.errors import ConfigError
 from sigstream.models.training.config import resolve
 from sigstream.models.training.family import discover
 from sigstream.models.training.family import resolve as ref
@@ -164,7 +165,7 @@ def test_model_help_shows_each_default_once_and_an_example(kind: str, command: s
         from sigstream.models.training.config import leaves, option_name
 
         for leaf in leaves(config):
-            assert option_name(leaf.name) in p.stdout, leaf.path
+            assert option_name(leaf.name, leaf.meta) in p.stdout, leaf.path
             assert leaf.meta.get("help"), leaf.path
 
 
@@ -403,3 +404,62 @@ def test_one_spelling_for_two_options_is_refused() -> None:
                             "b": [option("--alpha", key="b")]})
     assert [o.strings for o in merged] == [["--alpha"], ["--al"]]
     assert merged[1].targets == {"a": "x"}
+
+
+# -- one vocabulary: renamed options ------------------------------------------------------------
+RENAMED = [
+    ("train teb", "--minutes 5", "--record-minutes 5", "data.ctg.minutes", 5.0),
+    ("eval teb", "--minutes 5", "--record-minutes 5", "minutes", 5.0),
+    ("train forecaster", "--minutes 2.5", "--max-minutes 2.5", "fit.max_minutes", 2.5),
+    ("train forecaster", "--noise 0.2", "--noise-std 0.2", "data.signals.noise", 0.2),
+    ("eval forecaster", "--windows 16", "--per-condition 16", "windows", 16),
+    ("train extractor", "--seconds 3", "--clip-seconds 3", "data.mixture.seconds", 3.0),
+    ("train enhancer", "--seconds 1.5", "--clip-seconds 1.5", "data.seconds", 1.5),
+    ("train enhancer", "--arch causal --seconds 0.5", "--arch causal --clip-seconds 0.5",
+     "data.audio.seconds", 0.5),
+    ("eval enhancer", "--seconds 0.75", "--clip-seconds 0.75", "seconds", 0.75),
+]
+
+
+def _leaf(config: object, path: str) -> object:
+    for name in path.split("."):
+        config = getattr(config, name)
+    return config
+
+
+@pytest.mark.parametrize(("command", "old", "new", "path", "value"), RENAMED,
+                         ids=[f"{c} {o.split()[-2]}" for c, o, _, _, _ in RENAMED])
+def test_renamed_option_new_name_sets_it_and_old_name_warns(
+        command: str, old: str, new: str, path: str, value: object, capsys) -> None:
+    """The new name sets the option silently; the former one sets the same option and says
+    once on stderr what it is called now; help lists only the new name."""
+    out = ["--out", "o"] if command.startswith("train") else []
+    got_new = config_of(*command.split(), *new.split(), *out)
+    assert capsys.readouterr().err == ""
+    got_old = config_of(*command.split(), *old.split(), *out)
+    err = capsys.readouterr().err
+    old_name, new_name = old.split()[-2], new.split()[-2]
+    assert f"{old_name} is now called {new_name}" in err and err.count("\n") == 1, err
+    for got in (got_new, got_old):
+        assert [_leaf(c, path) for c in got.values()] == [value]
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([*command.split(), "--help"])
+    shown = capsys.readouterr().out
+    assert new_name in shown and f"{old_name} " not in shown.replace(f"{old_name}-", "")
+
+
+def test_batch_jobs_and_its_former_name(capsys) -> None:
+    ns = build_parser().parse_args(["batch", "--model", "m", "--inputs", "x", "--out", "o",
+                                    "-j", "3"])
+    assert ns.workers == 3 and capsys.readouterr().err == ""
+    ns = build_parser().parse_args(["batch", "--model", "m", "--inputs", "x", "--out", "o",
+                                    "--workers", "2"])
+    assert ns.workers == 2
+    assert "--workers is now called --jobs" in capsys.readouterr().err
+
+
+def test_an_error_about_a_renamed_option_names_the_new_name(capsys) -> None:
+    """A bound violated through the former spelling is reported under the new name."""
+    with pytest.raises(ConfigError, match="--record-minutes"):
+        config_of("eval", "teb", "--minutes", "-1")

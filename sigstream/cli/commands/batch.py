@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sigstream.cli.args import block_size, positive_int
+from sigstream.cli.args import block_size, positive_int, renamed_argument
 from sigstream.cli.commands.run import add_channel_options
 
 
@@ -15,12 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Stream every file the --inputs patterns match through the model, each "
                     "exactly as `sigstream run --source FILE --sink OUT/FILE` would (same "
                     "output, bit for bit, on the same backend), and write OUT/<its name>. "
-                    "--engine local runs --workers processes on this machine; --engine ray "
-                    "runs --workers Ray actors (a private local Ray, or --address of a "
+                    "--engine local runs --jobs processes on this machine; --engine ray "
+                    "runs --jobs Ray actors (a private local Ray, or --address of a "
                     "cluster whose workers see the same paths). A file that fails is one "
                     "line; the others go on; the exit status is 1 if any failed.",
         epilog="example: sigstream batch --model enhancer --inputs 'noisy/*.wav' --out clean/ "
-               "--workers 2")
+               "--jobs 2")
     b.add_argument("--model", required=True, help="NAME, NAME:key=value,... or a checkpoint")
     b.add_argument("--inputs", required=True, action="append", metavar="GLOB",
                    help="files to process (a glob, quoted; repeat for more): .wav, .flac, "
@@ -28,18 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, metavar="DIR",
                    help="output folder (created); each output keeps its input's name")
     b.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local processes, or Ray actors (needs sigstream[ray]) (local)")
-    b.add_argument("--workers", type=positive_int, default=1,
-                   help="processes or actors, each holding the model once (1)")
+                   help="local processes, or Ray actors (needs sigstream[ray]) (default: local)")
+    jobs = b.add_argument("--jobs", "-j", type=positive_int, default=1, dest="workers",
+                          help="files processed at once: processes or Ray actors, each "
+                               "holding the model once (default: 1)")
+    renamed_argument(b, "--workers", jobs)
     b.add_argument("--address", metavar="ADDR",
                    help="--engine ray: an existing cluster (auto, ray://HOST:PORT); default: "
                         "a private local Ray on 127.0.0.1, stopped at the end")
     b.add_argument("--backend", choices=("torch", "torchscript", "onnx"), default=None,
-                   help="runtime, as for run (torch; an exported file: its own runtime)")
+                   help="runtime, as for run (default: torch; an exported file: its own runtime)")
     b.add_argument("--threads", type=positive_int, default=1,
-                   help="runtime threads per worker (1)")
+                   help="runtime threads per worker (default: 1)")
     b.add_argument("--block", type=block_size, default=256,
-                   help="frames per chunk, as for run (256)")
+                   help="frames per chunk, as for run (default: 256)")
     b.add_argument("--resample", action="store_true",
                    help="files at another rate than the model's: resample (as run --resample)")
     add_channel_options(b)

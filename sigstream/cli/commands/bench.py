@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--quick", action="store_true",
                    help="shorter measurements: about 2 minutes on 2 cores; a model's longer "
                    "chunks are skipped once a call takes 0.5 s")
-    b.add_argument("--threads", type=positive_int, default=1, help="threads per backend (1)")
+    b.add_argument("--threads", type=positive_int, default=1,
+                   help="threads per backend (default: 1)")
     b.add_argument("--models", help="comma-separated built-in models, each NAME or "
                                     "NAME:key=value[,key=value], e.g. "
                                     "forecaster:preset=fast,forecast_every=16 (default: all)")

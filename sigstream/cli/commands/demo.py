@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "synthetic speech and tones in noise; any other the 1 kHz "
                                    "noisy sines.")
     d.add_argument("--seconds", type=positive_float, default=10.0,
-                   help="length of the stream (default 10)")
+                   help="length of the stream (default: 10)")
     d.add_argument("--no-realtime", action="store_true", help="run as fast as possible")
     d.add_argument("--quiet", action="store_true",
                    help="no start line, live status or timing lines: only the result (the "

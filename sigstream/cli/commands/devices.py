@@ -10,7 +10,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="List the audio devices PortAudio sees, like `python -m "
                                    "sounddevice`: '>' marks the default input, '<' the default "
                                    "output. Use the index or a name substring in mic:DEVICE "
-                                   "and speaker:DEVICE.")
+                                   "and speaker:DEVICE.",
+                       epilog="example: sigstream devices | grep -i usb")
     p.set_defaults(func=run)
 
 

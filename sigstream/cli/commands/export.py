@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true",
                    help="no progress lines on stderr (the result line is still printed)")
     e.add_argument("--threads", type=positive_int, default=1,
-                   help="runtime threads for the parity check (1)")
+                   help="runtime threads for the parity check (default: 1)")
     e.set_defaults(func=run)
     return e
 

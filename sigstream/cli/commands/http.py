@@ -66,19 +66,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "the optional extra: pip install 'sigstream[http]'.")
     p.set_defaults(func=run)
     p.add_argument("--model", default="augmentor",
-                   help="augmentor | enhancer | NAME[:key=val,...] | checkpoint path (augmentor)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (8000)")
+                   help="augmentor | enhancer | NAME[:key=val,...] | checkpoint path "
+                        "(default: augmentor)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--max-body", type=positive_int, default=HttpConfig.max_body,
-                   help="largest request body in bytes (16 MiB)")
+                   help="largest request body in bytes (default: 16 MiB)")
     p.add_argument("--max-samples", type=positive_int, default=HttpConfig.max_samples,
-                   help="longest signal in samples (500000)")
+                   help="longest signal in samples (default: 500000)")
     p.add_argument("--max-passes", type=positive_int, default=HttpConfig.max_passes,
-                   help="most Monte-Carlo dropout passes per request (64)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
+                   help="most Monte-Carlo dropout passes per request (default: 64)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default: 1)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                    help="server log: info logs one line per request (the access log), "
-                        "warning only problems (info)")
+                        "warning only problems (default: info)")
 
 
 class RequestError(Exception):

@@ -37,18 +37,18 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     "given; --worker-key encrypts the connections to the workers (each runs "
                     "'sigstream serve --curve-secret ...'). Ctrl-C stops gracefully.")
     r.add_argument("--bind", default="tcp://127.0.0.1:5555",
-                   help="endpoint clients connect to (default tcp://127.0.0.1:5555)")
+                   help="endpoint clients connect to (default: tcp://127.0.0.1:5555)")
     r.add_argument("--workers", required=True, type=_endpoints, metavar="ENDPOINTS",
                    help="comma-separated endpoints of running 'sigstream serve' workers")
     r.add_argument("--worker-timeout", type=positive_seconds, default=1.0, metavar="S",
-                   help="probe a worker whose requests go unanswered this long (1)")
+                   help="probe a worker whose requests go unanswered this long (default: 1)")
     r.add_argument("--probe-timeout", type=positive_seconds, default=1.0, metavar="S",
-                   help="a worker that does not answer a probe within S s is dead (1)")
+                   help="a worker that does not answer a probe within S s is dead (default: 1)")
     r.add_argument("--rejoin-interval", type=seconds, default=1.0, metavar="S",
                    help="probe dead workers every S s and re-add those that answer; "
-                        "0 = never (1)")
+                        "0 = never (default: 1)")
     r.add_argument("--stats-every", type=seconds, default=10.0, metavar="S",
-                   help="seconds between one-line stats on stderr; 0 = off (10)")
+                   help="seconds between one-line stats on stderr; 0 = off (default: 10)")
     r.add_argument("--curve-secret", metavar="FILE",
                    help="router certificate with secret key (zmq.auth): encrypt the client "
                         "socket with CURVE; also the router's key pair towards the workers")
@@ -61,7 +61,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     r.add_argument("--insecure", action="store_true",
                    help="allow binding a non-loopback address without encryption")
     r.add_argument("--max-streams", type=positive_int, default=65536,
-                   help="streams held at once, over all clients (65536)")
+                   help="streams held at once, over all clients (default: 65536)")
     r.add_argument("--max-streams-per-client", type=positive_int, default=None, metavar="N",
                    help="streams one client (ZeroMQ identity) holds at once (default: half "
                         "of --max-streams)")

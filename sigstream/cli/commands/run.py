@@ -26,13 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--source", required=True, help="source spec")
     r.add_argument("--sink", required=True, help="sink spec")
     r.add_argument("--backend", default=None, choices=("torch", "torchscript", "onnx"),
-                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch; an "
-                        "exported .onnx/.ts file: its own runtime)")
+                   help="run the model in eager torch, TorchScript or ONNX Runtime (default: "
+                        "torch; an exported .onnx/.ts file: its own runtime)")
     r.add_argument("--threads", type=positive_int, default=1,
                    help="threads for the torchscript/onnx runtimes, and for torch with "
-                        "mic/speaker (1)")
+                        "mic/speaker (default: 1)")
     r.add_argument("--block", type=block_size, default=256,
-                   help="frames per chunk; a multiple of the model's hop (256)")
+                   help="frames per chunk; a multiple of the model's hop (default: 256)")
     r.add_argument("--realtime", action="store_true",
                    help="pace file and synthetic sources at their sample rate")
     r.add_argument("--seconds", type=positive_float, help="stop after this much input")
@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="live audio: device sample rate in Hz (default: the device's); a model "
                         "at another rate is resampled")
     r.add_argument("--latency", default="low",
-                   help="live audio: PortAudio latency, low | high | SECONDS (low)")
+                   help="live audio: PortAudio latency, low | high | SECONDS (default: low)")
     r.add_argument("--channels", type=positive_int,
                    help="live audio: input channels to open (default: the model's, or the "
                         "highest of --pick)")

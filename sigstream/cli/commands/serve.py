@@ -22,19 +22,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     "gracefully.")
     s.add_argument("--model", required=True, help="NAME, NAME:key=value,... or a checkpoint path")
     s.add_argument("--backend", default=None, choices=("torch", "torchscript", "onnx"),
-                   help="run the model in eager torch, TorchScript or ONNX Runtime (torch; an "
-                        "exported .onnx/.ts file: its own runtime)")
+                   help="run the model in eager torch, TorchScript or ONNX Runtime (default: "
+                        "torch; an exported .onnx/.ts file: its own runtime)")
     s.add_argument("--threads", type=positive_int, default=1,
-                   help="threads for the model runtime (1)")
+                   help="threads for the model runtime (default: 1)")
     s.add_argument("--bind", default="tcp://127.0.0.1:5555",
-                   help="endpoint to bind (default tcp://127.0.0.1:5555; port * picks one)")
+                   help="endpoint to bind (default: tcp://127.0.0.1:5555; port * picks one)")
     s.add_argument("--max-batch", type=positive_int, default=1024,
-                   help="messages taken per loop iteration, so streams per model call (1024)")
+                   help="messages taken per loop iteration, so streams per model call "
+                        "(default: 1024)")
     s.add_argument("--idle-timeout", type=seconds, default=60.0,
                    help="free a stream after this many seconds without a message; 0 = never "
-                        "(60)")
+                        "(default: 60)")
     s.add_argument("--max-streams", type=positive_int, default=4096,
-                   help="streams held at once, over all clients (4096)")
+                   help="streams held at once, over all clients (default: 4096)")
     s.add_argument("--max-streams-per-client", type=positive_int, default=None, metavar="N",
                    help="streams one client (ZeroMQ identity) holds at once, so that one "
                         "client cannot take every slot (default: half of --max-streams)")
@@ -42,16 +43,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="per client: messages per second that hold no stream yet (new "
                         "streams, malformed messages, STATS); beyond them (and a burst of "
                         "--new-stream-burst) they are dropped unanswered but for one "
-                        "rate_limited ERROR per second; 0 = no limit (1000)")
+                        "rate_limited ERROR per second; 0 = no limit (default: 1000)")
     s.add_argument("--new-stream-burst", type=positive_int, default=None, metavar="N",
                    help="per client: such messages at once before the rate applies "
                         "(default: the per-client stream quota)")
     s.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="where the streams' model state lives: this process, or --shards Ray "
-                        "actors behind the same ZeroMQ front door (sigstream[ray]) (local)")
+                        "actors behind the same ZeroMQ front door (sigstream[ray]) "
+                        "(default: local)")
     s.add_argument("--shards", type=positive_int, default=2,
                    help="--engine ray: actors; a new stream goes to the one holding the "
-                        "fewest and stays there (2)")
+                        "fewest and stays there (default: 2)")
     s.add_argument("--max-shards", type=positive_int, default=None, metavar="M",
                    help="--engine ray: add actors while serving, up to M: one more starts "
                         "when every actor holds --streams-per-shard streams, and takes new "
@@ -61,14 +63,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "another one starts")
     s.add_argument("--start-timeout", type=seconds, default=120.0, metavar="S",
                    help="--engine ray: seconds an actor may take to start (a node with a "
-                        "free CPU, the model loaded) before serve gives up on it (120)")
+                        "free CPU, the model loaded) before serve gives up on it (default: 120)")
     s.add_argument("--address", metavar="ADDR",
                    help="--engine ray: an existing cluster (auto, ray://HOST:PORT); default: "
                         "a private local Ray on 127.0.0.1, stopped at the end")
     s.add_argument("--reset-on-gap", action="store_true",
                    help="reset a stream's state when its sequence numbers jump")
     s.add_argument("--stats-every", type=seconds, default=10.0,
-                   help="seconds between one-line stats on stderr; 0 = off (10)")
+                   help="seconds between one-line stats on stderr; 0 = off (default: 10)")
     s.add_argument("--curve-secret", metavar="FILE",
                    help="server certificate with secret key (zmq.auth): encrypt with CURVE")
     s.add_argument("--curve-clients", metavar="DIR",

@@ -125,8 +125,9 @@ def _populate(parser: LazyParser, group: list, kind: str) -> None:
     per_key = {}
     for t in group:
         config = resolve(t.config if kind == "train" else t.eval_config)()
-        per_key[t.key] = config_options(config, t.aliases if kind == "train"
-                                        else t.eval_aliases, t.key)
+        train = kind == "train"
+        per_key[t.key] = config_options(config, t.aliases if train else t.eval_aliases, t.key,
+                                        t.renamed if train else t.eval_renamed)
     options = merge_options(per_key)
     run = parser.add_argument_group("run")
     if len(group) > 1:

@@ -77,7 +77,9 @@ class AudioDataConfig:
     """One clip set; each field's help is in its metadata."""
 
     sample_rate: float = field(default=16000.0, metadata={"help": "sample rate (Hz)"})
-    seconds: float = field(default=1.0, metadata={"help": "clip length (s)"})
+    seconds: float = field(default=1.0, metadata={
+        "help": "length of each training clip (s)", "option": "--clip-seconds",
+        "renamed": ("--seconds",)})
     snr_range: tuple[float, float] = field(default=(-5.0, 20.0), metadata={
         "help": "lowest and highest input SNR (dB), drawn uniformly"})
     weights: tuple[float, float, float] = field(default=(0.45, 0.45, 0.1), metadata={

@@ -574,7 +574,8 @@ class CausalEvalConfig:
                            metavar="DIR")
     per_condition: int = opt(8, "test mixtures per input SNR x noise kind", low=1,
                              metavar="N")
-    seconds: float = opt(4.0, "length of each test mixture (s)", above=0, metavar="S")
+    seconds: float = opt(4.0, "length of each test mixture (s)", above=0, metavar="S",
+                         option="--clip-seconds", renamed=("--seconds",))
     seed: int = opt(0, "seed of the test mixtures drawn from the corpus's test split")
     snrs: tuple[float, ...] = opt((-5.0, 0.0, 5.0, 10.0, 15.0),
                                   "input SNRs in dB, comma-separated (write --snrs=-5,0 when "

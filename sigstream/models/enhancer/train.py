@@ -58,7 +58,7 @@ class ClipData:
         if lo > hi:
             raise ConfigError(f"--snr-range: the lowest SNR {lo} is above the highest {hi}")
         if not self.audio.seconds > 0 or not self.audio.sample_rate > 0:
-            raise ConfigError("--seconds and --sample-rate (--rate) must be > 0")
+            raise ConfigError("--clip-seconds and --sample-rate (--rate) must be > 0")
         check(self)
 
 
@@ -82,7 +82,8 @@ class CausalTrainConfig:
         check(self)
         if self.data.audio.seconds * self.data.audio.sample_rate < self.model.window:
             raise ConfigError(f"clips of {self.data.audio.seconds} s are shorter than the "
-                              f"analysis window ({self.model.window} samples): raise --seconds")
+                              f"analysis window ({self.model.window} samples): raise "
+                              f"--clip-seconds")
 
 
 def snr_loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:

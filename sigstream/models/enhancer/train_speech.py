@@ -55,7 +55,8 @@ class SpeechData:
     corpus: str | None = opt(None, "corpus folder (default: $SIGSTREAM_DATA or "
                              "~/.cache/sigstream/speech; build it with `sigstream data speech`)",
                              metavar="DIR")
-    seconds: float = opt(2.0, "seconds per training mixture", above=0)
+    seconds: float = opt(2.0, "length of each training mixture (s)", above=0,
+                         option="--clip-seconds", renamed=("--seconds",))
     batch: int = opt(16, "mixtures per update", low=1)
     steps: int = opt(100, "updates per epoch", low=1)
     snr_min: float = opt(-5.0, "lowest training SNR (dB)")
@@ -179,7 +180,7 @@ class SpeechTask(Task):
 
             self.corpus = load_user_data(d.clean, d.noise,
                                          {"train": d.seconds, "val": d.val_seconds},
-                                         {"train": "--seconds", "val": "--val-seconds"})
+                                         {"train": "--clip-seconds", "val": "--val-seconds"})
             self.kinds: tuple[str, ...] = ("real",)  # your noise, nothing else
             if cfg.fit.progress:
                 import sys

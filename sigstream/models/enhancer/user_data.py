@@ -26,8 +26,8 @@ Refused, each with one error line (:class:`~sigstream.core.errors.InputError`, o
 :class:`~sigstream.core.errors.ConfigError` for options): a folder that is missing, empty
 or holds no WAV file; a file that is not a readable WAV, or holds NaN/Inf samples; a silent
 file (peak below -100 dBFS); a file (or, split by time, a file's part) shorter than one
-mixture (the training ``--seconds``, the validation ``--val-seconds``, the evaluation
-``--seconds``); ``--clean`` without ``--noise`` or the reverse.
+mixture (the training ``--clip-seconds``, the validation ``--val-seconds``, the evaluation
+``--clip-seconds``); ``--clean`` without ``--noise`` or the reverse.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def load_user_data(clean: str, noise: str, seconds: Mapping[str, float],
     for split in seconds:
         if split not in _SPLITS:
             raise ConfigError(f"unknown split {split!r}: use one of {', '.join(_SPLITS)}")
-    options = {**{s: "--seconds" for s in _SPLITS}, **(options or {})}
+    options = {**{s: "--clip-seconds" for s in _SPLITS}, **(options or {})}
     manifest: dict = {"sample_rate": RATE, "version": "user", "resampler": RESAMPLER,
                       "downmix": DOWNMIX, "dc": "removed per file",
                       "clean": str(clean), "noise": str(noise), "split": {}, "files": {}}

@@ -56,10 +56,14 @@ class DataConfig:
     """One generated set of sequences (see the module docstring for the presets)."""
 
     preset: str = field(default="seed", metadata={
-        "help": "data preset: seed (the source document's recipe) | realistic",
+        "help": "which preset to train, as --model extractor:preset=P loads it: realistic "
+                "(noisy mixtures of random amplitudes and phases) | seed (the source "
+                "document's fixed mixture)",
         "choices": PRESETS})
     sequences: int = field(default=1, metadata={"help": "sequences in the set"})
-    seconds: float = field(default=10.0, metadata={"help": "length of a sequence (s)"})
+    seconds: float = field(default=10.0, metadata={
+        "help": "length of each sequence (s)", "option": "--clip-seconds",
+        "renamed": ("--seconds",)})
     sample_rate: float = field(default=1000.0, metadata={"help": "sample rate (Hz)"})
     snr_db: float = field(default=0.0, metadata={"help": "realistic preset: SNR of the "
                                                          "mixture (dB)"})

@@ -114,8 +114,8 @@ class ExtractorEvalConfig:
     ``--figures``."""
 
     preset: str | None = field(default=None, metadata={
-        "help": "data preset: seed | realistic (none: the checkpoint's; seed for the shipped "
-                "weights)", "choices": PRESETS})
+        "help": "evaluate on the data of this preset: seed | realistic (none: the "
+                "checkpoint's preset)", "choices": PRESETS})
     snr_db: float = field(default=0.0, metadata={"help": "realistic preset SNR in dB",
                                                  "aliases": ("--snr",)})
 

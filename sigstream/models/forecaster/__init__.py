@@ -26,10 +26,10 @@ TRAINING = Trainable(
                      "seasonal naive and a global AR fit as further baselines; --data "
                      "FILE.npy: a series of your own (last 30 percent held out).",
     example="sigstream train forecaster --variant mlp_gru --seed 1 --steps-per-stage 250 "
-            "--final-steps 6000 --minutes 30 --ls-orders 52,56,60,64,68,72,76 "
+            "--final-steps 6000 --max-minutes 30 --ls-orders 52,56,60,64,68,72,76 "
             "--clean-weight 30 --out runs/mlp",
     eval_example="sigstream eval forecaster --json fc.json --figures figs/",
-    aliases={"fit.max_minutes": ("--minutes",)},
+    renamed={"fit.max_minutes": ("--minutes",)},
     resumable=True,
 )
 

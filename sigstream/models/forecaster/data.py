@@ -43,8 +43,9 @@ class HarmonicsConfig:
         "help": "components: a count or an inclusive (lo, hi) range"})
     periods_range: tuple[int, int] = field(default=(2, 100), metadata={
         "help": "inclusive range of the integer periods (samples)"})
-    noise: float = field(default=0.0, metadata={"help": "standard deviation of the added "
-                                                        "white noise (0: none)"})
+    noise: float = field(default=0.0, metadata={
+        "help": "standard deviation of the added white noise (0: none)",
+        "option": "--noise-std", "renamed": ("--noise",)})
     noise_fraction: float = field(default=1.0, metadata={"help": "share of the signals that "
                                                                  "get noise"})
 

@@ -209,8 +209,9 @@ class ForecasterEvalConfig:
     ``--real``, ``--series DIR`` or ``--data FILE.npy`` evaluate on real series
     (:mod:`sigstream.models.forecaster.evaluate_real`) instead of the synthetic conditions."""
 
-    windows: int = field(default=1000, metadata={"help": "test windows per condition "
-                                                 "(synthetic task)", "low": 1})
+    windows: int = field(default=1000, metadata={
+        "help": "test windows per condition (synthetic task)", "low": 1,
+        "option": "--per-condition", "renamed": ("--windows",)})
     real: bool = field(default=False, metadata={
         "help": "evaluate on the real test series of `sigstream data series` instead of the "
                 "synthetic conditions (with the persistence, seasonal-naive and global-AR "

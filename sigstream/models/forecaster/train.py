@@ -15,7 +15,7 @@ updates or ``patience`` validations without improvement, and the next one is jud
 afresh; the last stage (all counts up to 45) runs up to ``final_steps``, halving the
 learning rate after 3 validations without improvement, and its best model is kept. The
 learned linear candidate is initialised by ridge least squares on 16,384 training
-windows. ``--max-minutes`` (``--minutes``) bounds the wall time of a session.
+windows. ``--max-minutes`` bounds the wall time of a session.
 
 Files in ``out``: ``forecaster.pt`` (best checkpoint of the last stage reached, a normal
 sigstream checkpoint), ``resume.pt`` (``--resume`` continues from it exactly where it

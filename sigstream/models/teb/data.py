@@ -51,7 +51,7 @@ class CtgConfig:
     records: int = field(default=16, metadata={"help": "records"})
     minutes: float = field(default=20.0, metadata={
         "help": "record length in minutes (at 4 Hz, 20 minutes are 4,800 samples: 300 "
-                "steps of 16)"})
+                "steps of 16)", "option": "--record-minutes", "renamed": ("--minutes",)})
     dropouts: bool = field(default=True, metadata={"help": "sensor-loss runs (NaN or zeros)"})
     fhr_dropouts_per_20min: float = field(default=3.0, metadata={
         "help": "FHR sensor-loss runs per 20 minutes (2-30 s each)"})

@@ -309,7 +309,8 @@ class TebEvalConfig:
 
     records: int = field(default=64, metadata={"help": "held-out records", "low": 1})
     minutes: float = field(default=20.0, metadata={"help": "record length in minutes",
-                                                   "above": 0})
+                                                   "above": 0, "option": "--record-minutes",
+                                                   "renamed": ("--minutes",)})
 
     def validate(self) -> None:
         from sigstream.models.training.config import check

@@ -58,7 +58,9 @@ class TebModelOptions:
     """The model is a :func:`~sigstream.models.teb.model.preset` of dimensions plus the
     loss's KL weight; the channel counts are the front-end's."""
 
-    preset: str = opt("small", "model dimensions: small (shipped, CPU-trainable) | seed",
+    preset: str = opt("small", "which preset to train, as --model teb:preset=P loads it: "
+                      "small (shipped dimensions, CPU-trainable) | seed (the source "
+                      "document's dimensions)",
                       choices=PRESETS)
     kld_beta: float = opt(1.0, "KL weight", low=0)
 
@@ -98,7 +100,7 @@ class TebTrainConfig:
         check(self)
         warmup = preset(self.model.preset).warmup
         if self.data.ctg.minutes * 60 * 4 / 16 <= warmup:
-            raise ConfigError(f"records are too short: --minutes must make them longer than "
+            raise ConfigError(f"records are too short: --record-minutes must make them longer than "
                               f"the warmup ({warmup} steps of 4 s)")
 
 

@@ -19,6 +19,9 @@ Convention (one source of truth per option):
   ``low``, ``high``      inclusive bounds; ``above``, ``below``: exclusive bounds
   ``metavar``   the name of the value in help
   ``aliases``   other spellings of the option (``--snr`` for ``snr_db``)
+  ``option``    the option's spelling when it is not ``--`` + the field name (a name that
+                means one thing in every command: ``--clip-seconds`` for ``seconds``)
+  ``renamed``   former spellings, still accepted with a warning naming the new one
   ``negative``  booleans: spellings that set it False besides ``--no-NAME``
 
 * A configuration class lists in ``DERIVED`` (a ClassVar of dotted paths, relative to the
@@ -56,9 +59,10 @@ def part(factory: Callable[[], Any], help: str) -> Any:  # noqa: A002
     return field(default_factory=factory, metadata={"help": help})
 
 
-def option_name(name: str) -> str:
-    """``snr_db`` -> ``--snr-db``: how errors and the command line spell an option."""
-    return "--" + name.replace("_", "-")
+def option_name(name: str, meta: Mapping[str, Any] | None = None) -> str:
+    """``snr_db`` -> ``--snr-db``: how errors and the command line spell an option (its
+    ``option`` metadata when the field has one)."""
+    return (meta or {}).get("option") or "--" + name.replace("_", "-")
 
 
 class Leaf(NamedTuple):
@@ -169,7 +173,7 @@ def resolve(config: Any) -> Any:
 
 
 def _bound_error(name: str, meta: Mapping[str, Any], value: Any) -> str | None:
-    name = option_name(name)
+    name = option_name(name, meta)
     if "low" in meta and value < meta["low"]:
         return f"{name} must be >= {meta['low']:g}, got {value}"
     if "high" in meta and value > meta["high"]:

@@ -59,6 +59,8 @@ class Trainable:
     default_arch: bool = False
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     eval_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    renamed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # former spellings
+    eval_renamed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     resumable: bool = False
 
     @property

@@ -209,7 +209,7 @@ def test_cli_eval_writes_json_table_and_figures(fake_corpus, tiny_checkpoint, tm
 
     js, figs = tmp_path / "r.json", tmp_path / "figs"
     code = main(["eval", "enhancer", "--arch", "speech", "--checkpoint", tiny_checkpoint,
-                 "--data", "/my/corpus", "--per-condition", "1", "--seconds", "0.75", "--seed",
+                 "--data", "/my/corpus", "--per-condition", "1", "--clip-seconds", "0.75", "--seed",
                  "4", "--snrs", "0,10", "--kinds", "white", "--json", str(js), "--figures",
                  str(figs)])
     out = capsys.readouterr()
@@ -240,7 +240,7 @@ def test_cli_no_rtf(fake_corpus, tiny_checkpoint, tmp_path) -> None:
 
     js = tmp_path / "r.json"
     assert main(["eval", "enhancer", "--arch", "speech", "--checkpoint", tiny_checkpoint,
-                 "--per-condition", "1", "--seconds", "0.75", "--snrs", "5", "--kinds", "pink",
+                 "--per-condition", "1", "--clip-seconds", "0.75", "--snrs", "5", "--kinds", "pink",
                  "--no-rtf", "--json", str(js)]) == 0
     res = json.loads(js.read_text())
     assert "rtf" not in res and res["data"]["kinds"] == ["pink"]
@@ -253,7 +253,7 @@ def test_cli_atten_lims_score_the_same_weights_with_each_limit(fake_corpus, tiny
 
     js = tmp_path / "r.json"
     assert main(["eval", "enhancer", "--checkpoint", tiny_checkpoint, "--per-condition", "1",
-                 "--seconds", "0.75", "--snrs", "5", "--kinds", "white", "--no-rtf",
+                 "--clip-seconds", "0.75", "--snrs", "5", "--kinds", "white", "--no-rtf",
                  "--atten-lims", "6,20", "--json", str(js)]) == 0
     res = json.loads(js.read_text())
     assert {"model", "model@6dB", "model@20dB"} <= set(res["methods"])

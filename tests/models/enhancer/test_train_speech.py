@@ -89,7 +89,7 @@ def test_tiny_training_runs_and_writes_a_loadable_checkpoint(corpus_dir, tmp_pat
 
     out = tmp_path / "run"
     code = main(["train", "enhancer", "--corpus", str(corpus_dir), "--out", str(out),
-                 "--epochs", "2", "--steps", "3", "--batch", "2", "--seconds", "0.3",
+                 "--epochs", "2", "--steps", "3", "--batch", "2", "--clip-seconds", "0.3",
                  "--val-per-condition", "1", "--val-seconds", "0.3", "--hidden", "16",
                  "--layers", "1", "--bands", "8", "--df-bins", "16", "--quiet"])
     assert code == 0
@@ -121,7 +121,7 @@ def test_select_pesq_and_stoi_picks_the_checkpoint_by_them(corpus_dir, tmp_path)
 
     out = tmp_path / "run"
     code = main(["train", "enhancer", "--corpus", str(corpus_dir), "--out", str(out),
-                 "--epochs", "2", "--steps", "2", "--batch", "2", "--seconds", "0.3",
+                 "--epochs", "2", "--steps", "2", "--batch", "2", "--clip-seconds", "0.3",
                  "--val-per-condition", "1", "--val-seconds", "1.5", "--hidden", "16",
                  "--layers", "1", "--bands", "8", "--df-bins", "16", "--select", "pesq+stoi",
                  "--quiet"])

@@ -19,7 +19,7 @@ from sigstream.models.enhancer import user_data as ud
 
 RATE = 48000
 TINY = ["--hidden", "16", "--layers", "1", "--bands", "8", "--df-bins", "16"]
-SHORT = ["--epochs", "2", "--steps", "2", "--batch", "2", "--seconds", "0.3",
+SHORT = ["--epochs", "2", "--steps", "2", "--batch", "2", "--clip-seconds", "0.3",
          "--val-per-condition", "1", "--val-seconds", "0.3", "--quiet"]
 
 
@@ -203,7 +203,7 @@ def test_train_defaults_to_the_shipped_weights_with_user_folders(folders, tmp_pa
     c, n = folders
     out = tmp_path / "run"
     code, err = _cli(["train", "enhancer", "--clean", str(c), "--noise", str(n), "--out",
-                      str(out), "--epochs", "1", "--steps", "1", "--batch", "1", "--seconds",
+                      str(out), "--epochs", "1", "--steps", "1", "--batch", "1", "--clip-seconds",
                       "0.2", "--val-per-condition", "1", "--val-seconds", "0.2", "--lr",
                       "1e-9", "--quiet"], capsys)
     assert code == 0, err
@@ -222,7 +222,7 @@ def test_eval_scores_the_held_out_files_with_every_method(folders, tiny_checkpoi
     c, n = folders
     js = tmp_path / "r.json"
     code, err = _cli(["eval", "enhancer", "--clean", str(c), "--noise", str(n),
-                      "--checkpoint", tiny_checkpoint, "--per-condition", "2", "--seconds",
+                      "--checkpoint", tiny_checkpoint, "--per-condition", "2", "--clip-seconds",
                       "0.8", "--snrs", "0,10", "--no-rtf", "--json", str(js)], capsys)
     assert code == 0, err
     res = json.loads(js.read_text())
@@ -251,7 +251,7 @@ def test_eval_table_names_the_user_folders(folders, tiny_checkpoint, capsys) -> 
 
     c, n = folders
     assert main(["eval", "enhancer", "--clean", str(c), "--noise", str(n), "--checkpoint",
-                 tiny_checkpoint, "--per-condition", "1", "--seconds", "0.3", "--snrs", "5",
+                 tiny_checkpoint, "--per-condition", "1", "--clip-seconds", "0.3", "--snrs", "5",
                  "--no-rtf"]) == 0
     out = capsys.readouterr().out
     assert "2 mixtures of your held-out test files" not in out  # one SNR, one per condition
@@ -265,7 +265,7 @@ def test_eval_scores_the_shipped_weights_beside_a_fine_tune(folders, tiny_checkp
     js = tmp_path / "r.json"
     code, err = _cli(["eval", "enhancer", "--clean", str(c), "--noise", str(n),
                       "--checkpoint", "shipped", "--checkpoint", tiny_checkpoint,
-                      "--per-condition", "1", "--seconds", "0.3", "--snrs", "5", "--no-rtf",
+                      "--per-condition", "1", "--clip-seconds", "0.3", "--snrs", "5", "--no-rtf",
                       "--json", str(js)], capsys)
     assert code == 0, err
     res = json.loads(js.read_text())
@@ -309,7 +309,7 @@ BAD = {"missing": ("--clean", "no such folder"),
        "corrupt": ("talk2.wav", "is not a readable WAV file"),
        "corrupt-noise": ("noise1.WAV", "is not a readable WAV file"),
        "silent": ("is silent", "remove it"),
-       "short": ("shorter than one training mixture", "--seconds 0.3")}
+       "short": ("shorter than one training mixture", "--clip-seconds 0.3")}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -331,18 +331,18 @@ def test_bad_folders_are_one_error_line_in_eval(case: str, tmp_path, capsys) -> 
         assert s is not None
         for rel in s["test"]:
             (c / rel).write_bytes(b"not a wav")
-    code, err = _cli(["eval", "enhancer", "--clean", str(c), "--noise", str(n), "--seconds",
+    code, err = _cli(["eval", "enhancer", "--clean", str(c), "--noise", str(n), "--clip-seconds",
                       "0.3", "--per-condition", "1", "--snrs", "5", "--no-rtf"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     want = {"missing": "no such folder", "corrupt": "is not a readable WAV file",
-            "silent": "is silent", "short": "shorter than one test mixture (--seconds 0.3)"}
+            "silent": "is silent", "short": "shorter than one test mixture (--clip-seconds 0.3)"}
     assert want[case] in err, err
 
 
 def test_a_short_part_of_a_file_split_by_time_says_why(tmp_path, capsys) -> None:
     c, n = make_folders(tmp_path, clean=2, noise=2, seconds=2.0)
     code, err = _cli(["train", "enhancer", "--clean", str(c), "--noise", str(n), "--out",
-                      str(tmp_path / "o"), "--init", "scratch", *TINY, "--seconds", "0.3",
+                      str(tmp_path / "o"), "--init", "scratch", *TINY, "--clip-seconds", "0.3",
                       "--val-seconds", "0.5", "--epochs", "1", "--quiet"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "validation part is 0.20 s" in err and "split by time" in err
