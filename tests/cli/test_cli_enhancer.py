@@ -95,7 +95,7 @@ def test_train_causal_with_its_own_options(tmp_path) -> None:
     import torch
 
     r = _run("train", "enhancer", "--arch", "causal", "--out", str(tmp_path), "--epochs", "2",
-             "--clips", "16", "--val-clips", "6", "--batch", "8", "--seconds", "0.25",
+             "--clips", "16", "--val-clips", "6", "--batch", "8", "--clip-seconds", "0.25",
              "--rate", "8000", "--snr-low", "0", "--snr-high", "10", "--hidden", "8",
              "--frame", "8", "--window", "32", "--taps", "16", "--no-speech", "--ema", "0.5",
              "--quiet")

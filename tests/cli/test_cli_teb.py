@@ -21,7 +21,7 @@ def one_line_error(p: subprocess.CompletedProcess, fragment: str) -> None:
 def trained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("teb")
     p = sig("train", "teb", "--out", str(out), "--epochs", "2", "--train-records", "4",
-            "--val-records", "2", "--minutes", "5", "--batch", "2", "--decode-steps", "4",
+            "--val-records", "2", "--record-minutes", "5", "--batch", "2", "--decode-steps", "4",
             "--plot-every", "1", "--quiet")
     assert p.returncode == 0, p.stderr
     assert "best validation NLL" in p.stderr
@@ -40,7 +40,7 @@ def test_train_writes_checkpoint_history_and_plots(trained: Path) -> None:
 
 def test_eval_json_and_figures(trained: Path, tmp_path: Path) -> None:
     p = sig("eval", "teb", "--checkpoint", str(trained / "teb.pt"), "--records", "2",
-            "--minutes", "5", "--json", str(tmp_path / "r.json"),
+            "--record-minutes", "5", "--json", str(tmp_path / "r.json"),
             "--figures", str(tmp_path / "figs"))
     assert p.returncode == 0, p.stderr
     r = json.loads((tmp_path / "r.json").read_text())

@@ -288,3 +288,79 @@ def _native_tables(sos: np.ndarray, k: int, max_blocks: int) -> dict[str, np.nda
         "ss_pow": pow_k,  # (K + 1, N, N): A^r
         "ss_impulse_state": np.concatenate([ab[:k], np.zeros((1, n))]),  # (K + 1, N): A^j B
     }
+
+
+
+def _bank_tables(soses: list[np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """float64 tables of O SOS cascades fed by one input, as one block-diagonal state-space
+    system of N = sum 2 S_o states and O outputs, for chunks of up to K samples (names of
+    :class:`SosBank`'s buffers)."""
+    systems = [state_space(s) for s in soses]
+    n = sum(a.shape[0] for a, *_ in systems)
+    o = len(systems)
+    a_mat, b_vec, c_mat, d_vec = np.zeros((n, n)), np.zeros(n), np.zeros((o, n)), np.zeros(o)
+    at = 0
+    for j, (a, b, c, d) in enumerate(systems):
+        m = a.shape[0]
+        a_mat[at:at + m, at:at + m], b_vec[at:at + m], c_mat[j, at:at + m] = a, b, c
+        d_vec[j] = d
+        at += m
+    pows = [np.eye(n)]  # A^0 .. A^K
+    for _ in range(k):
+        pows.append(a_mat @ pows[-1])
+    pow_k = np.stack(pows)  # (K + 1, N, N)
+    ab = pow_k @ b_vec  # (K + 1, N): A^j B
+    impulse = np.concatenate([d_vec[:, None], (ab[:k - 1] @ c_mat.T).T], axis=1)  # (O, K)
+    lag = np.arange(k)[:, None] - np.arange(k)[None, :]  # t - i
+    toeplitz = np.where(lag >= 0, impulse[:, np.clip(lag, 0, None)], 0.0)  # (O, K t, K i)
+    observe = c_mat @ pow_k[:k]  # (K t, O, N): C A^t
+    return {
+        # (K i, K t * O): every output's zero-state response; [:T, :T * O] for a chunk of T
+        "bank_toeplitz": np.ascontiguousarray(toeplitz.transpose(2, 1, 0).reshape(k, k * o)),
+        "bank_observe": np.ascontiguousarray(observe.reshape(k * o, n).T),  # (N, K t * O)
+        "bank_pow": pow_k.transpose(0, 2, 1).copy(),  # (K + 1, N, N): (A^T)^T, for s @ A^T'
+        "bank_gather": ab[:k][::-1].copy(),  # (K, N): row i is A^(K - 1 - i) B
+    }
+
+
+class SosBank(torch.nn.Module):
+    """Several SOS cascades fed by the same input, run as one state-space system with tensor
+    ops only: for a chunk of T <= ``max_chunk`` samples from state s,
+    ``y = x @ H[:T] + s @ O[:T]`` and ``s' = s A^T + x @ G[-T:]`` (Toeplitz matrix of the
+    impulse responses, free responses, state gathering; float64 tables).
+
+    A graph exported from it is four matrix products and a few slices for the whole bank,
+    where one :class:`Butterworth` per filter costs a blockwise graph each: that is what
+    makes a band-pass front-end cheap on ONNX Runtime. ``step(x (B, T), zi (B, O, S, 2,
+    ...))`` gives ``(y (B, T, O) float64, zi)``, equal to ``sosfilt`` of each cascade from
+    its memory. A traced graph takes 1 <= T <= ``max_chunk`` (exported runners split longer
+    chunks); an eager call splits them itself.
+    """
+
+    def __init__(self, soses: list[np.ndarray], max_chunk: int = 64) -> None:
+        super().__init__()
+        sections = {s.shape[0] for s in soses}
+        if len(sections) != 1:
+            raise ValueError("every cascade of a bank needs the same number of sections")
+        self.outputs, self.sections = len(soses), sections.pop()
+        self.n = 2 * self.sections * self.outputs
+        self.max_chunk = max_chunk
+        for name, table in _bank_tables(soses, max_chunk).items():
+            self.register_buffer(name, torch.from_numpy(table), persistent=False)
+
+    def step(self, x: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
+        if not _tracing() and x.shape[1] > self.max_chunk:
+            outs = []
+            for start in range(0, x.shape[1], self.max_chunk):
+                y, zi = self.step(x[:, start:start + self.max_chunk], zi)
+                outs.append(y)
+            return torch.cat(outs, dim=1), zi
+        t = x.shape[1]
+        s = zi.reshape(x.shape[0], self.n)
+        xd = x.to(torch.float64)
+        y = (torch.matmul(xd, self.bank_toeplitz[:t, :t * self.outputs])
+             + torch.matmul(s, self.bank_observe[:, :t * self.outputs]))
+        tt = (t if isinstance(t, Tensor) else torch.tensor(t)).reshape(1).to(x.device)
+        a_t = self.bank_pow.index_select(0, tt)[0]  # (A^T)^T
+        s_end = torch.matmul(s, a_t) + torch.matmul(xd, self.bank_gather[self.max_chunk - t:])
+        return y.reshape(x.shape[0], -1, self.outputs), s_end.reshape(zi.shape)

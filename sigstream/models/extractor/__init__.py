@@ -22,9 +22,8 @@ TRAINING = Trainable(
     evaluate="sigstream.models.extractor.evaluate:run",
     eval_description="Evaluate the extractor on held-out data; the band-pass baseline is "
                      "measured on the same data in the same run.",
-    example="sigstream train extractor --preset realistic --frontend bandpass --epochs 500 "
-            "--patience 40 --out runs/real",
-    eval_example="sigstream eval extractor --preset realistic --json r.json --figures figs/",
+    example="sigstream train extractor --epochs 500 --patience 40 --out runs/real",
+    eval_example="sigstream eval extractor --json r.json --figures figs/",
     aliases={"data.mixture.snr_db": ("--snr",)},
 )
 

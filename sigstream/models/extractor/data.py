@@ -55,7 +55,7 @@ class ExtractorData:
 class DataConfig:
     """One generated set of sequences (see the module docstring for the presets)."""
 
-    preset: str = field(default="seed", metadata={
+    preset: str = field(default="realistic", metadata={
         "help": "which preset to train, as --model extractor:preset=P loads it: realistic "
                 "(noisy mixtures of random amplitudes and phases) | seed (the source "
                 "document's fixed mixture)",

@@ -134,7 +134,7 @@ def run(cfg: ExtractorEvalConfig, checkpoints: tuple[str, ...],
             raise InputError(f"{path!r} is not an extractor checkpoint")
         preset = cfg.preset or model.config.preset
     else:
-        preset = cfg.preset or "seed"
+        preset = cfg.preset or "realistic"
         if preset in PRESETS:
             model = build_model(f"extractor:preset={preset}")
     if preset not in PRESETS:

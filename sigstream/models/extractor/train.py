@@ -73,7 +73,7 @@ class ExtractorTrainConfig:
     sample rate are the data's."""
 
     DERIVED: ClassVar[tuple[str, ...]] = ("model.preset", "model.freqs", "model.sample_rate")
-    model: ExtractorConfig = part(ExtractorConfig, "the LSTM")
+    model: ExtractorConfig = part(lambda: ExtractorConfig(frontend="bandpass"), "the LSTM")
     data: ExtractorTrainData = part(ExtractorTrainData, "training data")
     fit: FitConfig = part(lambda: FitConfig(lr=3e-3, patience=20, lr_patience=8),
                           "optimisation")

@@ -113,3 +113,40 @@ def test_savgol_is_causal_up_to_its_latency() -> None:
     x = torch.randn(2, 320, 1)
     for t in (60, 161, 250):
         assert_causal(model, x, t)
+
+
+# -- SosBank: several cascades on one input as one state-space system -------------------------
+BANK = [ButterworthConfig(kind="bandpass", order=2, low=max(f - w / 2, 0.05), high=f + w / 2)
+        for f in (1.0, 3.0, 7.0) for w in (0.5, 2.0)]
+
+
+@given(data=hs.data())
+def test_sos_bank_streams_equal_sosfilt_of_each_cascade(data) -> None:
+    """Any chunking (chunks longer than max_chunk included), from a non-zero memory: each
+    output is sosfilt of its cascade, and the final memory is sosfilt's."""
+    from sigstream.models.baselines.butterworth import SosBank
+
+    soses = [c.sos() for c in BANK]
+    bank = SosBank(soses, max_chunk=16)
+    rng = np.random.default_rng(data.draw(hs.integers(0, 3), label="seed"))
+    b, t = 2, 300
+    x = rng.standard_normal((b, t)).astype(np.float32)
+    zi0 = rng.standard_normal((b, len(soses), 2, 2, 1))
+    zi, outs, at = torch.from_numpy(zi0), [], 0
+    for n in data.draw(chunkings(t), label="sizes"):
+        y, zi = bank.step(torch.from_numpy(x[:, at:at + n]), zi)
+        outs.append(y.numpy())
+        at += n
+    got = np.concatenate(outs, axis=1)
+    for j, sos in enumerate(soses):
+        ref, zf = signal.sosfilt(sos, x.astype(np.float64), axis=1,
+                                 zi=zi0[:, j, :, :, 0].transpose(1, 0, 2))
+        np.testing.assert_allclose(got[..., j], ref, atol=1e-8, rtol=0)
+        np.testing.assert_allclose(zi.numpy()[:, j, :, :, 0], zf.transpose(1, 0, 2), atol=1e-8)
+
+
+def test_sos_bank_refuses_cascades_of_different_lengths() -> None:
+    from sigstream.models.baselines.butterworth import SosBank
+
+    with pytest.raises(ValueError, match="same number of sections"):
+        SosBank([BANK[0].sos(), ButterworthConfig(kind="lowpass", order=6, high=40.0).sos()])

@@ -152,13 +152,15 @@ def test_training_is_deterministic(tmp_path) -> None:
 # one thread): a seed must keep giving the weights it gave.
 RECORDED = {
     "seed-curriculum": dict(
-        config=dict(preset="seed", variant="sequence", epochs=3, hidden=8, tbptt=250, lr=1e-2,
+        config=dict(preset="seed", variant="sequence", frontend="none", epochs=3, hidden=8,
+                    tbptt=250, lr=1e-2,
                     advance_mse=10.0),  # advances every epoch: prefixes 100, 150, 225
         train=[0.2707764059305191, 0.36134316474199296, 0.37472316324710847],
         val=[0.16239655017852783, 0.303363174200058, 0.3534359335899353],
         lr=[0.01, 0.0085, 0.0072250000000000005]),
     "realistic-plateaus": dict(
-        config=dict(preset="realistic", epochs=6, hidden=8, lr=0.3, lr_patience=0, patience=3,
+        config=dict(preset="realistic", frontend="none", epochs=6, hidden=8, lr=0.3,
+                    lr_patience=0, patience=3,
                     train_sequences=2, val_sequences=1, tbptt=2500),
         train=[0.7082295268774033, 0.5286794900894165, 0.4927830100059509, 0.5042017102241516,
                0.44199923425912857, 0.44786474108695984],
@@ -266,3 +268,24 @@ def test_shipped_weights_refuse_other_architectures() -> None:
 
     with pytest.raises(ConfigError, match="trained with variant=multi"):
         build_model("extractor:preset=realistic,variant=stateful")
+
+
+def test_the_default_extractor_uses_its_input() -> None:
+    """`--model extractor` is the realistic preset: silence in gives (near) silence out, and
+    what comes out follows the mixture; the seed preset (opt-in) is a clock that does not."""
+    from sigstream.models.registry import build_model
+
+    m = build_model("extractor")
+    assert m.config.preset == "realistic" and m.config.frontend == "bandpass"
+    t = np.arange(5000) / 1000
+    mix = np.mean([np.sin(2 * np.pi * f * t) for f in (1, 3, 5, 7)], axis=0)
+    with torch.inference_mode():
+        silent = m(torch.zeros(1, 5000, 1)).numpy()
+        out = m(torch.from_numpy(mix.astype(np.float32))[None, :, None]).numpy()
+        seed = build_model("extractor:preset=seed")(torch.zeros(1, 5000, 1)).numpy()
+    tail = slice(2000, None)  # after the band-pass filters settle
+    assert np.sqrt(np.mean(silent[0, tail] ** 2)) < 0.1 * np.sqrt(np.mean(out[0, tail] ** 2))
+    for k, f in enumerate((1, 3, 5, 7)):  # each channel tracks its own component
+        r = np.corrcoef(out[0, tail, k], np.sin(2 * np.pi * f * t[tail]))[0, 1]
+        assert r > 0.9, (f, r)
+    assert np.sqrt(np.mean(seed[0, tail] ** 2)) > 0.5  # the seed preset ignores its input
