@@ -72,7 +72,7 @@ def measure_bare_loop(block: int, chunks: int, warmup: int, model: Any = None) -
 
 def _size(quick: bool) -> tuple[int, int]:
     """(chunks per measurement, repetitions) of the overhead and Butterworth sections."""
-    return (2000, 3) if quick else (20000, 5)
+    return (1000, 3) if quick else (20000, 5)
 
 
 def _best_interleaved(measures: dict[str, Callable[[], np.ndarray]], reps: int

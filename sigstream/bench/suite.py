@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sigstream.bench.timing import default_model, peak_rss_mb, rss_mb, summarise_us, time_calls
-from sigstream.export.backends import BACKENDS, on_backend
+from sigstream.bench.timing import (
+    bench_target,
+    default_model,
+    exports_ahead,
+    peak_child_rss_mb,
+    peak_rss_mb,
+    rss_mb,
+    summarise_us,
+    time_calls,
+)
+from sigstream.export.backends import BACKENDS
 
 SCHEMA = "sigstream-bench/2"
 CHUNKS = (1, 16, 64, 256, 1024)
@@ -32,7 +41,15 @@ def _all_models() -> tuple[str, ...]:
     return tuple(MODELS)
 
 
-QUICK_MAX_CALL_S = 0.5  # --quick: longer chunks are skipped once a call takes this long
+QUICK_MAX_CALL_S = 0.25  # --quick: a chunk whose call takes (or would take) longer is skipped
+# --quick without --models: the cheaper setting of a slow model (the default forecaster
+# preset refits least-squares candidates at every sample and its export alone takes 10 s)
+QUICK_SETTINGS = {"forecaster": "forecaster:preset=fast"}
+
+
+def default_models(quick: bool) -> tuple[str, ...]:
+    """Every built-in model; with ``quick``, slow ones in their cheaper setting."""
+    return tuple(QUICK_SETTINGS.get(m, m) if quick else m for m in _all_models())
 
 
 @dataclass(frozen=True)
@@ -48,10 +65,10 @@ class BenchConfig:
 
     @property
     def budget_s(self) -> float:
-        """Rough time budget per latency measurement (0.15 s quick, 1 s otherwise)."""
+        """Rough time budget per latency measurement (0.08 s quick, 1 s otherwise)."""
         if self.budget is not None:
             return self.budget
-        return 0.15 if self.quick else 1.0
+        return 0.08 if self.quick else 1.0
 
 
 def bench_latency(cfg: BenchConfig, log: Callable[[str], None]) -> list[dict]:
@@ -64,19 +81,22 @@ def bench_latency(cfg: BenchConfig, log: Callable[[str], None]) -> list[dict]:
         for backend in cfg.backends:
             rss0 = rss_mb()
             try:
-                target = on_backend(model, backend, name=name.partition(":")[0],
-                                    threads=cfg.threads)
+                target = bench_target(name, backend, model, threads=cfg.threads)
             except Exception as exc:  # noqa: BLE001 - reported, not fatal
                 rows.append({"model": name, "backend": backend, "error": str(exc)[:200]})
                 log(f"{name:12s} {backend:12s} skipped: {str(exc)[:80]}")
                 continue
             seen: set[int] = set()
             slow = ""  # --quick: why longer chunks of this model and backend are skipped
+            last: tuple[int, float] | None = None  # the last chunk measured and its p50 (s)
             for chunk in cfg.chunks:
                 t = -(-chunk // model.hop) * model.hop  # a whole number of hops
                 if t in seen:  # e.g. chunks 1 and 16 for a hop-16 model
                     continue
                 seen.add(t)
+                if cfg.quick and not slow and last and last[1] * t / last[0] > QUICK_MAX_CALL_S:
+                    slow = (f"--quick: a chunk of {t} would take about "
+                            f"{last[1] * t / last[0]:.2f} s a call (the full bench measures it)")
                 if slow:
                     rows.append({"model": name, "backend": backend, "chunk": t,
                                  "skipped": slow})
@@ -88,6 +108,7 @@ def bench_latency(cfg: BenchConfig, log: Callable[[str], None]) -> list[dict]:
                 times = time_calls(lambda r=runner, x=x: r.step(x), cfg.budget_s)
                 s = summarise_us(times)
                 med = s["p50_us"] / 1e6
+                last = (t, med)
                 rows.append({
                     "model": name, "backend": backend, "chunk": t, **s,
                     "throughput_sps": t / med, "rtf": med / (t / rate),
@@ -96,8 +117,8 @@ def bench_latency(cfg: BenchConfig, log: Callable[[str], None]) -> list[dict]:
                 log(f"{name:12s} {backend:12s} T={t:5d}  p50 {s['p50_us']:9.1f} us  "
                     f"p99 {s['p99_us']:9.1f} us  RTF {med / (t / rate):.4f}")
                 if cfg.quick and med > QUICK_MAX_CALL_S:
-                    slow = (f"--quick stops after a chunk of {t} took {med:.2f} s a call "
-                            "(the full bench measures it)")
+                    slow = (f"--quick: a chunk of {t} took {med:.2f} s a call (the full bench "
+                            "measures longer ones)")
     return rows
 
 
@@ -127,7 +148,7 @@ def bench_streams(cfg: BenchConfig, log: Callable[[str], None], backend: str = "
     model = default_model("extractor")
     rate = 1000.0
     rows = []
-    target = on_backend(model, backend, name="extractor", threads=cfg.threads)
+    target = bench_target("extractor", backend, model, threads=cfg.threads)
     for chunk in chunks:
         budget = chunk / rate
         single = StreamRunner(target, batch=1, validate=False)
@@ -175,8 +196,7 @@ def bench_speech(cfg: BenchConfig, log: Callable[[str], None]) -> dict | None:
     seconds = 1.0 if cfg.quick else 5.0
     out: dict = {"chunk_ms": 10.0, "threads": 1, "sample_rate": float(model.sample_rate)}
     for backend in cfg.backends:
-        runner = None if backend == "torch" else on_backend(model, backend, name="enhancer",
-                                                             threads=1)
+        runner = None if backend == "torch" else bench_target("enhancer", backend, model)
         out[backend] = measure_rtf(model, runner, seconds=seconds, label=backend)
         log(f"enhancer {backend:12s} 10 ms chunks  RTF {out[backend]['rtf']:.4f}")
     if quality.rnnoise_available():
@@ -187,11 +207,7 @@ def bench_speech(cfg: BenchConfig, log: Callable[[str], None]) -> dict | None:
 
 def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
     """Everything; returns the JSON-ready result."""
-    import platform
-
     import torch
-
-    from sigstream.bench.overhead import machine, run_butterworth, run_overhead
 
     torch.set_num_threads(cfg.threads)
 
@@ -200,6 +216,21 @@ def run_suite(cfg: BenchConfig, progress: bool = True) -> dict:
             print(line, file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
+    ahead = [(m, b) for m in cfg.models for b in cfg.backends if b != "torch"]
+    if "onnx" in cfg.backends and ("extractor", "onnx") not in ahead:
+        ahead.append(("extractor", "onnx"))  # the concurrent-streams and ZeroMQ sections
+    # --quick: the exports run in a background process while torch is measured
+    with exports_ahead(ahead if cfg.quick else []):
+        result = _sections(cfg, log, t0, progress)
+    result["peak_child_rss_mb"] = peak_child_rss_mb()  # the export process has ended now
+    return result
+
+
+def _sections(cfg: BenchConfig, log: Callable[[str], None], t0: float, progress: bool) -> dict:
+    import platform
+
+    from sigstream.bench.overhead import machine, run_butterworth, run_overhead
+
     latency = bench_latency(cfg, log)
     streams = []
     for backend in ("onnx", "torch"):
@@ -240,20 +271,20 @@ def markdown(result: dict) -> str:
            f"{m['threads']} thread(s){' (quick run)' if result['quick'] else ''}.", "",
            "### Per-chunk latency (one stream)", "",
            "| model | backend | chunk | p50 (µs) | p99 (µs) | IQR (µs) | samples/s | RTF | "
-           "speed-up vs torch (p50) |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "speed-up vs torch (p50) | RSS (MB) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     sp = {(s["model"], s["backend"], s["chunk"]): s["speedup_vs_torch_p50"]
           for s in result["speedups"]}
     for r in result["latency"]:
         if "p50_us" not in r:
             why = r.get("skipped") or r.get("error", "")
             out.append(f"| {r['model']} | {r['backend']} | {r.get('chunk', '–')} | skipped: "
-                       f"{why[:60]} | | | | | |")
+                       f"{why[:60]} | | | | | | |")
             continue
         s = sp.get((r["model"], r["backend"], r["chunk"]))
         out.append(f"| {r['model']} | {r['backend']} | {r['chunk']} | {r['p50_us']:.1f} | "
                    f"{r['p99_us']:.1f} | {r['iqr_us']:.1f} | {r['throughput_sps']:.3g} | "
-                   f"{r['rtf']:.4f} | {f'{s:.2f}x' if s else '–'} |")
+                   f"{r['rtf']:.4f} | {f'{s:.2f}x' if s else '–'} | {r['rss_mb']:.0f} |")
     out += ["", "### Concurrent 1 kHz extractor streams in one process", "",
             "| backend | chunk | budget (µs) | batched streams in real time | "
             "one-by-one streams | throughput batched / one-by-one |",
@@ -292,6 +323,12 @@ def markdown(result: dict) -> str:
         from sigstream.bench.zmq.bench import markdown_zmq
 
         out += ["", markdown_zmq(result["zmq"])]
+    if "peak_rss_mb" in result:
+        child = result.get("peak_child_rss_mb")
+        out += ["", f"Peak resident memory of the benchmark process: "
+                f"{result['peak_rss_mb']:.0f} MB (RSS above: after each measurement)"
+                + (f"; of its largest child process (an export or a server): {child:.0f} MB"
+                   if child else "") + f". The run took {result['seconds']:.0f} s."]
     return "\n".join(out)
 
 

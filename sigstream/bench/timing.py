@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["summarise_us", "time_calls", "default_model", "rss_mb", "peak_rss_mb"]
+__all__ = ["summarise_us", "time_calls", "default_model", "rss_mb", "peak_rss_mb",
+           "peak_child_rss_mb",
+           "exported_bytes", "bench_target"]
 
 
 def rss_mb() -> float:
@@ -24,6 +28,11 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_child_rss_mb() -> float:
+    """The largest peak RSS of the child processes waited for so far (exports, servers)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def summarise_us(samples_s: np.ndarray) -> dict:
@@ -76,3 +85,119 @@ def default_model(name: str):
         base, _, opts = name.partition(":")
         entry = MODELS[base]
         return entry.build(make_config(entry.config_type, parse_options(opts))).eval()
+
+
+_EXPORTS: dict[tuple[str, str], bytes] = {}
+_AHEAD: dict[tuple[str, str], tuple[str, subprocess.Popen]] = {}  # (spec, backend) -> (the
+# file base name a background export writes, the process writing it)
+
+
+def _export(spec: str, backend: str, model=None) -> bytes:  # noqa: ANN001
+    import tempfile
+
+    from sigstream.export.backends import export_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.onnx" if backend == "onnx" else "model.ts")
+        export_file(model if model is not None else default_model(spec), path, backend,
+                    name=spec.partition(":")[0])
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def _export_worker(folder: str, jobs: list[list[str]]) -> None:
+    """The background process of :func:`exports_ahead`: each job's bytes to FOLDER/<i>.bin
+    (renamed into place when whole), or its error to FOLDER/<i>.err."""
+    import torch
+
+    torch.set_num_threads(1)
+    for i, (spec, backend) in enumerate(jobs):
+        base = os.path.join(folder, str(i))
+        try:
+            data = _export(spec, backend)
+        except Exception as exc:  # noqa: BLE001 - the main process reports it
+            with open(base + ".err", "w") as fh:
+                fh.write(f"{type(exc).__name__}: {exc}")
+            continue
+        with open(base + ".part", "wb") as fh:
+            fh.write(data)
+        os.replace(base + ".part", base + ".bin")
+
+
+@contextmanager
+def exports_ahead(jobs: list[tuple[str, str]]) -> Iterator[None]:
+    """Export ``jobs`` ((spec, backend) pairs, in the order they will be needed) in one
+    background process while the caller measures something else; :func:`exported_bytes`
+    then waits for the one it needs (or exports it itself if that process died). The
+    process uses one core: on a 2-core machine the caller's figures are noisier meanwhile
+    (``bench --quick`` uses it, the full bench does not). It is stopped on exit."""
+    import json
+    import sys
+    import tempfile
+
+    todo = [key for key in dict.fromkeys(jobs) if key not in _EXPORTS]
+    if not todo:
+        yield
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        code = ("import json, sys; from sigstream.bench.timing import _export_worker; "
+                "_export_worker(sys.argv[1], json.loads(sys.argv[2]))")
+        proc = subprocess.Popen([sys.executable, "-c", code, folder, json.dumps(todo)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        for i, key in enumerate(todo):
+            _AHEAD[key] = (os.path.join(folder, str(i)), proc)
+        try:
+            yield
+        finally:
+            for key in todo:
+                _AHEAD.pop(key, None)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def _from_ahead(key: tuple[str, str]) -> bytes | None:
+    """The background export of ``key``, waited for; None when there is none (or its
+    process died before writing it)."""
+    ahead = _AHEAD.pop(key, None)
+    if ahead is None:
+        return None
+    base, proc = ahead
+    while True:
+        if os.path.exists(base + ".bin"):
+            with open(base + ".bin", "rb") as fh:
+                return fh.read()
+        if os.path.exists(base + ".err"):
+            with open(base + ".err") as fh:
+                raise RuntimeError(f"export of {key[0]} to {key[1]} failed: {fh.read()}")
+        if proc.poll() is not None and not os.path.exists(base + ".bin"):
+            return None
+        time.sleep(0.01)
+
+
+def exported_bytes(spec: str, backend: str, model=None) -> bytes:  # noqa: ANN001
+    """The ``backend`` export (onnx | torchscript) of the built-in model ``spec``, made once
+    per process (or by :func:`exports_ahead`): every section of a benchmark that runs the
+    same model on the same runtime loads the same file (an export takes seconds; the
+    forecaster's over ten)."""
+    key = (spec, backend)
+    if key not in _EXPORTS:
+        data = _from_ahead(key)
+        _EXPORTS[key] = data if data is not None else _export(spec, backend, model)
+    return _EXPORTS[key]
+
+
+def bench_target(spec: str, backend: str, model=None, threads: int = 1):  # noqa: ANN001
+    """``model`` (built from ``spec`` when None) on ``backend``: itself for torch, else a
+    runner of its export (:func:`exported_bytes`, made once per process)."""
+    if backend == "torch":
+        return model if model is not None else default_model(spec)
+    from sigstream.export.backends import BACKENDS
+    from sigstream.export.runtime import load_runner
+
+    if backend not in BACKENDS:
+        from sigstream.core.errors import ConfigError
+
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return load_runner(exported_bytes(spec, backend, model), threads=threads)

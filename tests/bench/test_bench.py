@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from _support.cli import sigstream
 
 from sigstream.bench.overhead import measure_bare_loop, measure_pipeline
@@ -73,7 +75,7 @@ def test_quick_bench_writes_json_markdown_and_plot(tmp_path: Path, monkeypatch) 
     assert [o["block"] for o in bw] == [1, 256]
     for o in bw:
         for k in ("pipeline", "step", "sosfilt_loop"):
-            assert o[k]["p50_us"] > 0 and o[k]["n"] == 1899  # 1999 intervals, 100 warm-up
+            assert o[k]["p50_us"] > 0 and o[k]["n"] == 899  # 999 intervals, 100 warm-up
         assert o["pipeline_vs_sosfilt_p50"] == o["pipeline"]["p50_us"] / o["sosfilt_loop"][
             "p50_us"]
     z = r["zmq"]
@@ -102,7 +104,7 @@ def test_every_builtin_model_benches_on_every_backend() -> None:
     rows = bench_latency(BenchConfig(quick=True, models=tuple(m for m in MODELS if m not in slow),
                                      chunks=(1, 16), budget=0.01), lines.append)
     keys = _check_latency_rows(rows, set(MODELS) - slow)
-    torch_rows = bench_latency(BenchConfig(quick=True, models=tuple(sorted(slow)),
+    torch_rows = bench_latency(BenchConfig(quick=False, models=tuple(sorted(slow)),
                                            backends=("torch",), chunks=(1, 16), budget=0.01),
                                lines.append)
     assert {(r["model"], r["chunk"]) for r in torch_rows} == {
@@ -128,15 +130,46 @@ def test_quick_skips_longer_chunks_once_a_call_is_slow(monkeypatch) -> None:  # 
     rows = bench_latency(cfg, lines.append)
     assert [r["chunk"] for r in rows] == [1, 16, 64]
     assert "p50_us" in rows[0] and all("p50_us" not in r for r in rows[1:])
-    assert all(r["skipped"].startswith("--quick stops after a chunk of 1 took") for r in rows[1:])
-    assert "skipped: --quick stops" in lines[1]
+    assert all(r["skipped"].startswith("--quick: a chunk of 1 took") for r in rows[1:])
+    assert "skipped: --quick: a chunk of 1 took" in lines[1]
     md = markdown({"machine": {"cpu": "x", "cores": 2, "python": "3", "torch": "2",
                                "threads": 1}, "quick": True, "latency": rows,
                    "speedups": speedups(rows), "streams": [], "pipeline_overhead": []})
-    assert "| identity | torch | 16 | skipped: --quick stops" in md
+    assert "| identity | torch | 16 | skipped: --quick: a chunk of 1 took" in md
     full = bench_latency(BenchConfig(quick=False, models=("identity",), backends=("torch",),
                                      chunks=(1, 16), budget=0.01), lines.append)
     assert all("p50_us" in r for r in full)
+
+
+def test_quick_skips_a_chunk_whose_call_would_be_slow(monkeypatch) -> None:  # noqa: ANN001
+    """--quick also skips a chunk whose call the last chunk's per-sample time says would take
+    over QUICK_MAX_CALL_S (a model at 0.2 ms a sample: 16 samples fit in 10 ms, 64 do not)."""
+    import time
+
+    import torch
+
+    import sigstream.bench.suite as suite
+    from sigstream.core.contract import StreamingModule
+
+    class Slow(StreamingModule):
+        in_channels = out_channels = 1
+        sample_rate, hop, latency = 1000.0, 1, 0
+
+        def init_state(self, batch: int) -> tuple:
+            return ()
+
+        def step(self, x: torch.Tensor, state: tuple) -> tuple:
+            time.sleep(2e-4 * x.shape[1])
+            return x, state
+
+    monkeypatch.setattr(suite, "QUICK_MAX_CALL_S", 0.01)
+    monkeypatch.setattr(suite, "default_model", lambda name: Slow())
+    cfg = BenchConfig(quick=True, models=("slow",), backends=("torch",), chunks=(1, 16, 64, 256),
+                      budget=0.01)
+    rows = bench_latency(cfg, lambda line: None)
+    assert [("p50_us" in r) for r in rows] == [True, True, False, False]
+    assert rows[2]["skipped"].startswith("--quick: a chunk of 64 would take about")
+    assert rows[3]["skipped"] == rows[2]["skipped"]
 
 
 def test_bench_plot_is_a_grid_of_labelled_panels_that_fits_a_screen(tmp_path: Path,
@@ -205,3 +238,34 @@ def test_models_option_keeps_a_models_options_together() -> None:
     assert split_models("extractor,forecaster:preset=fast,forecast_every=16,enhancer") == (
         "extractor", "forecaster:preset=fast,forecast_every=16", "enhancer")
     assert split_models("butterworth:order=4") == ("butterworth:order=4",)
+
+
+def test_exports_ahead_run_in_a_background_process_that_is_stopped(monkeypatch) -> None:  # noqa: ANN001
+    """exports_ahead exports in another process; exported_bytes waits for its file; the
+    runner made from it gives the model's output; the process is gone after the block; a
+    failed export raises with its reason; a job whose process died is exported here."""
+    import torch
+
+    import sigstream.bench.timing as timing
+    from sigstream.export.runtime import load_runner
+    from sigstream.models.registry import build_model
+
+    monkeypatch.setattr(timing, "_EXPORTS", {})
+    with timing.exports_ahead([("butterworth", "onnx"), ("nosuchmodel", "onnx")]):
+        (ahead,) = {proc for _, proc in timing._AHEAD.values()}
+        assert ahead.pid != os.getpid() and ahead.poll() is None
+        data = timing.exported_bytes("butterworth", "onnx")
+        with pytest.raises(RuntimeError, match="export of nosuchmodel to onnx failed"):
+            timing.exported_bytes("nosuchmodel", "onnx")
+    assert ahead.poll() is not None and not timing._AHEAD
+    x = np.random.default_rng(0).standard_normal((1, 64, 1)).astype(np.float32)
+    r = load_runner(data)
+    m = build_model("butterworth")
+    y, _ = r.step(x, r.init_state(1))
+    np.testing.assert_allclose(y, m(torch.from_numpy(x)).numpy(), atol=1e-5)
+    monkeypatch.setattr(timing, "_EXPORTS", {})
+    with timing.exports_ahead([("identity", "onnx")]):
+        (ahead,) = {proc for _, proc in timing._AHEAD.values()}
+        ahead.kill()
+        ahead.wait()
+        assert timing.exported_bytes("identity", "onnx")  # made here instead

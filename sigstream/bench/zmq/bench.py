@@ -367,11 +367,12 @@ def _export_extractor(folder: str, backend: str) -> tuple[str, str | None, str |
     if backend != "onnx":
         return "torch", None, None
     try:
-        from sigstream.export.backends import export_file
+        from sigstream.bench.timing import exported_bytes
         from sigstream.export.runtime import load_runner
 
         path = os.path.join(folder, "extractor.onnx")
-        export_file(default_model("extractor"), path, "onnx", name="extractor")
+        with open(path, "wb") as fh:
+            fh.write(exported_bytes("extractor", "onnx"))  # made once per process
         load_runner(path, threads=1)
         return "onnx", path, None
     except Exception as err:  # noqa: BLE001 - fall back to torch, reported
@@ -698,9 +699,10 @@ def serve_capacity(quick: bool = False, streams: int = 1000, chunk: int = 16,
     1000; quick: N only) a fresh Server process (ONNX-backed extractor, or torch if
     the export fails) is started; this process spreads the N streams over
     ``sockets`` DEALER sockets, and every ``chunk`` / 1000 s sends the due chunk of
-    every stream in one burst, for ``seconds`` (default 10, quick 3), then waits up
-    to ``drain_timeout`` s for the last replies. Every reply must carry the stream id
-    and sequence number expected next on its socket (else it counts as mismatched).
+    every stream in one burst, for ``seconds`` (default 10, quick 2), then waits up
+    to ``drain_timeout`` s (quick: at most 2 s) for the last replies. Every reply must
+    carry the stream id and sequence number expected next on its socket (else it counts as
+    mismatched).
 
     A level kept up when nothing was lost, rejected or mismatched, replies arrived on
     average within one chunk period of the chunk's due time, and the mean lag of the
@@ -708,7 +710,9 @@ def serve_capacity(quick: bool = False, streams: int = 1000, chunk: int = 16,
     ``client_limited`` flags a run in which this process itself sent late (p99 of
     send lag over one period): then the figures bound the machine, not the server.
     """
-    secs = float(seconds if seconds is not None else (3.0 if quick else 10.0))
+    secs = float(seconds if seconds is not None else (2.0 if quick else 10.0))
+    if quick:  # a level that fell behind is not drained for long
+        drain_timeout = min(drain_timeout, 2.0)
     if levels is None:
         levels = (streams,) if quick else tuple(sorted({max(1, streams // 4),
                                                         max(1, streams // 2), streams}))

@@ -17,8 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "batched vs one by one; pipeline overhead. Results as a "
                                    "Markdown table, JSON and a PNG plot.")
     b.add_argument("--quick", action="store_true",
-                   help="shorter measurements: about 2 minutes on 2 cores; a model's longer "
-                   "chunks are skipped once a call takes 0.5 s")
+                   help="shorter measurements: under a minute on 2 cores; a model's longer "
+                   "chunks are skipped once a call takes (or would take) 0.25 s, and the "
+                   "forecaster runs its fast preset")
     b.add_argument("--threads", type=positive_int, default=1,
                    help="threads per backend (default: 1)")
     b.add_argument("--models", help="comma-separated built-in models, each NAME or "
@@ -37,12 +38,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sigstream.bench.suite import BenchConfig, markdown, plot, run_suite
+    from sigstream.bench.suite import BenchConfig, default_models, markdown, plot, run_suite
     from sigstream.core.errors import ConfigError, InputError
     from sigstream.export.backends import BACKENDS
     from sigstream.models.registry import MODELS
 
-    models = split_models(args.models) if args.models else BenchConfig().models
+    models = split_models(args.models) if args.models else default_models(args.quick)
     for m in models:
         if m.partition(":")[0] not in MODELS:
             raise ConfigError(f"unknown model {m!r}; built-in models: {', '.join(MODELS)}")
