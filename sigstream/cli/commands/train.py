@@ -265,9 +265,6 @@ def _evaluate(args: argparse.Namespace, chosen: dict, configs_: dict) -> int:
 
     results: dict[str, Any] = {}
     for key, t in chosen.items():
-        what = ", ".join(args.checkpoint) if args.checkpoint else "the shipped weights"
-        if not args.quiet:  # feedback at once: loading data and models takes seconds
-            print(f"eval {key}: evaluating {what}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         with _quiet(args.quiet):
             ev = resolve(t.evaluate)(configs_[key], tuple(args.checkpoint), args.figures)
