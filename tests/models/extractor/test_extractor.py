@@ -129,8 +129,9 @@ def test_config_errors() -> None:
 def test_tiny_training_lowers_loss(tmp_path, preset: str, variant: str) -> None:
     cfg = build(ExtractorTrainConfig, preset=preset, variant=variant, epochs=4, hidden=8,
                 train_sequences=2, val_sequences=1, tbptt=250, lr=1e-2, progress=False)
-    if variant == "stateful":  # one sample per step is slow: short sequences suffice
-        cfg = with_options(cfg, tbptt=50, epochs=2, seconds=5.0)
+    if variant == "stateful":  # one sample per step is slow: short sequences suffice, and the
+        # band-pass front-end (trained in the multi case) is left out
+        cfg = with_options(cfg, tbptt=50, epochs=2, seconds=5.0, frontend="none")
     result = train(cfg, str(tmp_path))
     model = result.model
     losses = [h["train_loss"] for h in result.epochs]
