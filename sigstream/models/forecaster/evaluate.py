@@ -110,9 +110,10 @@ def evaluate(models: dict, n_windows: int = 1000, n_val: int = 500,
     orders = tuple(p for p in LP_ORDERS if p <= lookback - 2)
     rows = []
     conds = conditions()
-    from tqdm.auto import tqdm
+    from sigstream.core.progress import iterate
 
-    for i, (k, noisy) in enumerate(tqdm(conds, disable=not progress, unit="condition")):
+    shown = iterate(conds, "eval forecaster", "condition") if progress else conds
+    for i, (k, noisy) in enumerate(shown):
         test = condition_windows(k, noisy, n_windows, lookback, horizon, TEST_SEED, i)
         val = condition_windows(k, noisy, n_val, lookback, horizon, VAL_SEED, i)
         choice = select_order(val.lookback, val.target, orders)
@@ -270,7 +271,6 @@ def run(cfg: ForecasterEvalConfig, checkpoints: tuple[str, ...],
     """MSE per horizon step of every checkpoint (or both shipped presets) and the
     baselines, on the same windows (the synthetic conditions, or real series with
     ``--real``/``--series``/``--data``); figures into ``figures`` when given."""
-    import sys
 
     from sigstream.core.errors import ConfigError, InputError
     from sigstream.models.forecaster.model import PRESETS, HarmonicForecaster
@@ -301,7 +301,7 @@ def run(cfg: ForecasterEvalConfig, checkpoints: tuple[str, ...],
                         season=cfg.season, max_windows=cfg.max_windows, figures=figures,
                         split=cfg.split)
     result = evaluate(models, n_windows=cfg.windows, n_val=min(500, cfg.windows),
-                      progress=sys.stderr.isatty())
+                      progress=True)
     files: list[str] = []
     if figures:
         from sigstream.models.forecaster.plots import write_figures

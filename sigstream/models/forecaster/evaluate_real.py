@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -198,10 +197,11 @@ def evaluate(series: Sequence[Series], forecasters: dict[str, Forecast], lookbac
     """:func:`evaluate_series` on every series; ``targets`` per forecaster."""
     if not series:
         raise InputError("no series to evaluate")
-    from tqdm.auto import tqdm
+    from sigstream.core.progress import iterate
 
+    shown = iterate(series, "eval forecaster", "series") if progress else series
     rows = [evaluate_series(s, forecasters, lookback, horizon, max_windows, **kw)
-            for s in tqdm(series, disable=not progress, unit="series")]
+            for s in shown]
     methods = list(BASELINES) + list(forecasters)
     mean = {m: (float(np.mean([r["scores"][m]["mse"] for r in rows]))
                 if all(r["scores"][m]["mse"] is not None for r in rows) else None)
@@ -388,7 +388,7 @@ def run_real(models: dict, *, real: bool, series_dir: str | None, data: str | No
         name: (StreamForecast(m) if getattr(m.config, "memory", 0) else model_forecast(m))
         for name, m in models.items()}
     result = evaluate(series, fns, lookback, horizon, max_windows=max_windows,
-                      progress=sys.stderr.isatty())
+                      progress=True)
     result["models"] = {name: {"variant": m.config.variant, "analytic": m.config.analytic,
                                "memory": m.config.memory,
                                "parameters": sum(p.numel() for p in m.parameters())}

@@ -172,17 +172,26 @@ def streaming_check(streamer: TebStreamer, raw: torch.Tensor,
 
 
 def evaluate(streamer: TebStreamer, records: int = 64, baseline_records: int = 64,
-             minutes: float = 20.0) -> dict:
-    """Model vs persistence vs linear AR on ``records`` held-out records (seed 2)."""
+             minutes: float = 20.0, progress: bool = False) -> dict:
+    """Model vs persistence vs linear AR on ``records`` held-out records (seed 2); with
+    ``progress``, a line on stderr at each stage."""
+    from sigstream.core.progress import note
+
     cfg = streamer.model.config
+    start = time.perf_counter()
     test = make_data(streamer.frontend, records, TEST_SEED, minutes)
     train = make_data(streamer.frontend, baseline_records, TRAIN_SEED, minutes)
+    if progress:
+        note("eval teb", f"{records} held-out records of {minutes:g} min made; the model "
+             "forecasts them", start)
     n_steps = test.y_st.shape[1]
     y_test = test.y_raw.numpy().astype(np.float64)
     target, valid = _targets(y_test, n_steps, cfg.decimation, cfg.horizon, cfg.warmup)
     t0 = time.perf_counter()
     mu, var = model_forecasts(streamer, test)
     model_s = time.perf_counter() - t0
+    if progress:
+        note("eval teb", "model done; baselines and the streaming check", start)
     base = Baselines(train.y_raw.numpy().astype(np.float64), n_steps, cfg.decimation,
                      cfg.horizon, cfg.warmup)
     p_mu, p_var = base.predict_persistence(y_test)
@@ -332,7 +341,7 @@ def run(cfg: TebEvalConfig, checkpoints: tuple[str, ...], figures: str | None) -
         raise ConfigError("no TEB-VAE weights ship with this install; train them with "
                           "`sigstream train teb --out DIR` and pass --checkpoint DIR/teb.pt")
     streamer = load_teb(path)
-    result = evaluate(streamer, records=cfg.records, minutes=cfg.minutes)
+    result = evaluate(streamer, records=cfg.records, minutes=cfg.minutes, progress=True)
     result["checkpoint"] = path
     files = write_figures(streamer, figures, result=result, minutes=cfg.minutes) if figures \
         else []
