@@ -103,6 +103,35 @@ def test_run_zmq_source_to_npy(tmp_path: Path) -> None:
             proc.wait()
 
 
+def test_run_zmq_source_says_what_it_rejected(tmp_path: Path) -> None:
+    """A stream of 2 channels into a 1-channel model: every message is rejected; the run
+    says so and why on stderr, even with --quiet, and in --stats-json."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CMD, "run", "--model", "identity", "--source",
+         f"zmq:tcp://127.0.0.1:{port},mode=bind,pattern=pull", "--sink", "null",
+         "--block", "64", "--quiet", "--stats-json", str(tmp_path / "s.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        sink = ZmqSink(f"tcp://127.0.0.1:{port}", mode="connect", pattern="push", linger=30.0)
+        sink.open(1000.0, 2)
+        for _ in range(5):
+            sink.write(np.ones((100, 2), np.float32))
+        sink.close()
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+        assert "the source rejected 5 message(s) and dropped their samples: " \
+               "channels_mismatch x5 (the model takes 1 channel(s))" in err, err
+        import json
+
+        assert json.loads((tmp_path / "s.json").read_text())["source_rejected"] == {
+            "channels_mismatch": 5}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
 def test_run_zmq_source_with_curve(tmp_path: Path) -> None:
     """``run --source zmq:...,curve_secret=...,curve_clients=...``: a sink with a key the

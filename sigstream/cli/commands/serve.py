@@ -127,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
                                         streams_per_shard=args.streams_per_shard or 0,
                                         start_timeout=args.start_timeout))
             return shards[0]
+        import torch
+
+        torch.set_num_threads(args.threads)  # eager torch too (it took every core)
         return load_model(args.model, args.backend, threads=args.threads)
 
     server = Server(factory, bind=args.bind, config=config)

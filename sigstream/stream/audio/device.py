@@ -261,12 +261,17 @@ def find_device(sd: Any, spec: int | str | None, kind: str) -> dict:
     except ValueError as err:
         raise InputError(f"{err}; list the devices with `sigstream devices`") from None
     except sd.PortAudioError:
-        what = "no default" if spec is None else f"no {spec!r}"
-        raise InputError(
-            f"{what} audio {kind} device found (PortAudio sees {len(sd.query_devices())} "
-            "device(s)); connect one, or start a JACK server without a sound card "
-            "(jackd -d dummy -r 48000 -p 256), then check `sigstream devices`"
-        ) from None
+        devices = sd.query_devices()
+        if spec is None or not len(devices):
+            raise InputError(
+                f"no default audio {kind} device found (PortAudio sees {len(devices)} "
+                "device(s)); connect one, or start a JACK server without a sound card "
+                "(jackd -d dummy -r 48000 -p 256), then check `sigstream devices`"
+            ) from None
+        names = "; ".join(f"{i} {d['name']}" for i, d in enumerate(devices)
+                          if d[f"max_{kind}_channels"] > 0)
+        raise InputError(f"no audio {kind} device {spec!r}; {kind} devices: "
+                         f"{names or 'none'} (`sigstream devices` lists them all)") from None
     return dict(dev)
 
 

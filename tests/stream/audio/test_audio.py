@@ -348,6 +348,11 @@ def test_unknown_device_is_one_line(jack: str) -> None:
                    mic=True, speaker=False)
     assert "no-such-device-xyz" in str(err.value) and "\n" not in str(err.value)
     assert "sigstream devices" in str(err.value)
+    with pytest.raises(InputError) as err:  # an index that is not there: the ones that are
+        open_audio(AudioConfig(rate=jf.RATE, input_device=7), mic=True, speaker=False)
+    msg = str(err.value)
+    assert msg.startswith("no audio input device 7; input devices: 0 ") and "\n" not in msg
+    assert "jackd" not in msg  # a JACK server is running: starting one is no advice
     with pytest.raises(InputError, match="channel"):
         open_audio(AudioConfig(rate=jf.RATE, channels=9), mic=True, speaker=False)
 
