@@ -13,8 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 
 __all__ = ["summarise_us", "time_calls", "default_model", "rss_mb", "peak_rss_mb",
-           "peak_child_rss_mb",
-           "exported_bytes", "bench_target"]
+           "peak_child_rss_mb", "exported_bytes", "bench_target"]
 
 
 def rss_mb() -> float:
@@ -88,21 +87,15 @@ def default_model(name: str):
 
 
 _EXPORTS: dict[tuple[str, str], bytes] = {}
-_AHEAD: dict[tuple[str, str], tuple[str, subprocess.Popen]] = {}  # (spec, backend) -> (the
-# file base name a background export writes, the process writing it)
+# (spec, backend) -> (the file base name a background export writes, the process writing it)
+_AHEAD: dict[tuple[str, str], tuple[str, subprocess.Popen]] = {}
 
 
 def _export(spec: str, backend: str, model=None) -> bytes:  # noqa: ANN001
-    import tempfile
+    from sigstream.export.backends import export_bytes
 
-    from sigstream.export.backends import export_file
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.onnx" if backend == "onnx" else "model.ts")
-        export_file(model if model is not None else default_model(spec), path, backend,
-                    name=spec.partition(":")[0])
-        with open(path, "rb") as fh:
-            return fh.read()
+    return export_bytes(model if model is not None else default_model(spec), backend,
+                        name=spec.partition(":")[0])
 
 
 def _export_worker(folder: str, jobs: list[list[str]]) -> None:
@@ -165,13 +158,14 @@ def _from_ahead(key: tuple[str, str]) -> bytes | None:
         return None
     base, proc = ahead
     while True:
+        ended = proc.poll() is not None  # before looking: a file written before exit is seen
         if os.path.exists(base + ".bin"):
             with open(base + ".bin", "rb") as fh:
                 return fh.read()
         if os.path.exists(base + ".err"):
             with open(base + ".err") as fh:
                 raise RuntimeError(f"export of {key[0]} to {key[1]} failed: {fh.read()}")
-        if proc.poll() is not None and not os.path.exists(base + ".bin"):
+        if ended:
             return None
         time.sleep(0.01)
 
@@ -193,11 +187,6 @@ def bench_target(spec: str, backend: str, model=None, threads: int = 1):  # noqa
     runner of its export (:func:`exported_bytes`, made once per process)."""
     if backend == "torch":
         return model if model is not None else default_model(spec)
-    from sigstream.export.backends import BACKENDS
     from sigstream.export.runtime import load_runner
 
-    if backend not in BACKENDS:
-        from sigstream.core.errors import ConfigError
-
-        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     return load_runner(exported_bytes(spec, backend, model), threads=threads)

@@ -145,7 +145,7 @@ class Store(argparse.Action):
 class Renamed(argparse.Action):
     """A former spelling of an option (hidden from help): stores like the option under
     its new name ``new``, which it records as the spelling used (so errors name the new
-    one), and warns once on stderr that the name changed."""
+    one), and says on stderr that the name changed."""
 
     def __init__(self, option_strings: list[str], dest: str, new: str, **kw: Any) -> None:
         self.new = new
@@ -161,11 +161,12 @@ class Renamed(argparse.Action):
         _record(namespace, self.dest, self.new)
 
 
-def renamed_argument(parser: argparse.ArgumentParser | Any, old: str, action: argparse.Action
-                     ) -> None:
-    """Accept ``old`` (hidden, with a warning) for the hand-written argument ``action``."""
-    parser.add_argument(old, action=Renamed, new=action.option_strings[0], dest=action.dest,
-                        type=action.type, metavar=action.metavar, default=argparse.SUPPRESS,
+def renamed_argument(parser: argparse.ArgumentParser | Any, old: str | tuple[str, ...],
+                     action: argparse.Action) -> None:
+    """Accept ``old`` spellings (hidden, with a warning) for the argument ``action``."""
+    parser.add_argument(*((old,) if isinstance(old, str) else old), action=Renamed,
+                        new=action.option_strings[0], dest=action.dest, type=action.type,
+                        metavar=action.metavar, default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
 
 
@@ -416,18 +417,17 @@ def add_config_options(parser: argparse.ArgumentParser | Any,
     for o in options:
         common = {"dest": o.dest, "default": argparse.SUPPRESS, "help": _help(o)}
         if o.kind == "flag":
-            parser.add_argument(*o.strings, action=Flag, negative=o.negative, **common)
+            action = parser.add_argument(*o.strings, action=Flag, negative=o.negative, **common)
         elif o.kind == "no":  # a spelling that sets a flag False, for some families only
-            parser.add_argument(*o.strings, action=Store, nargs=0, const=False, **common)
+            action = parser.add_argument(*o.strings, action=Store, nargs=0, const=False,
+                                         **common)
         else:
-            parser.add_argument(*o.strings, action=Store, type=o.type, metavar=o.metavar,
-                                **common)
+            action = parser.add_argument(*o.strings, action=Store, type=o.type,
+                                         metavar=o.metavar, **common)
         if o.renamed:
             if o.kind != "value":
                 raise TypeError(f"renamed spellings {o.renamed} of a flag are not supported")
-            parser.add_argument(*o.renamed, action=Renamed, new=o.strings[0], type=o.type,
-                                metavar=o.metavar, dest=o.dest, default=argparse.SUPPRESS,
-                                help=argparse.SUPPRESS)
+            renamed_argument(parser, o.renamed, action)
 
 
 def given_options(namespace: argparse.Namespace, options: list[ConfigOption],

@@ -43,11 +43,16 @@ def on_backend(model: Any, backend: str, *, name: str, threads: int = 1) -> Any:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     from sigstream.export.runtime import load_runner
 
+    return load_runner(export_bytes(model, backend, name=name), threads=threads)
+
+
+def export_bytes(model: Any, fmt: str, *, name: str) -> bytes:
+    """``model``'s export as ``fmt`` (onnx | torchscript), as the bytes of its file."""
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.onnx" if backend == "onnx" else "model.ts")
-        export_file(model, path, backend, name=name)
+        path = os.path.join(folder, "model.onnx" if fmt == "onnx" else "model.ts")
+        export_file(model, path, fmt, name=name)
         with open(path, "rb") as fh:
-            return load_runner(fh.read(), threads=threads)
+            return fh.read()
 
 
 EXPORTED = {".onnx": "onnx", ".ts": "torchscript"}  # an exported file's suffix -> its runtime

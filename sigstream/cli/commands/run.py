@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     # eager torch as well: with torch's default (every core) the forecaster ran 9x slower
-    # on 2 cores than with one thread
+    # on 2 cores than with one thread; live, the worker runs at real-time priority and
+    # torch's helper threads (normal priority) would make it wait (100% xruns with 2)
     torch.set_num_threads(args.threads)
     model = load_model(args.model, args.backend, threads=args.threads)
     stage = ModelStage(model)
@@ -288,7 +289,6 @@ def _recording(folder: str, source, sink):
 def run_live(args: argparse.Namespace, stage) -> int:
     """``run`` with ``mic`` and/or ``speaker``: one PortAudio stream (duplex for both), the
     model in the pipeline's (worker) thread, resampled when the device runs at another rate."""
-    import torch
 
     from sigstream.cli.specs import audio_target, make_sink, make_source
     from sigstream.core.errors import ConfigError
@@ -296,9 +296,6 @@ def run_live(args: argparse.Namespace, stage) -> int:
     from sigstream.stream.audio.endpoints import open_audio, rate_adapted, warm_up
     from sigstream.stream.pipeline import Pipeline, PipelineConfig
 
-    # One intra-op thread: the worker runs at real-time priority, and torch's helper threads
-    # (normal priority) would make it wait on a busy machine (measured: 100% xruns with 2).
-    torch.set_num_threads(args.threads)
     is_mic, in_dev = audio_target(args.source, "source")
     is_spk, out_dev = audio_target(args.sink, "sink")
     _check_channel_choice(args.pick, args.mix)

@@ -264,15 +264,20 @@ def state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, fl
     return a_mat, b_vec, u_s, float(u_x)
 
 
+def _powers(a_mat: np.ndarray, b_vec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(A^0 .. A^K, A^0 B .. A^K B)``: (K + 1, N, N) and (K + 1, N)."""
+    pows = [np.eye(a_mat.shape[0])]
+    for _ in range(k):
+        pows.append(a_mat @ pows[-1])
+    pow_k = np.stack(pows)
+    return pow_k, pow_k @ b_vec
+
+
 def _native_tables(sos: np.ndarray, k: int, max_blocks: int) -> dict[str, np.ndarray]:
     """float64 tables of the blockwise state-space filter (names of the registered buffers)."""
     a_mat, b_vec, c_vec, d = state_space(sos)
     n = a_mat.shape[0]
-    pows = [np.eye(n)]  # A^0 .. A^K
-    for _ in range(k):
-        pows.append(a_mat @ pows[-1])
-    pow_k = np.stack(pows)  # (K + 1, N, N)
-    ab = pow_k @ b_vec  # (K + 1, N): A^j B
+    pow_k, ab = _powers(a_mat, b_vec, k)  # A^r, A^j B
     impulse = np.concatenate([[d], ab[:k - 1] @ c_vec])  # h[0] = D, h[j] = C A^(j - 1) B
     lag = np.arange(k)[:, None] - np.arange(k)[None, :]
     toeplitz = np.where(lag >= 0, impulse[np.clip(lag, 0, None)], 0.0)  # (K, K)
@@ -290,7 +295,6 @@ def _native_tables(sos: np.ndarray, k: int, max_blocks: int) -> dict[str, np.nda
     }
 
 
-
 def _bank_tables(soses: list[np.ndarray], k: int) -> dict[str, np.ndarray]:
     """float64 tables of O SOS cascades fed by one input, as one block-diagonal state-space
     system of N = sum 2 S_o states and O outputs, for chunks of up to K samples (names of
@@ -305,11 +309,7 @@ def _bank_tables(soses: list[np.ndarray], k: int) -> dict[str, np.ndarray]:
         a_mat[at:at + m, at:at + m], b_vec[at:at + m], c_mat[j, at:at + m] = a, b, c
         d_vec[j] = d
         at += m
-    pows = [np.eye(n)]  # A^0 .. A^K
-    for _ in range(k):
-        pows.append(a_mat @ pows[-1])
-    pow_k = np.stack(pows)  # (K + 1, N, N)
-    ab = pow_k @ b_vec  # (K + 1, N): A^j B
+    pow_k, ab = _powers(a_mat, b_vec, k)  # A^r, A^j B
     impulse = np.concatenate([d_vec[:, None], (ab[:k - 1] @ c_mat.T).T], axis=1)  # (O, K)
     lag = np.arange(k)[:, None] - np.arange(k)[None, :]  # t - i
     toeplitz = np.where(lag >= 0, impulse[:, np.clip(lag, 0, None)], 0.0)  # (O, K t, K i)

@@ -52,11 +52,7 @@ from torch import Tensor, nn
 
 from sigstream.core.contract import StreamingModule
 from sigstream.core.errors import ConfigError
-from sigstream.models.baselines.butterworth import (
-    Butterworth,
-    ButterworthConfig,
-    SosBank,
-)
+from sigstream.models.baselines.butterworth import ButterworthConfig, SosBank
 from sigstream.models.extractor.data import FREQS
 
 VARIANTS = ("stateful", "sequence", "multi")
@@ -126,21 +122,18 @@ class FrequencyExtractor(StreamingModule):
         self.n_freqs = k = len(cfg.freqs)
         self.conditional = cfg.variant != "multi"
         self.rows = k if self.conditional else 1
-        self.bank = nn.ModuleList()
+        self.bands = 0  # band-pass filters of the front-end, run as one state-space system
         if cfg.frontend == "bandpass":
-            for f in cfg.freqs:
-                for bw in FRONT_BANDWIDTHS:
-                    self.bank.append(Butterworth(ButterworthConfig(
-                        kind="bandpass", order=2, low=max(f - bw / 2, 0.05), high=f + bw / 2,
-                        sample_rate=cfg.sample_rate)))
-        if len(self.bank):  # the filters run as one state-space system (eager and exported)
-            self.sosbank = SosBank([band.sos for band in self.bank])
+            self.sosbank = SosBank([ButterworthConfig(
+                kind="bandpass", order=2, low=max(f - bw / 2, 0.05), high=f + bw / 2,
+                sample_rate=cfg.sample_rate).sos() for f in cfg.freqs for bw in FRONT_BANDWIDTHS])
+            self.bands = self.sosbank.outputs
             self.max_chunk = self.sosbank.max_chunk  # an exported graph's longest chunk
         self.clock = cfg.frontend == "oscillator"
         if self.clock:  # angular step per sample of each reference oscillator
             self.omega = nn.Parameter(torch.tensor(
                 [2 * math.pi * f / cfg.sample_rate for f in cfg.freqs], dtype=torch.float32))
-        n_in = 1 + len(self.bank) + 2 * k * self.clock + (k if self.conditional else 0)
+        n_in = 1 + self.bands + 2 * k * self.clock + (k if self.conditional else 0)
         self.lstm = nn.LSTM(n_in, cfg.hidden, cfg.layers, batch_first=True,
                             dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         # with the oscillator front-end the head also reads the references directly
@@ -162,9 +155,10 @@ class FrequencyExtractor(StreamingModule):
                         dtype=w.dtype, device=w.device)
         if self.clock:
             return ClockExtractorState(z, z.clone(), z.new_zeros(batch, 1))
-        if not len(self.bank):
+        if not self.bands:
             return ExtractorState(z, z.clone())
-        zi = torch.stack([band.init_state(batch).zi for band in self.bank], dim=1)
+        zi = torch.zeros(batch, self.bands, self.sosbank.sections, 2, 1, dtype=torch.float64,
+                         device=w.device)
         return FrontendExtractorState(z, z.clone(), zi)
 
     def _frontend(self, x: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -219,7 +213,7 @@ class FrequencyExtractor(StreamingModule):
         if not torch.jit.is_tracing() and t == 0:
             return x.new_zeros(b, 0, self.n_freqs), state
         bands, zi, n = None, None, None
-        if len(self.bank):
+        if self.bands:
             bands, zi = self._frontend(x, state.zi)
         elif self.clock:
             bands, n = self._oscillators(x, state.n)
